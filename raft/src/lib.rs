@@ -1,0 +1,1 @@
+//! raftmq-raft: replication of the commitlog with openraft.

@@ -1,0 +1,1 @@
+//! raftmq: a RocketMQ-compatible broker whose commitlog is a Raft log.

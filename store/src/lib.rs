@@ -1,0 +1,1 @@
+//! raftmq-store: every byte raftmq keeps on disk.
