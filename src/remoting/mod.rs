@@ -7,15 +7,24 @@
 //! - [`command`]: [`RemotingCommand`], ext-field getters, the [`CommandHeader`] trait.
 //! - [`codec`]: frame encode/decode (two-phase), JSON and ROCKETMQ binary headers.
 //! - [`json`]: the fastjson dialect of bodies.
+//! - [`connection`]: one full-duplex connection, [`Processor`], [`ConnContext`].
+//! - [`server`]: [`RemotingServer`] (accept loop, limits, shutdown).
+//! - [`client`]: [`RemotingClient`] (one lazily reconnecting connection).
 //! - [`error`]: error types.
 
+pub mod client;
 pub mod code;
 pub mod codec;
 pub mod command;
+pub mod connection;
 pub mod error;
 pub mod json;
+pub mod server;
 
+pub use client::{ClientConfig, RemotingClient};
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use codec::{FrameCodec, DEFAULT_MAX_FRAME};
 pub use command::{CommandHeader, ExtFields, RemotingCommand, SerializeType};
+pub use connection::{BoxFuture, ConnContext, NotSupportedProcessor, ProcessResult, Processor};
 pub use error::{CodecError, HeaderError, ProcessError, RemotingError};
+pub use server::{RemotingServer, ServerConfig, ServerHandle};
