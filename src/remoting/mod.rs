@@ -6,7 +6,7 @@
 //! - [`code`]: request/response/language codes, stable numbers in one place.
 //! - [`command`]: [`RemotingCommand`], ext-field getters, the [`CommandHeader`] trait.
 //! - [`codec`]: frame encode/decode (two-phase), JSON and ROCKETMQ binary headers.
-//! - [`json`]: the fastjson dialect of bodies.
+//! - [`json`]: the fastjson dialect of bodies (lenient reader, quoted-key/object-key writers).
 //! - [`connection`]: one full-duplex connection, [`Processor`], [`ConnContext`].
 //! - [`server`]: [`RemotingServer`] (accept loop, limits, shutdown).
 //! - [`client`]: [`RemotingClient`] (one lazily reconnecting connection).
