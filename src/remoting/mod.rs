@@ -5,6 +5,7 @@
 //! nameserver plug in through [`Processor`]. Layout:
 //! - [`code`]: request/response/language codes, stable numbers in one place.
 //! - [`command`]: [`RemotingCommand`], ext-field getters, the [`CommandHeader`] trait.
+//! - [`header`]: typed custom headers of every request served.
 //! - [`codec`]: frame encode/decode (two-phase), JSON and ROCKETMQ binary headers.
 //! - [`json`]: the fastjson dialect of bodies (lenient reader, quoted-key/object-key writers).
 //! - [`connection`]: one full-duplex connection, [`Processor`], [`ConnContext`].
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod command;
 pub mod connection;
 pub mod error;
+pub mod header;
 pub mod json;
 pub mod server;
 
