@@ -23,6 +23,9 @@ pub mod header;
 pub mod json;
 pub mod server;
 
+#[cfg(test)]
+mod proptests;
+
 pub use client::{ClientConfig, RemotingClient};
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use codec::{FrameCodec, DEFAULT_MAX_FRAME};
