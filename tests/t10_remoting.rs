@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use raftmq::remoting::{
     BoxFuture, ClientConfig, ConnContext, FrameCodec, ProcessError, ProcessResult, Processor,
-    RemotingClient, RemotingCommand, RemotingError, RemotingServer, RequestCode, ResponseCode,
-    SerializeType, ServerConfig, ServerHandle,
+    ProcessorTable, RemotingClient, RemotingCommand, RemotingError, RemotingServer, RequestCode,
+    ResponseCode, SerializeType, ServerConfig, ServerHandle,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -569,4 +569,128 @@ async fn truncated_binary_header_closes_the_connection() {
         &[0, 0, 0, 9, 1, 0, 0, 5, 0, 105, 0, 1, 0x99],
     )
     .await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Golden bytes and the processor table
+// ------------------------------------------------------------------------------------------
+
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// The protocol.md §1.1 and §1.4 worked examples, written out by hand and sent raw: the
+/// server decodes both and answers each in the encoding it was asked in.
+#[tokio::test]
+async fn hand_written_fact_sheet_frames_are_served_in_their_own_encoding() {
+    let (_p, server) = start(ServerConfig::default()).await;
+    let mut json = hex("00000087 00000083");
+    json.extend_from_slice(br#"{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":409}"#);
+    let mut binary = hex("0000002D 01000029 0069 00 0199 00000007 00000000 00000000 00000014 0005");
+    binary.extend_from_slice(b"topic");
+    binary.extend_from_slice(&hex("00000009"));
+    binary.extend_from_slice(b"TopicTest");
+
+    let mut raw = Raw::connect(&server).await;
+    raw.stream.write_all(&json).await.unwrap();
+    raw.stream.write_all(&binary).await.unwrap();
+    for expected_type in [0u8, 1u8] {
+        // Read the raw response bytes to check the serialize-type byte on the wire.
+        let mut head = [0u8; 8];
+        tokio::time::timeout(T, raw.stream.read_exact(&mut head))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(head[4], expected_type);
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let mut rest = vec![0u8; len - 4];
+        tokio::time::timeout(T, raw.stream.read_exact(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut frame = BytesMut::from(&head[..]);
+        frame.extend_from_slice(&rest);
+        let resp = FrameCodec::default().decode(&mut frame).unwrap().unwrap();
+        assert_eq!((resp.opaque, resp.code, resp.flag), (7, 0, 1));
+        assert_eq!(resp.ext_str("topic"), Ok("TopicTest"));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn processor_table_routes_by_code_and_rejects_unknown_codes() {
+    let a = Arc::new(TestProcessor::default());
+    let b = Arc::new(TestProcessor::default());
+    let table = ProcessorTable::new()
+        .register([ECHO], a.clone())
+        .register([FAIL, RECORD], b.clone())
+        .register([RequestCode::HeartBeat], b.clone());
+    assert!(table.handles(34) && !table.handles(GATED));
+    let server = RemotingServer::bind("127.0.0.1:0", Arc::new(table), ServerConfig::default())
+        .await
+        .unwrap();
+    let c = client(&server);
+    assert_eq!(
+        c.invoke(req(ECHO, 0, SerializeType::Json), T)
+            .await
+            .unwrap()
+            .code,
+        0
+    );
+    assert_eq!(
+        c.invoke(RemotingCommand::request(FAIL), T)
+            .await
+            .unwrap()
+            .code,
+        1
+    );
+    let resp = c.invoke(RemotingCommand::request(GATED), T).await.unwrap();
+    assert_eq!(resp.code, ResponseCode::RequestCodeNotSupported.code());
+    assert_eq!(
+        resp.remark.as_deref(),
+        Some(" request type 1001 not supported")
+    );
+    c.close_connection().await;
+    for p in [&a, &b] {
+        tokio::time::timeout(T, async {
+            while p.disconnected.load(Ordering::SeqCst) < 1 {
+                p.disconnect_seen.notified().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            p.connected.load(Ordering::SeqCst),
+            1,
+            "each processor told once"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn try_invoke_oneway_reaches_the_peer_without_waiting() {
+    let (p, server) = start(ServerConfig::default()).await;
+    let c = client(&server);
+    let conn = c.connection().await.unwrap();
+    conn.try_invoke_oneway(RemotingCommand::request(RECORD))
+        .unwrap();
+    tokio::time::timeout(T, async {
+        while p.oneways.load(Ordering::SeqCst) < 1 {
+            p.oneway_seen.notified().await;
+        }
+    })
+    .await
+    .unwrap();
+    conn.close();
+    tokio::time::timeout(T, conn.closed()).await.unwrap();
+    assert!(matches!(
+        conn.try_invoke_oneway(RemotingCommand::request(RECORD)),
+        Err(RemotingError::ConnectionClosed { .. })
+    ));
+    server.shutdown().await;
 }

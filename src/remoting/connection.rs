@@ -89,6 +89,86 @@ impl Processor for NotSupportedProcessor {
     }
 }
 
+/// The processor table: routes each request code to the processor registered for it, and
+/// answers codes nobody registered with REQUEST_CODE_NOT_SUPPORTED (remark
+/// `" request type <code> not supported"`, as Java). Connection open/close events go to every
+/// distinct registered processor once.
+#[derive(Default, Clone)]
+pub struct ProcessorTable {
+    table: HashMap<i32, Arc<dyn Processor>>,
+    /// Distinct processors in registration order, for connection events.
+    distinct: Vec<Arc<dyn Processor>>,
+}
+
+impl fmt::Debug for ProcessorTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut codes: Vec<_> = self.table.keys().copied().collect();
+        codes.sort_unstable();
+        f.debug_struct("ProcessorTable")
+            .field("codes", &codes)
+            .finish()
+    }
+}
+
+impl ProcessorTable {
+    /// An empty table (every code unsupported).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `codes` to `processor`; a code registered twice goes to the later processor.
+    pub fn register<C: Into<i32>>(
+        mut self,
+        codes: impl IntoIterator<Item = C>,
+        processor: Arc<dyn Processor>,
+    ) -> Self {
+        if !self.distinct.iter().any(|p| Arc::ptr_eq(p, &processor)) {
+            self.distinct.push(processor.clone());
+        }
+        for code in codes {
+            self.table.insert(code.into(), processor.clone());
+        }
+        self
+    }
+
+    /// Whether a code has a processor.
+    pub fn handles(&self, code: i32) -> bool {
+        self.table.contains_key(&code)
+    }
+}
+
+impl Processor for ProcessorTable {
+    fn process<'a>(
+        &'a self,
+        ctx: &'a ConnContext,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, ProcessResult> {
+        match self.table.get(&req.code) {
+            Some(p) => p.process(ctx, req),
+            None => {
+                debug!(
+                    conn = ctx.id(),
+                    code = req.code,
+                    "request code not supported"
+                );
+                Box::pin(async move { Ok(Some(RemotingCommand::not_supported(&req))) })
+            }
+        }
+    }
+
+    fn on_connected(&self, ctx: &ConnContext) {
+        for p in &self.distinct {
+            p.on_connected(ctx);
+        }
+    }
+
+    fn on_disconnected(&self, ctx: &ConnContext) {
+        for p in &self.distinct {
+            p.on_disconnected(ctx);
+        }
+    }
+}
+
 /// Per-connection limits, shared by server and client configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnOptions {
@@ -292,6 +372,28 @@ impl ConnContext {
         cmd.opaque = self.next_opaque();
         cmd.flag = (cmd.flag & !FLAG_RESPONSE) | FLAG_ONEWAY;
         self.send(&cmd).await
+    }
+
+    /// Like [`invoke_oneway`](Self::invoke_oneway) but never waits: fails at once if the
+    /// connection's write queue is full (a client that stopped reading). For notifications
+    /// fanned out to many clients, where one slow client must not stall the rest.
+    pub fn try_invoke_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        cmd.opaque = self.next_opaque();
+        cmd.flag = (cmd.flag & !FLAG_RESPONSE) | FLAG_ONEWAY;
+        let bytes = self
+            .shared
+            .codec
+            .encode_to_bytes(&cmd)
+            .map_err(RemotingError::Encode)?;
+        self.shared.tx.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RemotingError::Backpressure {
+                peer: self.shared.peer,
+            },
+            mpsc::error::TrySendError::Closed(_) => self.closed_error(),
+        })
     }
 
     /// Marks the connection closed and fails every pending invoke.

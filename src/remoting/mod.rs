@@ -30,6 +30,8 @@ pub use client::{ClientConfig, RemotingClient};
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use codec::{FrameCodec, DEFAULT_MAX_FRAME};
 pub use command::{CommandHeader, ExtFields, RemotingCommand, SerializeType};
-pub use connection::{BoxFuture, ConnContext, NotSupportedProcessor, ProcessResult, Processor};
+pub use connection::{
+    BoxFuture, ConnContext, NotSupportedProcessor, ProcessResult, Processor, ProcessorTable,
+};
 pub use error::{CodecError, HeaderError, ProcessError, RemotingError};
 pub use server::{RemotingServer, ServerConfig, ServerHandle};
