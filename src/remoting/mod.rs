@@ -7,12 +7,14 @@
 //! - [`command`]: [`RemotingCommand`], ext-field getters, the [`CommandHeader`] trait.
 //! - [`header`]: typed custom headers of every request served.
 //! - [`codec`]: frame encode/decode (two-phase), JSON and ROCKETMQ binary headers.
+//! - [`body`]: client ⇄ broker JSON bodies (heartbeat, locks, offset tables, ...).
 //! - [`json`]: the fastjson dialect of bodies (lenient reader, quoted-key/object-key writers).
 //! - [`connection`]: one full-duplex connection, [`Processor`], [`ConnContext`].
 //! - [`server`]: [`RemotingServer`] (accept loop, limits, shutdown).
 //! - [`client`]: [`RemotingClient`] (one lazily reconnecting connection).
 //! - [`error`]: error types.
 
+pub mod body;
 pub mod client;
 pub mod code;
 pub mod codec;
