@@ -13,6 +13,46 @@
 //! - [`server`]: [`RemotingServer`] (accept loop, limits, shutdown).
 //! - [`client`]: [`RemotingClient`] (one lazily reconnecting connection).
 //! - [`error`]: error types.
+//!
+//! Serving a request code and calling it:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use raftmq::remoting::header::namesrv::GetRouteInfoRequestHeader;
+//! use raftmq::remoting::*;
+//!
+//! struct Routes;
+//!
+//! impl Processor for Routes {
+//!     fn process<'a>(&'a self, _ctx: &'a ConnContext, req: RemotingCommand)
+//!         -> BoxFuture<'a, ProcessResult>
+//!     {
+//!         Box::pin(async move {
+//!             // A missing `topic` becomes SYSTEM_ERROR "the custom field <topic> is null".
+//!             let h: GetRouteInfoRequestHeader = req.decode_header()?;
+//!             Ok(Some(RemotingCommand::error_to(&req, ResponseCode::TopicNotExist,
+//!                 format!("No topic route info in name server for the topic: {}", h.topic))))
+//!         })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), RemotingError> {
+//! let table = ProcessorTable::new().register([RequestCode::GetRouteinfoByTopic], Arc::new(Routes));
+//! let server = RemotingServer::bind("127.0.0.1:0", Arc::new(table), ServerConfig::default()).await?;
+//! let client = RemotingClient::new(server.local_addr().to_string(), ClientConfig::default());
+//! let resp = client
+//!     .invoke(
+//!         RemotingCommand::request(RequestCode::GetRouteinfoByTopic).with_ext("topic", "T"),
+//!         Duration::from_secs(3),
+//!     )
+//!     .await?;
+//! assert_eq!(resp.response_code(), Some(ResponseCode::TopicNotExist));
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod body;
 pub mod client;
