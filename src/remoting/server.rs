@@ -1,7 +1,7 @@
 //! The remoting TCP server: accept loop, connection limit, graceful shutdown.
 //!
-//! Each accepted socket runs [`run_connection`] in its own task with the shared
-//! [`Processor`]. Shutdown follows the broadcast + completion idiom: a `watch` signal tells
+//! Each accepted socket runs the connection driver of `connection` in its own task, with
+//! the shared [`Processor`]. Shutdown follows the broadcast + completion idiom: a `watch` signal tells
 //! the accept loop and every connection to stop, and each connection task holds a clone of a
 //! completion sender, so [`ServerHandle::shutdown`] returns once the last one has finished.
 
