@@ -694,3 +694,25 @@ async fn try_invoke_oneway_reaches_the_peer_without_waiting() {
     ));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_get_system_busy() {
+    let config = ServerConfig {
+        max_inflight_per_connection: 1,
+        ..ServerConfig::default()
+    };
+    let (p, server) = start(config).await;
+    let mut raw = Raw::connect(&server).await;
+    raw.send(&req(GATED, 1, SerializeType::Json)).await;
+    raw.send(&req(ECHO, 2, SerializeType::RocketMq)).await;
+    let busy = raw.recv().await.unwrap();
+    assert_eq!(busy.opaque, 2);
+    assert_eq!(busy.code, ResponseCode::SystemBusy.code());
+    assert_eq!(busy.serialize_type, SerializeType::RocketMq);
+    assert!(busy.remark.unwrap().starts_with("[OVERLOAD]"));
+    p.gate.add_permits(1);
+    assert_eq!(raw.recv().await.unwrap().opaque, 1);
+    // The slot is free again.
+    assert_healthy(&mut raw, 3).await;
+    server.shutdown().await;
+}

@@ -27,7 +27,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Close the connection after this long without traffic; `None` (default) keeps it open.
     pub idle_timeout: Option<Duration>,
-    /// Server-initiated requests processed at once. Default 64.
+    /// Server-initiated requests processed at once; more get SYSTEM_BUSY. Default 64.
     pub max_inflight: usize,
 }
 

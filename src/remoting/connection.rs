@@ -175,7 +175,7 @@ pub(crate) struct ConnOptions {
     pub codec: FrameCodec,
     /// Close after this long with neither a frame read nor a frame written.
     pub idle_timeout: Option<Duration>,
-    /// Requests processed concurrently per connection; beyond it reading pauses (backpressure).
+    /// Requests processed concurrently per connection; beyond it requests get SYSTEM_BUSY.
     pub max_inflight: usize,
     /// Frames queued for the writer before senders wait.
     pub write_queue: usize,
@@ -536,15 +536,37 @@ async fn read_loop(
                         ctx.complete(cmd);
                         continue;
                     }
-                    let permit = tokio::select! {
-                        p = inflight.clone().acquire_owned() => match p {
-                            Ok(p) => p,
-                            Err(_) => return EndReason::Error,
-                        },
-                        _ = shutdown_signal(shutdown) => return EndReason::Shutdown,
-                        _ = shutdown_signal(&mut closed_rx) => return EndReason::Closed,
-                    };
-                    tasks.spawn(handle_request(processor.clone(), ctx.clone(), cmd, permit));
+                    match inflight.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            tasks.spawn(handle_request(
+                                processor.clone(),
+                                ctx.clone(),
+                                cmd,
+                                permit,
+                            ));
+                        }
+                        // Too many requests in flight: reject like Java's full thread pool
+                        // instead of pausing the reader, so responses to our own requests
+                        // keep flowing (a pause could deadlock handlers awaiting the peer).
+                        Err(_) => {
+                            debug!(
+                                conn,
+                                code = cmd.code,
+                                "too many requests in flight, SYSTEM_BUSY"
+                            );
+                            if !cmd.is_oneway() {
+                                let busy = RemotingCommand::error_to(
+                                    &cmd,
+                                    ResponseCode::SystemBusy,
+                                    "[OVERLOAD]system busy, start flow control for a while",
+                                );
+                                let ctx = ctx.clone();
+                                tasks.spawn(async move {
+                                    let _ = ctx.send(&busy).await;
+                                });
+                            }
+                        }
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -608,7 +630,7 @@ async fn handle_request(
     processor: Arc<dyn Processor>,
     ctx: ConnContext,
     req: RemotingCommand,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     let opaque = req.opaque;
     let oneway = req.is_oneway();
@@ -634,6 +656,9 @@ async fn handle_request(
             )
         }
     };
+    // Processing is over: free the slot before the response can reach the peer, so a peer
+    // that saw the answer never hits a stale in-flight limit.
+    drop(permit);
     if oneway {
         return;
     }

@@ -29,7 +29,8 @@ pub struct ServerConfig {
     /// Close a connection with no frame read or written for this long. Default 120 s
     /// (`serverChannelMaxIdleTimeSeconds`); clients heartbeat every 30 s.
     pub idle_timeout: Option<Duration>,
-    /// Requests processed concurrently per connection before reading pauses. Default 1024.
+    /// Requests processed concurrently per connection; further requests are answered
+    /// SYSTEM_BUSY (`[OVERLOAD]...`, which clients treat as retryable). Default 1024.
     pub max_inflight_per_connection: usize,
     /// On shutdown, how long in-flight requests may still be answered. Default 3 s.
     pub shutdown_grace: Duration,
