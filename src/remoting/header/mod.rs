@@ -95,6 +95,7 @@ macro_rules! int_ext_value {
 
 int_ext_value!(i32, "an int");
 int_ext_value!(i64, "a long");
+int_ext_value!(u64, "an unsigned long");
 
 /// Reads one field; with a default, an absent key yields the default instead of an error.
 macro_rules! read_ext_field {

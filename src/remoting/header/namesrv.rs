@@ -21,6 +21,11 @@ command_header! {
         heartbeat_timeout_millis: Option<i64> => "heartbeatTimeoutMillis",
         /// 5.x.
         enable_acting_master: Option<bool> => "enableActingMaster",
+        /// raftmq extension (ignored by Java nameservers): the Raft term in which the broker
+        /// holds its role, so a stale former leader cannot overwrite the current one.
+        raft_term: Option<u64> => "raftTerm",
+        /// raftmq extension: the broker's Raft node id within its group.
+        raft_node_id: Option<u64> => "raftNodeId",
     }
 }
 
@@ -30,6 +35,9 @@ command_header! {
         ha_server_addr: Option<String> => "haServerAddr",
         /// The current master's address, filled for slaves.
         master_addr: Option<String> => "masterAddr",
+        /// raftmq extension: the group's current term, sent back when a registration is
+        /// rejected as stale.
+        raft_term: Option<u64> => "raftTerm",
     }
 }
 
@@ -172,6 +180,7 @@ mod tests {
         assert!(!h.compressed);
         assert_eq!(h.body_crc32, 0);
         assert_eq!(h.heartbeat_timeout_millis, None);
+        assert_eq!(h.raft_term, None);
 
         let cmd = RemotingCommand::request(RequestCode::RegisterBroker).with_header(&h);
         assert_eq!(cmd.ext_str("compressed"), Ok("false"));
@@ -181,6 +190,26 @@ mod tests {
             cmd.decode_header::<RegisterBrokerRequestHeader>().unwrap(),
             h
         );
+    }
+
+    #[test]
+    fn raft_extension_fields_round_trip() {
+        let h = RegisterBrokerRequestHeader {
+            broker_name: "g1".into(),
+            broker_addr: "127.0.0.1:10911".into(),
+            cluster_name: "C".into(),
+            ha_server_addr: "127.0.0.1:10912".into(),
+            broker_id: 0,
+            raft_term: Some(7),
+            raft_node_id: Some(2),
+            ..Default::default()
+        };
+        let mut ext = ExtFields::new();
+        h.to_ext(&mut ext);
+        assert_eq!(ext["raftTerm"], "7");
+        assert_eq!(RegisterBrokerRequestHeader::from_ext(&ext), Ok(h));
+        ext.insert("raftTerm".into(), "-1".into());
+        assert!(RegisterBrokerRequestHeader::from_ext(&ext).is_err());
     }
 
     #[test]
