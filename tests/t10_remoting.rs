@@ -716,3 +716,20 @@ async fn requests_beyond_the_in_flight_limit_get_system_busy() {
     assert_healthy(&mut raw, 3).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn large_bodies_cross_in_both_directions() {
+    let (_p, server) = start(ServerConfig::default()).await;
+    let c = client(&server);
+    let body: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let resp = c
+        .invoke(
+            req(ECHO, 0, SerializeType::RocketMq).with_body(body.clone()),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0);
+    assert_eq!(resp.body.as_deref(), Some(&body[..]));
+    server.shutdown().await;
+}

@@ -575,6 +575,15 @@ async fn read_loop(
                 }
             }
         }
+        // A partial frame announces its size: make room for all of it at once instead of
+        // growing the buffer step by step (the length was already checked against the limit).
+        if let Some(word) = buf.get(..4) {
+            let total =
+                4 + i32::from_be_bytes([word[0], word[1], word[2], word[3]]).max(0) as usize;
+            if total > buf.len() {
+                buf.reserve(total - buf.len());
+            }
+        }
         let idle_deadline = opts
             .idle_timeout
             .map(|idle| ctx.shared.last_activity() + idle);
