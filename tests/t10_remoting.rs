@@ -733,3 +733,19 @@ async fn large_bodies_cross_in_both_directions() {
     assert_eq!(resp.body.as_deref(), Some(&body[..]));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn active_connections_outlive_the_idle_timeout() {
+    let config = ServerConfig {
+        idle_timeout: Some(Duration::from_millis(600)),
+        ..ServerConfig::default()
+    };
+    let (_p, server) = start(config).await;
+    let mut raw = Raw::connect(&server).await;
+    // Traffic every 100 ms for 1.5 s: more than two idle periods in total, none idle.
+    for opaque in 0..15 {
+        assert_healthy(&mut raw, opaque).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}
