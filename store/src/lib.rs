@@ -15,4 +15,7 @@ pub mod error;
 pub mod format;
 pub mod io;
 
+// Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
+pub mod message;
+
 pub use error::{Result, StoreError};
