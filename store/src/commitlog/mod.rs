@@ -670,8 +670,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path());
         append_sync(&log, vec![entry(0, 1, 10)]);
-        let err = log.append(vec![entry(2, 1, 10)], Box::new(|_| {})).unwrap_err();
-        assert!(matches!(err, StoreError::IndexGap { expected: 1, got: 2 }));
+        let err = log
+            .append(vec![entry(2, 1, 10)], Box::new(|_| {}))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::IndexGap {
+                expected: 1,
+                got: 2
+            }
+        ));
         let err = log
             .append(vec![entry(1, 1, 5000)], Box::new(|_| {}))
             .unwrap_err();
@@ -706,7 +714,11 @@ mod tests {
         assert_eq!(log.entry(20).unwrap(), None);
         // A new entry of another term continues where entry 19 ended.
         let p = append_sync(&log, vec![entry(20, 2, 10)]);
-        assert_eq!(p[0], 4096 + 9 * 348, "entry 20 follows entry 19 in segment 1");
+        assert_eq!(
+            p[0],
+            4096 + 9 * 348,
+            "entry 20 follows entry 19 in segment 1"
+        );
         log.purge(id(14, 1)).unwrap();
         assert_eq!(log.entry(14).unwrap(), None);
         assert_eq!(log.entry(15).unwrap().unwrap().id.index, 15);
