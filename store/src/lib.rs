@@ -16,6 +16,8 @@ pub mod format;
 pub mod io;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
+pub mod consume_queue;
+pub mod index_file;
 pub mod message;
 
 pub use error::{Result, StoreError};

@@ -151,6 +151,18 @@ impl MessageError {
     }
 }
 
+impl From<MessageError> for crate::error::StoreError {
+    fn from(e: MessageError) -> Self {
+        match e {
+            MessageError::TooLarge { size, max } => crate::error::StoreError::MessageTooLarge {
+                size: size as u64,
+                max: max as u64,
+            },
+            other => crate::error::StoreError::Codec(other.to_string()),
+        }
+    }
+}
+
 /// Result type of the codec.
 pub type MessageResult<T> = std::result::Result<T, MessageError>;
 
