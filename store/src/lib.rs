@@ -16,7 +16,9 @@ pub mod format;
 pub mod io;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
+pub mod checkpoint;
 pub mod consume_queue;
+pub mod dispatch;
 pub mod index_file;
 pub mod message;
 

@@ -744,6 +744,44 @@ pub fn patch_physical_offsets(buf: &mut [u8], base: u64) -> MessageResult<usize>
     Ok(frames.len())
 }
 
+/// Bytes needed from the start of a message to read its STORETIMESTAMP whatever its hosts.
+pub const STORE_TIMESTAMP_PREFIX_LEN: usize = BORN_HOST_OFFSET + 20 + 8;
+
+/// STORETIMESTAMP from the first bytes of a stored message (at least 64, or 76 when the
+/// born host is IPv6): lets a time search read a short prefix instead of the whole message.
+pub fn store_timestamp_from_prefix(prefix: &[u8]) -> MessageResult<i64> {
+    let magic =
+        read_i32(prefix, MAGIC_OFFSET).ok_or_else(|| MessageError::malformed(0, "short"))?;
+    if magic != MAGIC_V1 && magic != MAGIC_V2 {
+        return Err(MessageError::malformed(
+            0,
+            format!("unknown MAGICCODE {magic:#010x}"),
+        ));
+    }
+    let sys_flag =
+        read_i32(prefix, SYS_FLAG_OFFSET).ok_or_else(|| MessageError::malformed(0, "short"))?;
+    let at = BORN_HOST_OFFSET
+        + if sys_flag & sysflag::BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
+    read_i64(prefix, at).ok_or_else(|| MessageError::malformed(at, "short STORETIMESTAMP"))
+}
+
+/// Checks a topic name against RocketMQ's rule `^[%|a-zA-Z0-9_-]+$`, at most 255 bytes
+/// (127 for V1 records). Topic names become directory names under `consumequeue/`, so
+/// nothing else may reach the log.
+pub fn validate_topic_name(topic: &str) -> MessageResult<()> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-');
+    if topic.is_empty() || topic.len() > 255 || !topic.bytes().all(ok_char) {
+        return Err(MessageError::Invalid(format!(
+            "topic {topic:?} must match ^[%|a-zA-Z0-9_-]+$ and be at most 255 bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn check_single(msg: &[u8]) -> MessageResult<i32> {
     let size = frame_size(msg).map_err(|r| MessageError::malformed(0, r))?;
     if size != msg.len() {
