@@ -21,5 +21,6 @@ pub mod consume_queue;
 pub mod dispatch;
 pub mod index_file;
 pub mod message;
+pub mod metadata;
 
 pub use error::{Result, StoreError};
