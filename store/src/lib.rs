@@ -11,9 +11,11 @@
 
 pub mod commitlog;
 pub mod config;
+pub mod dirlock;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod segment;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
 pub mod checkpoint;

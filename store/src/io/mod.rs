@@ -15,6 +15,11 @@ use crate::error::Result;
 mod std_fs;
 pub use std_fs::StdFileSystem;
 
+#[cfg(any(test, feature = "failpoints"))]
+mod faulty;
+#[cfg(any(test, feature = "failpoints"))]
+pub use faulty::FaultyFileSystem;
+
 /// A fixed-length file mapped into memory.
 ///
 /// Writes and reads copy bytes; the implementation serialises them per file, so concurrent
