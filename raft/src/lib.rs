@@ -16,16 +16,19 @@
 //! - [`codec`]: versioned bincode payloads.
 //! - [`config`]: [`RaftGroupConfig`] from the DLedger keys, validated.
 //! - [`error`]: [`RaftGroupError`], [`ConfigError`].
+//! - [`group`]: [`RaftGroup`] lifecycle, [`Role`] watcher, metrics, membership calls.
 //! - [`network`]: the peer transport (frames, client, server) and an in-memory router for tests.
 
 pub mod codec;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod network;
 pub mod types;
 
 pub use command::{AppendedMessage, BrokerCommand, CommandResult, OffsetCommit};
 pub use config::RaftGroupConfig;
 pub use error::{ConfigError, RaftGroupError};
+pub use group::{GroupMetrics, RaftGroup, Role, Transport};
 pub use types::{typ, NodeId, PeerNode, TypeConfig};

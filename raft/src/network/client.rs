@@ -37,6 +37,8 @@ pub struct TcpNetworkFactory {
 
 struct FactoryShared {
     cfg: Arc<TransportConfig>,
+    /// Set by [`TcpNetworkFactory::close`]: every later request fails as unreachable.
+    closed: AtomicBool,
     peers: Mutex<HashMap<NodeId, Arc<PeerClient>>>,
 }
 
@@ -45,6 +47,7 @@ impl TcpNetworkFactory {
         TcpNetworkFactory {
             shared: Arc::new(FactoryShared {
                 cfg: Arc::new(cfg),
+                closed: AtomicBool::new(false),
                 peers: Mutex::new(HashMap::new()),
             }),
         }
@@ -67,6 +70,12 @@ impl TcpNetworkFactory {
         p
     }
 
+    /// Refuse every further request and drop every connection (a stopped node).
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.disconnect_all();
+    }
+
     /// Drop every connection (they reconnect on the next request).
     pub fn disconnect_all(&self) {
         let peers = self.shared.peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,6 +94,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
             node: node.clone(),
             self_id: self.shared.cfg.self_id,
             peer: self.peer(target, &node.raft_addr),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -95,6 +105,7 @@ pub struct TcpNetwork {
     node: PeerNode,
     self_id: NodeId,
     peer: Arc<PeerClient>,
+    shared: Arc<FactoryShared>,
 }
 
 impl TcpNetwork {
@@ -117,6 +128,12 @@ impl TcpNetwork {
                 action,
                 entries,
             ));
+        }
+        if self.shared.closed.load(Ordering::SeqCst) {
+            let closed = TransportError::Closed {
+                addr: self.peer.addr.clone(),
+            };
+            return Err(to_rpc_error(closed, action, entries));
         }
         let ttl = option.hard_ttl();
         let call = async {
