@@ -19,6 +19,8 @@ pub enum CodecError {
     Empty,
     #[error("unsupported payload version {got}, expected {expected}")]
     Version { got: u8, expected: u8 },
+    #[error("invalid payload: {0}")]
+    Invalid(&'static str),
     #[error("bincode: {0}")]
     Bincode(#[from] bincode::Error),
 }

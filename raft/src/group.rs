@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use crate::command::{BrokerCommand, CommandResult};
 use crate::config::RaftGroupConfig;
 use crate::error::{RaftGroupError, Result};
-use crate::network::{PeerListener, PeerServer, Router, TcpNetworkFactory, TransportConfig};
+use crate::network::{
+    AdminRequest, PeerListener, PeerServer, Router, TcpNetworkFactory, TransportConfig,
+};
 use crate::types::{typ, NodeId, PeerNode, TypeConfig};
 
 /// Who leads, as seen by this node.
@@ -64,6 +66,9 @@ pub enum Transport {
 /// One node of a broker group.
 pub struct RaftGroup {
     id: NodeId,
+    cfg: RaftGroupConfig,
+    /// True while a leadership transfer is under way: the role stops being `ready`.
+    transferring: watch::Sender<bool>,
     raft: typ::Raft,
     role: watch::Receiver<Role>,
     tcp: Option<TcpNetworkFactory>,
@@ -147,9 +152,12 @@ impl RaftGroup {
         }
 
         let (role_tx, role) = watch::channel(Role::default());
-        let watcher = tokio::spawn(watch_role(id, raft.metrics(), role_tx));
+        let (transferring, transfer_rx) = watch::channel(false);
+        let watcher = tokio::spawn(watch_role(id, raft.metrics(), transfer_rx, role_tx));
         Ok(RaftGroup {
             id,
+            cfg: cfg.clone(),
+            transferring,
             raft,
             role,
             tcp,
@@ -255,6 +263,163 @@ impl RaftGroup {
             })?
     }
 
+    /// Hand leadership to `target` (openraft 0.9 has no transfer; openraft.md §5.3).
+    ///
+    /// On the leader: stop being `ready` (the proposer refuses sends), switch off the other
+    /// voters' and its own election timers and its heartbeats, wait until `target` has
+    /// matched the whole log, wait out the leader lease, then ask `target` to campaign and
+    /// wait until it leads. Timers and heartbeats are switched back on whatever happens.
+    pub async fn transfer_leadership(&self, target: NodeId, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(RaftGroupError::NotLeader {
+                leader: m.current_leader,
+                leader_node: None,
+            });
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if !voters.contains(&target) {
+            return Err(RaftGroupError::InvalidCommand(format!(
+                "n{target} is not a voter"
+            )));
+        }
+        let others: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != target && *v != self.id)
+            .collect();
+        tracing::info!(node = self.id, target, "leadership transfer starts");
+
+        self.transferring.send_replace(true);
+        for o in &others {
+            if let Err(e) = self
+                .admin(*o, AdminRequest::SetElect(false), &membership)
+                .await
+            {
+                tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot pause a voter's election timer");
+            }
+        }
+        self.raft.runtime_config().elect(false);
+        self.raft.runtime_config().heartbeat(false);
+
+        let res = self.run_transfer(target, deadline, &membership).await;
+
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+        for o in &others {
+            if let Err(e) = self
+                .admin(*o, AdminRequest::SetElect(true), &membership)
+                .await
+            {
+                tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot resume a voter's election timer");
+            }
+        }
+        self.transferring.send_replace(false);
+        match &res {
+            Ok(()) => tracing::info!(node = self.id, target, "leadership transferred"),
+            Err(e) => {
+                tracing::warn!(node = self.id, target, cause = %e, "leadership transfer failed")
+            }
+        }
+        res
+    }
+
+    async fn run_transfer(
+        &self,
+        target: NodeId,
+        deadline: tokio::time::Instant,
+        membership: &typ::Membership,
+    ) -> Result<()> {
+        let timeout = RaftGroupError::Timeout {
+            op: "leadership transfer",
+        };
+        // Wait until the target has the whole log.
+        let mut rx = self.raft.metrics();
+        let caught_up = async {
+            loop {
+                {
+                    let m = rx.borrow_and_update();
+                    if m.state != ServerState::Leader {
+                        return Err(RaftGroupError::NotLeader {
+                            leader: m.current_leader,
+                            leader_node: None,
+                        });
+                    }
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&target).copied().flatten())
+                        .map(|l| l.index);
+                    if matched.is_some() && matched >= m.last_log_index {
+                        return Ok(());
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(RaftGroupError::Shutdown);
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, caught_up)
+            .await
+            .map_err(|_| RaftGroupError::Timeout {
+                op: "leadership transfer",
+            })??;
+        // Voters refuse to vote while they consider the leader's lease valid.
+        let lease_over = tokio::time::Instant::now()
+            + self.cfg.election_timeout_max
+            + self.cfg.heartbeat_interval;
+        if lease_over > deadline {
+            return Err(timeout);
+        }
+        tokio::time::sleep_until(lease_over).await;
+        self.admin(target, AdminRequest::Elect, membership)
+            .await
+            .map_err(|reason| RaftGroupError::Raft {
+                op: "transfer",
+                reason,
+            })?;
+        let mut rx = self.raft.metrics();
+        let led = async {
+            loop {
+                if rx.borrow_and_update().current_leader == Some(target) {
+                    return Ok(());
+                }
+                if rx.changed().await.is_err() {
+                    return Err(RaftGroupError::Shutdown);
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, led)
+            .await
+            .map_err(|_| RaftGroupError::Timeout {
+                op: "leadership transfer",
+            })?
+    }
+
+    async fn admin(
+        &self,
+        to: NodeId,
+        req: AdminRequest,
+        membership: &typ::Membership,
+    ) -> std::result::Result<(), String> {
+        if let Some(r) = &self.router {
+            return r.admin(self.id, to, req).await;
+        }
+        let addr = membership
+            .get_node(&to)
+            .map(|n| n.raft_addr.clone())
+            .ok_or_else(|| format!("n{to} has no address"))?;
+        match &self.tcp {
+            Some(t) => t.admin(to, &addr, req, self.cfg.connect_timeout * 3).await,
+            None => Err("no transport".into()),
+        }
+    }
+
     /// Stop cleanly: the core stops, the server closes.
     pub async fn shutdown(mut self) -> Result<()> {
         self.cut_network();
@@ -327,10 +492,14 @@ pub fn role_of(id: NodeId, m: &typ::RaftMetrics) -> Role {
 async fn watch_role(
     id: NodeId,
     mut metrics: watch::Receiver<typ::RaftMetrics>,
+    mut transferring: watch::Receiver<bool>,
     tx: watch::Sender<Role>,
 ) {
     loop {
-        let role = role_of(id, &metrics.borrow_and_update());
+        let mut role = role_of(id, &metrics.borrow_and_update());
+        if *transferring.borrow_and_update() {
+            role.ready = false;
+        }
         tx.send_if_modified(|cur| {
             if *cur != role {
                 tracing::info!(node = id, term = role.term, leader = ?role.leader,
@@ -341,7 +510,11 @@ async fn watch_role(
                 false
             }
         });
-        if metrics.changed().await.is_err() {
+        let closed = tokio::select! {
+            r = metrics.changed() => r.is_err(),
+            r = transferring.changed() => r.is_err(),
+        };
+        if closed {
             tx.send_modify(|r| {
                 r.is_leader = false;
                 r.ready = false;

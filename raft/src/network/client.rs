@@ -70,6 +70,36 @@ impl TcpNetworkFactory {
         p
     }
 
+    /// Send an administrative request to `target` at `addr`.
+    pub async fn admin(
+        &self,
+        target: NodeId,
+        addr: &str,
+        req: super::AdminRequest,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err("transport closed".into());
+        }
+        let peer = self.peer(target, addr);
+        let call = async {
+            let body = codec::encode(&req).map_err(|e| e.to_string())?;
+            let f = peer
+                .call(FrameKind::Admin, &body)
+                .await
+                .map_err(|e| e.to_string())?;
+            if f.kind != FrameKind::AdminResponse {
+                return Err(format!("unexpected response {:?}", f.kind));
+            }
+            let res: Result<(), String> =
+                codec::decode(&f.body, 1 << 20).map_err(|e| e.to_string())?;
+            res
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| format!("admin request to n{target} timed out"))?
+    }
+
     /// Refuse every further request and drop every connection (a stopped node).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);

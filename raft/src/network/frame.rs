@@ -28,9 +28,12 @@ pub enum FrameKind {
     AppendEntries = 10,
     Vote = 11,
     InstallSnapshot = 12,
+    /// Group administration between members ([`super::AdminRequest`]).
+    Admin = 13,
     AppendEntriesResponse = 0x80 | 10,
     VoteResponse = 0x80 | 11,
     InstallSnapshotResponse = 0x80 | 12,
+    AdminResponse = 0x80 | 13,
 }
 
 impl FrameKind {
@@ -42,9 +45,11 @@ impl FrameKind {
             10 => FrameKind::AppendEntries,
             11 => FrameKind::Vote,
             12 => FrameKind::InstallSnapshot,
+            13 => FrameKind::Admin,
             0x8a => FrameKind::AppendEntriesResponse,
             0x8b => FrameKind::VoteResponse,
             0x8c => FrameKind::InstallSnapshotResponse,
+            0x8d => FrameKind::AdminResponse,
             _ => return None,
         })
     }
@@ -55,6 +60,7 @@ impl FrameKind {
             FrameKind::AppendEntries => Some(FrameKind::AppendEntriesResponse),
             FrameKind::Vote => Some(FrameKind::VoteResponse),
             FrameKind::InstallSnapshot => Some(FrameKind::InstallSnapshotResponse),
+            FrameKind::Admin => Some(FrameKind::AdminResponse),
             _ => None,
         }
     }
@@ -194,6 +200,8 @@ mod tests {
             FrameKind::AppendEntriesResponse,
             FrameKind::VoteResponse,
             FrameKind::InstallSnapshotResponse,
+            FrameKind::Admin,
+            FrameKind::AdminResponse,
         ] {
             assert_eq!(FrameKind::from_u8(k as u8), Some(k));
         }

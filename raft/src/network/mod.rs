@@ -25,7 +25,7 @@ use openraft::error::{NetworkError, PayloadTooLarge, RPCError, RaftError, Timeou
 use openraft::network::RPCTypes;
 use serde::{Deserialize, Serialize};
 
-pub use client::{TcpNetwork, TcpNetworkFactory};
+pub use client::{PeerClient, TcpNetwork, TcpNetworkFactory};
 pub use frame::{Frame, FrameError, FrameKind};
 pub use router::{Router, RouterNetwork};
 pub use server::{PeerListener, PeerServer};
@@ -107,6 +107,28 @@ impl Hello {
             return Err(format!("node n{} connecting to itself", self.from));
         }
         Ok(())
+    }
+}
+
+/// Administrative requests between group members (leadership transfer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Switch the receiver's election timer on or off.
+    SetElect(bool),
+    /// Make the receiver start an election now.
+    Elect,
+}
+
+impl AdminRequest {
+    /// Carry out the request on the local node.
+    pub async fn execute(self, raft: &crate::types::typ::Raft) -> Result<(), String> {
+        match self {
+            AdminRequest::SetElect(on) => {
+                raft.runtime_config().elect(on);
+                Ok(())
+            }
+            AdminRequest::Elect => raft.trigger().elect().await.map_err(|e| e.to_string()),
+        }
     }
 }
 

@@ -84,6 +84,20 @@ impl Router {
         self.state().delay = d;
     }
 
+    /// Deliver an administrative request `from → to` (subject to the same faults).
+    pub async fn admin(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        req: super::AdminRequest,
+    ) -> Result<(), String> {
+        let (raft, delay) = self.route(from, to).map_err(|e| e.to_string())?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        req.execute(&raft).await
+    }
+
     /// A network factory for node `from`.
     pub fn network(&self, from: NodeId) -> RouterNetwork {
         RouterNetwork {

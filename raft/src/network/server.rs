@@ -234,6 +234,11 @@ async fn handle(
             let req: typ::InstallSnapshotRequest = codec::decode(&frame.body, limit)?;
             codec::encode(&raft.install_snapshot(req).await)?
         }
+        FrameKind::Admin => {
+            let req: super::AdminRequest = codec::decode(&frame.body, limit)?;
+            tracing::info!(node = raft_id(raft), ?req, "admin request from a peer");
+            codec::encode(&req.execute(raft).await)?
+        }
         other => {
             return Err(TransportError::UnexpectedKind {
                 addr: String::new(),
@@ -242,6 +247,10 @@ async fn handle(
         }
     };
     Ok(body)
+}
+
+fn raft_id(raft: &typ::Raft) -> crate::types::NodeId {
+    raft.metrics().borrow().id
 }
 
 async fn write_responses(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
