@@ -207,6 +207,19 @@ impl RaftGroup {
         }
     }
 
+    /// Start the proposer (group commit of sends, per-term queue offsets) of this node.
+    pub fn proposer(
+        &self,
+        offsets: std::sync::Arc<dyn crate::proposer::QueueOffsetSource>,
+    ) -> crate::proposer::Proposer {
+        crate::proposer::Proposer::start(
+            self.raft.clone(),
+            self.role(),
+            offsets,
+            crate::proposer::ProposerLimits::from_group(&self.cfg),
+        )
+    }
+
     /// Propose one command and wait until it is applied; returns its log index and result.
     pub async fn write(&self, cmd: BrokerCommand) -> Result<(u64, CommandResult)> {
         match self.raft.client_write(cmd).await {

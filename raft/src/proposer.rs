@@ -94,6 +94,25 @@ impl Proposer {
         Proposer { tx, task }
     }
 
+    /// Queue a send now and return a future resolving to its outcome (lets a caller release
+    /// its locks before waiting).
+    pub fn send_owned(
+        &self,
+        messages: BytesMut,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendedMessage>>> + Send + 'static {
+        let tx = self.tx.clone();
+        async move {
+            let (resp, rx) = oneshot::channel();
+            tx.send(SendRequest {
+                bytes: messages,
+                resp,
+            })
+            .await
+            .map_err(|_| RaftGroupError::Shutdown)?;
+            rx.await.map_err(|_| RaftGroupError::Shutdown)?
+        }
+    }
+
     /// Append stored messages (queue offsets are assigned here); resolves once they are
     /// committed and dispatched, with one [`AppendedMessage`] per message, in order.
     pub async fn send(&self, messages: BytesMut) -> Result<Vec<AppendedMessage>> {
