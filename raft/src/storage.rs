@@ -72,11 +72,17 @@ pub fn open_storage(
             dispatcher.reset_applied(st.last, st.next_pos);
         }
     }
-    let state_machine = StateMachine::new(commit_log.clone(), dispatcher, metadata, cfg.checkpoint)
-        .map_err(|e| OpenStorageError {
-            dir: root.to_path_buf(),
-            source: StoreError::Fatal(e.to_string()),
-        })?;
+    let state_machine = StateMachine::new(
+        commit_log.clone(),
+        dispatcher,
+        metadata,
+        cfg.checkpoint,
+        Some(root.join("snapshots")),
+    )
+    .map_err(|e| OpenStorageError {
+        dir: root.to_path_buf(),
+        source: StoreError::Fatal(e.to_string()),
+    })?;
     Ok(NodeStorage {
         log_store: LogStore::new(commit_log.clone(), max_read_bytes),
         commit_log,
