@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use raftmq_raft::network::{PeerListener, TransportConfig};
 use raftmq_raft::{
-    open_storage, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
+    open_storage_with_fs, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
     RaftGroupError, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::{CommitLog, CommitLogConfig};
+use raftmq_store::io::{FileSystem, StdFileSystem};
 use raftmq_store::message::{MessageView, StoredMessage};
 use tempfile::TempDir;
 
@@ -28,6 +30,7 @@ pub struct Node {
 
 pub struct Cluster {
     pub tmp: TempDir,
+    pub fs: Vec<Arc<dyn FileSystem>>,
     pub peers: BTreeMap<NodeId, PeerNode>,
     pub nodes: Vec<Option<Node>>,
 }
@@ -77,6 +80,11 @@ pub fn message(queue_id: i32, body: &str) -> BytesMut {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with_fs((0..3).map(|_| StdFileSystem::arc()).collect()).await
+    }
+
+    /// Start with one file system per node (fault injection).
+    pub async fn start_with_fs(fs: Vec<Arc<dyn FileSystem>>) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = vec![];
         let mut peers = BTreeMap::new();
@@ -91,6 +99,7 @@ impl Cluster {
         }
         let mut c = Cluster {
             tmp,
+            fs,
             peers,
             nodes: vec![],
         };
@@ -111,7 +120,12 @@ impl Cluster {
         // A killed node's core lets go of its files asynchronously: retry until it has.
         let start = Instant::now();
         let storage = loop {
-            match open_storage(&dir, &storage_config(), cfg.replication_max_bytes) {
+            match open_storage_with_fs(
+                &dir,
+                &storage_config(),
+                cfg.replication_max_bytes,
+                self.fs[id as usize].clone(),
+            ) {
                 Ok(s) => break s,
                 Err(e) if start.elapsed() < Duration::from_secs(15) => {
                     let _ = e;
