@@ -315,11 +315,12 @@ impl RaftGroup {
         tracing::info!(node = self.id, target, "leadership transfer starts");
 
         self.transferring.send_replace(true);
+        let pause = AdminRequest::PauseElect {
+            millis: u64::try_from((timeout + self.cfg.election_timeout_max).as_millis())
+                .unwrap_or(u64::MAX),
+        };
         for o in &others {
-            if let Err(e) = self
-                .admin(*o, AdminRequest::SetElect(false), &membership)
-                .await
-            {
+            if let Err(e) = self.admin(*o, pause, &membership).await {
                 tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot pause a voter's election timer");
             }
         }
@@ -331,10 +332,7 @@ impl RaftGroup {
         self.raft.runtime_config().heartbeat(true);
         self.raft.runtime_config().elect(true);
         for o in &others {
-            if let Err(e) = self
-                .admin(*o, AdminRequest::SetElect(true), &membership)
-                .await
-            {
+            if let Err(e) = self.admin(*o, AdminRequest::ResumeElect, &membership).await {
                 tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot resume a voter's election timer");
             }
         }
