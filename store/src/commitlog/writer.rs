@@ -613,6 +613,9 @@ impl Flusher {
             self.shared.poison(reason.clone());
             return Err(StoreError::Fatal(reason));
         }
+        if dirty.is_some() {
+            self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(n) = self.next_index.take() {
             self.shared.durable_next_index.store(n, Ordering::SeqCst);
         }
