@@ -26,6 +26,10 @@ use crate::format::{self, IndexUnit, HEADER_LEN};
 
 /// How often the committed mark is written to the meta file at most.
 const COMMITTED_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// How often entry-index units are synced at most (outside barriers).
+const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Size of an entry-index unit.
+const UNIT: u64 = format::INDEX_UNIT_LEN as u64;
 /// How often dirty data is flushed in Async mode (RocketMQ flushes every 500 ms).
 const ASYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -578,6 +582,7 @@ struct Flusher {
     dirty_index: Option<(u64, u64)>,
     next_index: Option<u64>,
     last_flush: Instant,
+    last_index_flush: Instant,
 }
 
 fn widen(r: &mut Option<(u64, u64)>, from: u64, to: u64) {
@@ -591,20 +596,32 @@ fn widen(r: &mut Option<(u64, u64)>, from: u64, to: u64) {
 }
 
 impl Flusher {
-    fn flush(&mut self) -> Result<()> {
+    /// Syncs the dirty log bytes. The entry index is derived data (recovery rebuilds it from
+    /// the records), so its units are synced only every `INDEX_FLUSH_INTERVAL` or when
+    /// `all` is set (barriers, shutdown); that keeps one sync per group on the hot path.
+    fn flush(&mut self, all: bool) -> Result<()> {
         self.shared.check_poison()?;
         let dirty = self.dirty.take();
-        let dirty_index = self.dirty_index.take();
+        let index_due = all || self.last_index_flush.elapsed() >= INDEX_FLUSH_INTERVAL;
+        let dirty_index = if index_due {
+            self.dirty_index.take()
+        } else {
+            None
+        };
         let res: Result<()> = (|| {
             if let Some((from, to)) = dirty {
-                // Collect the files under the read lock, msync without it.
+                // Collect the files under the read lock, msync without it: the writer keeps
+                // copying while we wait for the disk.
                 let segs = self.shared.read().segments.overlapping(from, to);
                 for s in &segs {
                     s.flush(from, to)?;
                 }
             }
             if let Some((from, to)) = dirty_index {
-                self.shared.read().index.flush(from, to)?;
+                let files = self.shared.read().index.files_for(from, to);
+                for f in &files {
+                    f.flush(from * UNIT, to * UNIT)?;
+                }
             }
             Ok(())
         })();
@@ -616,8 +633,13 @@ impl Flusher {
         if dirty.is_some() {
             self.shared.flushes.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(n) = self.next_index.take() {
-            self.shared.durable_next_index.store(n, Ordering::SeqCst);
+        if index_due {
+            self.last_index_flush = Instant::now();
+            // Records and their units are both durable below this index: the committed mark
+            // may point anywhere below it (recovery starts its scan there).
+            if let Some(n) = self.next_index.take() {
+                self.shared.durable_next_index.store(n, Ordering::SeqCst);
+            }
         }
         self.last_flush = Instant::now();
         Ok(())
@@ -632,6 +654,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
         dirty_index: None,
         next_index: None,
         last_flush: Instant::now(),
+        last_index_flush: Instant::now(),
     };
     let mut completions: Vec<Completion> = Vec::new();
     let mut barriers: Vec<SyncSender<Result<()>>> = Vec::new();
@@ -673,7 +696,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
         if !due {
             continue;
         }
-        let res = f.flush();
+        let res = f.flush(stop || !barriers.is_empty());
         let io_res = || match &res {
             Ok(()) => Ok(()),
             Err(e) => Err(io_err(&e.to_string())),
