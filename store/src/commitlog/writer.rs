@@ -243,7 +243,6 @@ impl Writer {
     ) {
         match self.write_entries(&entries) {
             Ok((positions, (from, to, idx_from, idx_to))) => {
-                let _ = reply.send(Ok(positions));
                 let done = match self.shared.cfg.flush {
                     FlushMode::Sync => Some(done),
                     FlushMode::Async => {
@@ -258,9 +257,12 @@ impl Writer {
                     idx_to,
                     done,
                 };
+                // Hand the flush over before replying: the sync starts while the caller
+                // wakes up.
                 if self.ftx.send(job).is_err() {
                     self.shared.poison("flusher thread is gone".into());
                 }
+                let _ = reply.send(Ok(positions));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
