@@ -22,6 +22,11 @@ pub mod retention;
 pub mod segment;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
+pub mod checkpoint;
+pub mod consume_queue;
+pub mod dispatch;
+pub mod index_file;
 pub mod message;
+pub mod metadata;
 
 pub use error::{Result, StoreError};
