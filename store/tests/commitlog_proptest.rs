@@ -5,7 +5,6 @@
 mod commitlog_util;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use commitlog_util::*;
 use proptest::prelude::*;
@@ -22,6 +21,10 @@ enum Op {
     Truncate { back: u64 },
     /// Purge the first `k` entries (may run past the end).
     Purge { k: u64 },
+    /// Mark the entry `back` places before the last as committed.
+    Commit { back: u64 },
+    /// Save a vote (durable on return, ordered after earlier appends).
+    Vote,
     /// Clean close and reopen.
     Reopen,
     /// Process killed: the page cache survives.
@@ -36,6 +39,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (1u64..6).prop_map(|n| Op::AppendNoWait { n }),
         2 => (0u64..12).prop_map(|back| Op::Truncate { back }),
         1 => (0u64..20).prop_map(|k| Op::Purge { k }),
+        2 => (0u64..8).prop_map(|back| Op::Commit { back }),
+        1 => Just(Op::Vote),
         1 => Just(Op::Reopen),
         1 => Just(Op::Kill),
         1 => Just(Op::PowerLoss),
@@ -52,6 +57,7 @@ struct Model {
     term: u64,
     /// Entries below this index are durable.
     durable_next: u64,
+    votes: u64,
 }
 
 impl Model {
@@ -62,6 +68,9 @@ impl Model {
 
 fn check(log: &CommitLog, m: &Model) {
     let st = log.state();
+    if m.votes > 0 {
+        assert_eq!(log.vote(), Some(m.votes.to_be_bytes().to_vec()), "vote");
+    }
     assert_eq!(st.next_index, m.next, "next_index");
     assert_eq!(st.last, m.last(), "last");
     assert_eq!(st.purged, m.purged, "purged");
@@ -135,6 +144,19 @@ fn run(ops: Vec<Op>) {
                 }
                 m.durable_next = m.next;
             }
+            Op::Commit { back } => {
+                let Some(last) = m.last() else { continue };
+                let i = last.index.saturating_sub(back);
+                if let Some(t) = m.terms.get(&i) {
+                    log.save_committed(id(i, *t)).unwrap();
+                    assert_eq!(log.committed(), Some(id(i, *t)));
+                }
+            }
+            Op::Vote => {
+                m.votes += 1;
+                log.save_vote(m.votes.to_be_bytes().to_vec()).unwrap();
+                m.durable_next = m.next;
+            }
             Op::Reopen => {
                 drop(log);
                 let (l, rep) = open_with(dir.path(), fs.clone());
@@ -174,7 +196,10 @@ fn run(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn commitlog_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         run(ops);
@@ -191,6 +216,8 @@ fn model_run_touching_every_operation() {
         Truncate { back: 7 },
         Append { n: 4, bump: true },
         Purge { k: 10 },
+        Commit { back: 2 },
+        Vote,
         PowerLoss,
         AppendNoWait { n: 3 },
         PowerLoss,
@@ -199,5 +226,4 @@ fn model_run_touching_every_operation() {
         Append { n: 2, bump: true },
         Reopen,
     ]);
-    let _ = Arc::new(());
 }

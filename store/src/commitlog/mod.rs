@@ -58,7 +58,9 @@ pub struct LogState {
 }
 
 /// Called once when an append is durable (Sync) or written to the page cache (Async);
-/// `Err` when the store was poisoned before that happened.
+/// `Err` when the store was poisoned before that happened. Runs on the flusher (Sync) or
+/// writer (Async) thread: keep it short and never call back into the `CommitLog` from it
+/// synchronously (send on a channel instead), or the log deadlocks.
 pub type Completion = Box<dyn FnOnce(std::io::Result<()>) + Send + 'static>;
 
 /// What `CommitLog::open` found.

@@ -30,8 +30,6 @@ const COMMITTED_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// Size of an entry-index unit.
 const UNIT: u64 = format::INDEX_UNIT_LEN as u64;
-/// How often dirty data is flushed in Async mode (RocketMQ flushes every 500 ms).
-const ASYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A request to the writer thread.
 pub(crate) enum Request {
@@ -650,6 +648,7 @@ impl Flusher {
 
 fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
     let asynchronous = shared.cfg.flush == FlushMode::Async;
+    let interval = Duration::from_millis(shared.cfg.flush_interval_ms);
     let mut f = Flusher {
         shared,
         dirty: None,
@@ -662,7 +661,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
     let mut barriers: Vec<SyncSender<Result<()>>> = Vec::new();
     loop {
         let first = if asynchronous {
-            match rx.recv_timeout(ASYNC_FLUSH_INTERVAL) {
+            match rx.recv_timeout(interval) {
                 Ok(j) => Some(j),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(FlushJob::Stop),
@@ -691,10 +690,8 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
                 FlushJob::Stop => stop = true,
             }
         }
-        let due = !asynchronous
-            || stop
-            || !barriers.is_empty()
-            || f.last_flush.elapsed() >= ASYNC_FLUSH_INTERVAL;
+        let due =
+            !asynchronous || stop || !barriers.is_empty() || f.last_flush.elapsed() >= interval;
         if !due {
             continue;
         }
