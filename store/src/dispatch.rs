@@ -157,17 +157,7 @@ impl Dispatcher {
             reader: None,
         };
         d.open_queues()?;
-        d.trim_to(checkpoint.next_pos)?;
-        for ((topic, qid), next) in &checkpoint.queues {
-            let have = d.max_offset(topic, *qid);
-            if have != *next {
-                return Err(StoreError::corruption(
-                    d.cq_dir(topic, *qid),
-                    0,
-                    format!("consumequeue ends at {have} but the dispatch checkpoint says {next}"),
-                ));
-            }
-        }
+        d.restore_to_checkpoint(&checkpoint)?;
         tracing::info!(
             root = %d.root.display(),
             applied = ?d.applied,
@@ -225,6 +215,43 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+
+    /// Cuts every derived file back to exactly what `checkpoint` describes: queues end at
+    /// their recorded next offsets (queues it does not know are removed: all their units are
+    /// newer), and index entries at or past its position go. Units past a checkpoint may
+    /// survive a crash in the page cache, or only partly (a power cut keeps whichever pages
+    /// the kernel had written back), so positions alone cannot be trusted here.
+    fn restore_to_checkpoint(&mut self, checkpoint: &DispatchCheckpoint) -> Result<()> {
+        let keys: Vec<(String, i32)> = self.queues.keys().cloned().collect();
+        for key in keys {
+            match checkpoint.queues.get(&key) {
+                Some(next) => {
+                    if let Some(cq) = self.queues.get_mut(&key) {
+                        cq.restore_end(*next)?;
+                    }
+                }
+                None => {
+                    if let Some(cq) = self.queues.remove(&key) {
+                        tracing::info!(topic = %key.0, queue_id = key.1, "removing queue newer than the checkpoint");
+                        cq.destroy()?;
+                    }
+                }
+            }
+        }
+        for ((topic, qid), next) in &checkpoint.queues {
+            if !self.queues.contains_key(&(topic.clone(), *qid)) && *next > 0 {
+                return Err(StoreError::corruption(
+                    self.cq_dir(topic, *qid),
+                    0,
+                    format!("consumequeue is missing but the dispatch checkpoint says it ends at {next}"),
+                ));
+            }
+        }
+        let pos = i64::try_from(checkpoint.next_pos).map_err(|_| {
+            StoreError::InvalidArgument(format!("position {} beyond i64", checkpoint.next_pos))
+        })?;
+        self.index.truncate_from_pos(pos)
     }
 
     /// Drops units and index entries at commitlog position `pos` or later.

@@ -330,19 +330,21 @@ impl IndexFile {
         Ok(())
     }
 
-    /// First entry number whose position is `>= pos` (entries are appended in commitlog
-    /// order), or `index_count` when none.
+    /// First entry number of the tail to drop for a cut at `pos`: entries are appended in
+    /// commitlog order, so walk back from the newest while entries are at or past `pos`, or
+    /// all zero (lost in a power cut while the header survived).
     fn first_entry_at_or_past(&self, pos: i64) -> Result<i32> {
-        let (mut lo, mut hi) = (1i32, self.header.index_count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.read_entry(mid)?.phy_offset >= pos {
-                hi = mid;
+        let mut n = self.header.index_count;
+        while n > 1 {
+            let e = self.read_entry(n - 1)?;
+            let lost = e.phy_offset == 0 && e.key_hash == 0 && e.prev == 0 && e.time_diff == 0;
+            if e.phy_offset >= pos || lost {
+                n -= 1;
             } else {
-                lo = mid + 1;
+                break;
             }
         }
-        Ok(lo)
+        Ok(n)
     }
 
     /// Removes entries at position `pos` or later, newest first, restoring each slot head to

@@ -24,5 +24,6 @@ pub mod dispatch;
 pub mod index_file;
 pub mod message;
 pub mod metadata;
+pub mod store;
 
 pub use error::{Result, StoreError};
