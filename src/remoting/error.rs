@@ -95,6 +95,9 @@ pub enum RemotingError {
         opaque: i32,
         timeout: Duration,
     },
+    /// The peer is not reading: its write queue is full.
+    #[error("write queue to {peer} is full")]
+    Backpressure { peer: SocketAddr },
     /// The connection closed before the operation could complete.
     #[error("connection to {peer} is closed")]
     ConnectionClosed { peer: SocketAddr },

@@ -303,6 +303,9 @@ pub(crate) fn recover(
     }
     let seg_size = segments.file_size();
     report.bytes_cut += segments.remove_from(segments.base_of(next_pos) + seg_size)?;
+    // A purge persists its mark before deleting; finish a deletion a crash interrupted.
+    segments.remove_below(first_pos)?;
+    index.remove_below(first_index)?;
     index.remove_from(cur.next_index)?;
     index.flush(
         cur.next_index.saturating_sub(report.index_units_rebuilt),

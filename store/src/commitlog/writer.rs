@@ -634,6 +634,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>, pos: u64, index: u6
         for b in barriers.drain(..) {
             let _ = b.send(match &res {
                 Ok(()) => Ok(()),
+                Err(StoreError::Fatal(m)) => Err(StoreError::Fatal(m.clone())),
                 Err(e) => Err(StoreError::Fatal(e.to_string())),
             });
         }

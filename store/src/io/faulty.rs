@@ -145,6 +145,15 @@ impl FaultyFileSystem {
         self.lock().crashed = true;
     }
 
+    /// Lets a crashed instance work again *without* undoing anything: what a restarted
+    /// process sees after a kill (the page cache survives).
+    pub fn restart(&self) {
+        let mut st = self.lock();
+        st.crashed = false;
+        st.byte_budget = None;
+        st.points.clear();
+    }
+
     /// True once crashed (by `crash`, a torn write or the byte budget).
     pub fn is_crashed(&self) -> bool {
         self.lock().crashed
