@@ -391,7 +391,11 @@ impl IndexFile {
 
     fn flush(&mut self) -> Result<()> {
         if self.dirty {
-            self.map.flush_range(0, self.cfg.file_size())?;
+            // Header, slots and the entries in use; the unused tail was never written.
+            let used = self
+                .entry_pos(self.header.index_count)
+                .min(self.cfg.file_size());
+            self.map.flush_range(0, used)?;
             self.dirty = false;
         }
         Ok(())

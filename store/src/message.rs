@@ -744,6 +744,60 @@ pub fn patch_physical_offsets(buf: &mut [u8], base: u64) -> MessageResult<usize>
     Ok(frames.len())
 }
 
+/// One message of a SEND_BATCH_MESSAGE body (protocol.md §5.6), borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireBatchItem<'a> {
+    pub flag: i32,
+    pub body: &'a [u8],
+    /// The inner properties string (`k 0x01 v 0x02`...), as sent.
+    pub properties: &'a str,
+}
+
+/// Splits a SEND_BATCH_MESSAGE body: per message `TOTALSIZE i32 | MAGICCODE i32 (0) |
+/// BODYCRC i32 (0) | FLAG i32 | BODYLEN i32 + body | PROPLEN i16 + properties`. Every
+/// length is checked against TOTALSIZE; the broker then stores each item as a full record
+/// with the batch header's topic, queue and properties added.
+pub fn decode_wire_batch(buf: &[u8]) -> MessageResult<Vec<WireBatchItem<'_>>> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < buf.len() {
+        let rest = &buf[off..];
+        let bad = |reason: String| MessageError::malformed(off, reason);
+        let total = read_i32(rest, 0).ok_or_else(|| bad("truncated TOTALSIZE".into()))?;
+        let total = usize::try_from(total)
+            .ok()
+            .filter(|t| *t >= 22 && *t <= rest.len())
+            .ok_or_else(|| bad(format!("TOTALSIZE {total} outside 22..={}", rest.len())))?;
+        let item = &rest[..total];
+        let flag = read_i32(item, 12).ok_or_else(|| bad("truncated FLAG".into()))?;
+        let body_len = read_i32(item, 16).ok_or_else(|| bad("truncated BODYLEN".into()))?;
+        let body_len = usize::try_from(body_len)
+            .ok()
+            .filter(|l| 20 + l + 2 <= total)
+            .ok_or_else(|| bad(format!("BODYLEN {body_len} does not fit TOTALSIZE {total}")))?;
+        let body = &item[20..20 + body_len];
+        let props_at = 20 + body_len;
+        let props_len = read_i16(item, props_at).ok_or_else(|| bad("truncated PROPLEN".into()))?;
+        let props_len = usize::try_from(props_len)
+            .ok()
+            .filter(|l| props_at + 2 + l == total)
+            .ok_or_else(|| {
+                bad(format!(
+                    "PROPLEN {props_len} does not end the message at TOTALSIZE {total}"
+                ))
+            })?;
+        let properties = std::str::from_utf8(&item[props_at + 2..props_at + 2 + props_len])
+            .map_err(|_| bad("properties are not UTF-8".into()))?;
+        out.push(WireBatchItem {
+            flag,
+            body,
+            properties,
+        });
+        off += total;
+    }
+    Ok(out)
+}
+
 /// Bytes needed from the start of a message to read its STORETIMESTAMP whatever its hosts.
 pub const STORE_TIMESTAMP_PREFIX_LEN: usize = BORN_HOST_OFFSET + 20 + 8;
 

@@ -146,6 +146,11 @@ impl Store {
                 ));
             }
         }
+        if state.first_pos > 0 {
+            // Files only remember whole-file purges; move every queue's min offset to the
+            // log's first position again.
+            dispatcher.purge_below_pos(state.first_pos)?;
+        }
         dispatcher.set_phys_reader(Arc::new(LogReader(commitlog.clone())));
         Ok((
             Store {

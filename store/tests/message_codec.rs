@@ -347,7 +347,52 @@ fn arb_message() -> impl Strategy<Value = StoredMessage> {
         )
 }
 
+fn wire_item(flag: i32, body: &[u8], props: &str) -> Vec<u8> {
+    let total = 4 + 4 + 4 + 4 + 4 + body.len() + 2 + props.len();
+    let mut v = Vec::new();
+    v.extend((total as i32).to_be_bytes());
+    v.extend(0i32.to_be_bytes()); // MAGICCODE 0
+    v.extend(0i32.to_be_bytes()); // BODYCRC 0
+    v.extend(flag.to_be_bytes());
+    v.extend((body.len() as i32).to_be_bytes());
+    v.extend(body);
+    v.extend((props.len() as i16).to_be_bytes());
+    v.extend(props.as_bytes());
+    v
+}
+
+#[test]
+fn wire_batch_bodies_split_into_items() {
+    let mut body = wire_item(1, b"first", "UNIQ_KEY\u{1}A\u{2}");
+    body.extend(wire_item(2, b"", ""));
+    body.extend(wire_item(3, b"third body", "KEYS\u{1}k\u{2}"));
+    let items = message::decode_wire_batch(&body).unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        (items[0].flag, items[0].body, items[0].properties),
+        (1, &b"first"[..], "UNIQ_KEY\u{1}A\u{2}")
+    );
+    assert_eq!(
+        (items[1].flag, items[1].body.len(), items[1].properties),
+        (2, 0, "")
+    );
+    assert_eq!(items[2].body, b"third body");
+    assert!(message::decode_wire_batch(&[]).unwrap().is_empty());
+    // Lengths that disagree with TOTALSIZE are rejected.
+    let mut bad = wire_item(1, b"abc", "");
+    bad[16..20].copy_from_slice(&100i32.to_be_bytes());
+    assert!(message::decode_wire_batch(&bad).is_err());
+    let mut short = wire_item(1, b"abc", "x");
+    short.pop();
+    assert!(message::decode_wire_batch(&short).is_err());
+}
+
 proptest! {
+    #[test]
+    fn random_bytes_never_panic_the_wire_batch_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = message::decode_wire_batch(&bytes);
+    }
+
     #[test]
     fn random_messages_round_trip(m in arb_message()) {
         let bytes = m.encode().unwrap();
