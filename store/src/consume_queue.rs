@@ -20,6 +20,8 @@ use crate::io::{FileSystem, MappedFile};
 pub const CQ_UNIT_SIZE: u64 = 20;
 /// `mapedFileSizeConsumeQueue` default: 300,000 units (6,000,000 bytes) per file.
 pub const DEFAULT_UNITS_PER_FILE: u64 = 300_000;
+/// Largest queue offset whose byte position fits the file naming (byte offset in an i64).
+pub const MAX_QUEUE_OFFSET: i64 = i64::MAX / CQ_UNIT_SIZE as i64 - 1;
 /// Size of a placeholder unit written in front of a queue that starts past offset 0.
 pub const PLACEHOLDER_SIZE: i32 = i32::MAX;
 
@@ -217,6 +219,13 @@ impl ConsumeQueue {
     /// recorded, whose units were flushed before it was written): checks that the unit before
     /// `next` is there, then zeroes and removes whatever lies past it, durably.
     pub fn restore_end(&mut self, next: i64) -> Result<()> {
+        if next > MAX_QUEUE_OFFSET {
+            return Err(StoreError::corruption(
+                &self.dir,
+                0,
+                format!("checkpoint end {next} beyond {MAX_QUEUE_OFFSET}"),
+            ));
+        }
         if next < self.min_offset {
             return Err(StoreError::corruption(
                 &self.dir,
@@ -340,7 +349,7 @@ impl ConsumeQueue {
     /// Any jump past `max_offset` is a [`StoreError::QueueOffsetGap`]; a queue that must begin
     /// past offset 0 is first moved there with [`ConsumeQueue::start_at`].
     pub fn put(&mut self, offset: i64, unit: CqUnit) -> Result<()> {
-        if offset < 0 || unit.size <= 0 || unit.phys_offset < 0 {
+        if !(0..MAX_QUEUE_OFFSET).contains(&offset) || unit.size <= 0 || unit.phys_offset < 0 {
             return Err(StoreError::InvalidArgument(format!(
                 "consumequeue {}/{}: bad unit {unit:?} at offset {offset}",
                 self.topic, self.queue_id
@@ -377,9 +386,9 @@ impl ConsumeQueue {
                 self.topic, self.queue_id
             )));
         }
-        if offset < 0 {
+        if !(0..=MAX_QUEUE_OFFSET).contains(&offset) {
             return Err(StoreError::InvalidArgument(format!(
-                "negative queue offset {offset}"
+                "queue offset {offset} outside 0..={MAX_QUEUE_OFFSET}"
             )));
         }
         self.remove_files_from(0)?;
@@ -489,7 +498,9 @@ impl ConsumeQueue {
             let last_off = ((f.base + self.file_size) / CQ_UNIT_SIZE) as i64 - 1;
             let last = self.get(last_off)?;
             match last {
-                Some(u) if u.phys_offset + i64::from(u.size.max(0)) <= pos => drop += 1,
+                Some(u) if u.phys_offset.saturating_add(i64::from(u.size.max(0))) <= pos => {
+                    drop += 1
+                }
                 _ => break,
             }
         }

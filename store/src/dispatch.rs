@@ -378,7 +378,10 @@ impl Dispatcher {
             }
         }
         self.applied = Some(entry.id);
-        self.next_pos = entry.pos + HEADER_LEN as u64 + entry.payload.len() as u64;
+        self.next_pos = entry
+            .pos
+            .saturating_add(HEADER_LEN as u64)
+            .saturating_add(entry.payload.len() as u64);
         if let Some(hook) = &self.hook {
             for ((topic, qid), max) in &advanced {
                 hook(topic, *qid, *max);
@@ -389,13 +392,13 @@ impl Dispatcher {
 
     /// Decodes and checks every message of a `Messages` entry.
     fn plan(&self, entry: &StoredEntry, already: bool) -> Result<Vec<Planned>> {
-        let base = entry.pos + HEADER_LEN as u64;
+        let base = entry.pos.saturating_add(HEADER_LEN as u64);
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut out = Vec::new();
         for item in iter_batch(&entry.payload) {
             let (off, view) =
                 item.map_err(|e| corruption(entry, format!("entry {}: {e}", entry.id.index)))?;
-            let expected_phys = base + off as u64;
+            let expected_phys = base.saturating_add(off as u64);
             if view.physical_offset() != expected_phys as i64 {
                 return Err(corruption(
                     entry,

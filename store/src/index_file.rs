@@ -318,7 +318,10 @@ impl IndexFile {
         while self.valid_entry(n) && out.len() < max && steps < i64::from(self.header.index_count) {
             steps += 1;
             let e = self.read_entry(n)?;
-            let time = self.header.begin_timestamp + i64::from(e.time_diff) * 1000;
+            let time = self
+                .header
+                .begin_timestamp
+                .saturating_add(i64::from(e.time_diff) * 1000);
             if e.key_hash == hash && time >= begin && time <= end && seen.insert(e.phy_offset) {
                 out.push(e.phy_offset);
             }
@@ -363,7 +366,7 @@ impl IndexFile {
                 let prev = if e.prev >= 1 && e.prev < n { e.prev } else { 0 };
                 self.map.write_at(slot_pos, &prev.to_be_bytes())?;
                 if prev == 0 {
-                    self.header.hash_slot_count -= 1;
+                    self.header.hash_slot_count = self.header.hash_slot_count.saturating_sub(1);
                 }
             }
             self.map.write_at(self.entry_pos(n), &zero)?;
@@ -380,8 +383,10 @@ impl IndexFile {
             self.header.end_phy_offset = last.phy_offset;
             // Only whole seconds survive in an entry; round up so a time query still
             // reaches the last remaining entry.
-            self.header.end_timestamp =
-                self.header.begin_timestamp + i64::from(last.time_diff) * 1000 + 999;
+            self.header.end_timestamp = self
+                .header
+                .begin_timestamp
+                .saturating_add(i64::from(last.time_diff) * 1000 + 999);
         }
         self.map.write_at(0, &self.header.encode())?;
         self.map.flush_range(0, self.cfg.file_size())?;
