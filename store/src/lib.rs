@@ -7,6 +7,16 @@
 //! - [`io`]: the `FileSystem` / `MappedFile` seam (real and fault-injecting).
 //! - [`commitlog`]: the Raft log as segment files, one writer thread, group commit.
 //!
+//! Layout of the derived-files side:
+//! - [`message`]: the RocketMQ stored-message codec (`StoredMessage`, `MessageView`,
+//!   batch iteration, in-place patches, tag hash, offsetMsgId).
+//! - [`consume_queue`]: per-queue 20-byte units, queue offset → commitlog position.
+//! - [`index_file`]: the key → position hash index (`index/` files).
+//! - [`dispatch`]: `Dispatcher`, committed entries → consumequeue and index; queries.
+//! - [`checkpoint`]: the dispatch checkpoint (what the derived files durably cover).
+//! - [`metadata`]: topic, group and consumer-offset tables (sled behind one module).
+//! - [`store`]: `Store`, one store root wiring the commitlog, dispatcher and metadata.
+//!
 //! No tokio, no openraft, no sockets: the raft layer adapts this crate, never the reverse.
 
 pub mod commitlog;
