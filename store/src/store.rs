@@ -68,10 +68,12 @@ pub struct PullResult {
     pub max_offset: i64,
 }
 
-/// Reads store timestamps from the commitlog for time searches.
-struct LogReader(CommitLog);
+/// Reads store timestamps from the commitlog for consumequeue time searches; install it with
+/// [`Dispatcher::set_phys_reader`] when the dispatcher is used without [`Store`].
+#[derive(Clone, Debug)]
+pub struct CommitLogReader(pub CommitLog);
 
-impl PhysReader for LogReader {
+impl PhysReader for CommitLogReader {
     fn store_timestamp(&self, phys_offset: i64, size: i32) -> Result<Option<i64>> {
         let (Ok(pos), Ok(size)) = (u64::try_from(phys_offset), usize::try_from(size)) else {
             return Ok(None);
@@ -151,7 +153,7 @@ impl Store {
             // log's first position again.
             dispatcher.purge_below_pos(state.first_pos)?;
         }
-        dispatcher.set_phys_reader(Arc::new(LogReader(commitlog.clone())));
+        dispatcher.set_phys_reader(Arc::new(CommitLogReader(commitlog.clone())));
         Ok((
             Store {
                 root: root.to_path_buf(),
