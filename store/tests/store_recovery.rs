@@ -339,3 +339,50 @@ fn a_second_open_is_locked_out() {
     let (_store, report) = Store::open(tmp.path(), cfg()).unwrap();
     assert!(report.clean);
 }
+
+#[test]
+fn purge_moves_queue_minimums_and_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut next = BTreeMap::new();
+    let mins;
+    {
+        let (store, _) = Store::open(tmp.path(), cfg()).unwrap();
+        append(store.commitlog(), 1, 20, &mut next);
+        store.dispatch_committed(20).unwrap();
+        store.checkpoint().unwrap();
+        let upto = store.commitlog().entry(12).unwrap().unwrap().id;
+        store.commitlog().purge(upto).unwrap();
+        let first = store.commitlog().state().first_pos;
+        assert!(first > 0, "whole segments were deleted");
+        store.purge_derived().unwrap();
+        let d = store.dispatcher();
+        let mut m = Vec::new();
+        for q in 0..2 {
+            let (min, max) = (
+                d.read().unwrap().min_offset("Orders", q),
+                d.read().unwrap().max_offset("Orders", q),
+            );
+            assert!(min > 0 && min <= max);
+            let u = d.read().unwrap().unit("Orders", q, min).unwrap().unwrap();
+            assert!(u.phys_offset as u64 >= first);
+            assert_eq!(d.read().unwrap().unit("Orders", q, min - 1).unwrap(), None);
+            // A pull from 0 starts at the minimum and reads real messages.
+            let p = store.pull("Orders", q, 0, 4, 1 << 20, &|_| true).unwrap();
+            assert_eq!(p.messages[0].0, min);
+            assert_eq!(
+                MessageView::parse(&p.messages[0].1).unwrap().queue_offset(),
+                min
+            );
+            m.push(min);
+        }
+        mins = m;
+        drop(d);
+        store.close().unwrap();
+    }
+    let (store, _) = Store::open(tmp.path(), cfg()).unwrap();
+    let d = store.dispatcher();
+    for q in 0..2 {
+        assert_eq!(d.read().unwrap().min_offset("Orders", q), mins[q as usize]);
+    }
+    assert_eq!(d.read().unwrap().applied_index(), Some(20));
+}
