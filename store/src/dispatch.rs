@@ -97,6 +97,10 @@ pub struct Dispatcher {
     extra: Vec<u8>,
     hook: Option<QueueAdvancedHook>,
     reader: Option<Arc<dyn PhysReader + Send + Sync>>,
+    /// Set when a write, flush or file operation failed half-way: the files no longer match
+    /// the in-memory state, so every later mutation is refused until a reopen restores the
+    /// last checkpoint.
+    poisoned: Option<String>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -155,6 +159,7 @@ impl Dispatcher {
             extra: checkpoint.extra.clone(),
             hook: None,
             reader: None,
+            poisoned: None,
         };
         d.open_queues()?;
         d.restore_to_checkpoint(&checkpoint)?;
@@ -341,9 +346,48 @@ impl Dispatcher {
         if already {
             return Ok(planned.into_iter().map(|p| p.msg).collect());
         }
+        self.check_poison()?;
+        let advanced = self.guard(|d| d.write_planned(&planned))?;
+        self.applied = Some(entry.id);
+        self.next_pos = entry
+            .pos
+            .saturating_add(HEADER_LEN as u64)
+            .saturating_add(entry.payload.len() as u64);
+        if let Some(hook) = &self.hook {
+            for ((topic, qid), max) in &advanced {
+                hook(topic, *qid, *max);
+            }
+        }
+        Ok(planned.into_iter().map(|p| p.msg).collect())
+    }
 
+    /// True once a failed write or flush poisoned the dispatcher.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(StoreError::Fatal(format!("dispatcher poisoned: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a mutation; an error poisons the dispatcher and comes back as `Fatal`.
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.check_poison()?;
+        f(self).map_err(|e| {
+            tracing::error!(cause = %e, root = %self.root.display(), "derived files left inconsistent; dispatcher poisoned");
+            self.poisoned = Some(e.to_string());
+            StoreError::Fatal(format!("dispatcher poisoned: {e}"))
+        })
+    }
+
+    /// Writes the units and index entries of a checked entry; returns the queues that
+    /// advanced with their new max offsets.
+    fn write_planned(&mut self, planned: &[Planned]) -> Result<BTreeMap<(String, i32), i64>> {
         let mut advanced: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for p in &planned {
+        for p in planned {
             let m = &p.msg;
             if m.consumable {
                 let key = (m.topic.clone(), m.queue_id);
@@ -377,17 +421,7 @@ impl Dispatcher {
                     .add_message(m.phys_offset, m.store_timestamp, &p.keys)?;
             }
         }
-        self.applied = Some(entry.id);
-        self.next_pos = entry
-            .pos
-            .saturating_add(HEADER_LEN as u64)
-            .saturating_add(entry.payload.len() as u64);
-        if let Some(hook) = &self.hook {
-            for ((topic, qid), max) in &advanced {
-                hook(topic, *qid, *max);
-            }
-        }
-        Ok(planned.into_iter().map(|p| p.msg).collect())
+        Ok(advanced)
     }
 
     /// Decodes and checks every message of a `Messages` entry.
@@ -463,13 +497,16 @@ impl Dispatcher {
     }
 
     /// Flushes every consumequeue and index file, then atomically writes the checkpoint.
+    /// A failure poisons the dispatcher: after a failed fsync nobody knows what is on disk.
     pub fn checkpoint(&mut self) -> Result<()> {
-        for cq in self.queues.values_mut() {
-            cq.flush()?;
-        }
-        self.index.flush()?;
-        let cp = self.snapshot_checkpoint();
-        cp.store(self.fs.as_ref(), &self.root)
+        self.guard(|d| {
+            for cq in d.queues.values_mut() {
+                cq.flush()?;
+            }
+            d.index.flush()?;
+            let cp = d.snapshot_checkpoint();
+            cp.store(d.fs.as_ref(), &d.root)
+        })
     }
 
     /// The checkpoint as it would be written now.
@@ -502,7 +539,7 @@ impl Dispatcher {
     /// (the commitlog lost its tail). The applied position moves back to `pos` when it was
     /// past it; the caller sets the applied entry with [`Dispatcher::reset_applied`].
     pub fn truncate_from_pos(&mut self, pos: u64) -> Result<()> {
-        self.trim_to(pos)?;
+        self.guard(|d| d.trim_to(pos))?;
         if pos < self.next_pos {
             tracing::warn!(pos, next_pos = self.next_pos, "derived files rolled back");
             self.next_pos = pos;
@@ -525,12 +562,26 @@ impl Dispatcher {
         next_pos: u64,
         queues: &[(String, i32, i64)],
     ) -> Result<()> {
+        for (topic, _, next) in queues {
+            validate_topic_name(topic)?;
+            if !(0..=crate::consume_queue::MAX_QUEUE_OFFSET).contains(next) {
+                return Err(StoreError::InvalidArgument(format!(
+                    "queue {topic} cannot restart at {next}"
+                )));
+            }
+        }
+        self.guard(|d| d.reset_files(queues))?;
+        self.applied = applied;
+        self.next_pos = next_pos;
+        self.checkpoint()
+    }
+
+    fn reset_files(&mut self, queues: &[(String, i32, i64)]) -> Result<()> {
         for (_, cq) in self.queues.drain() {
             cq.destroy()?;
         }
         self.index.truncate_from_pos(0)?;
         for (topic, qid, next) in queues {
-            validate_topic_name(topic)?;
             let dir = self.cq_dir(topic, *qid);
             let mut cq = ConsumeQueue::open(
                 Arc::clone(&self.fs),
@@ -544,19 +595,19 @@ impl Dispatcher {
             }
             self.queues.insert((topic.clone(), *qid), cq);
         }
-        self.applied = applied;
-        self.next_pos = next_pos;
-        self.checkpoint()
+        Ok(())
     }
 
     /// Deletes consumequeue and index files wholly below commitlog position `pos`.
     pub fn purge_below_pos(&mut self, pos: u64) -> Result<()> {
         let pos = i64::try_from(pos)
             .map_err(|_| StoreError::InvalidArgument(format!("position {pos} beyond i64")))?;
-        for cq in self.queues.values_mut() {
-            cq.purge_below_pos(pos)?;
-        }
-        self.index.purge_below_pos(pos)
+        self.guard(|d| {
+            for cq in d.queues.values_mut() {
+                cq.purge_below_pos(pos)?;
+            }
+            d.index.purge_below_pos(pos)
+        })
     }
 
     /// Next offset to be written in a queue (0 for an unknown queue).
