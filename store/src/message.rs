@@ -340,6 +340,14 @@ impl StoredMessage {
 
     /// Encodes, rejecting a record larger than `max_size` bytes (`maxMessageSize`).
     pub fn encode_with_limit(&self, max_size: usize) -> MessageResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out, max_size)?;
+        Ok(out)
+    }
+
+    /// Appends the encoded record to `out` (building a batch without extra copies); returns
+    /// its length. On error `out` is unchanged.
+    pub fn encode_into(&self, out: &mut Vec<u8>, max_size: usize) -> MessageResult<usize> {
         let props = encode_properties(&self.properties);
         if props.len() > MAX_SHORT_LEN {
             return Err(MessageError::Invalid(format!(
@@ -375,7 +383,8 @@ impl StoredMessage {
             sys_flag |= sysflag::STOREHOST_V6;
         }
 
-        let mut out = Vec::with_capacity(size);
+        let start = out.len();
+        out.reserve(size);
         out.extend_from_slice(&(size as i32).to_be_bytes());
         out.extend_from_slice(&(if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
         out.extend_from_slice(&body_crc(&self.body).to_be_bytes());
@@ -400,8 +409,8 @@ impl StoredMessage {
         out.extend_from_slice(self.topic.as_bytes());
         out.extend_from_slice(&(props.len() as i16).to_be_bytes());
         out.extend_from_slice(props.as_bytes());
-        debug_assert_eq!(out.len(), size);
-        Ok(out)
+        debug_assert_eq!(out.len() - start, size);
+        Ok(size)
     }
 
     /// Decodes one message that must occupy all of `buf`.

@@ -230,6 +230,13 @@ fn batch_iteration_and_writer_patches() {
     let mut batch = a.encode().unwrap();
     let a_len = batch.len();
     batch.extend(b.encode().unwrap());
+    // encode_into appends the same bytes, and leaves the buffer alone on error.
+    let mut built = Vec::new();
+    assert_eq!(a.encode_into(&mut built, 1 << 20).unwrap(), a_len);
+    b.encode_into(&mut built, 1 << 20).unwrap();
+    assert_eq!(built, batch);
+    assert!(b.encode_into(&mut built, 10).is_err());
+    assert_eq!(built, batch);
 
     let frames = message::batch_frames(&batch).unwrap();
     assert_eq!(frames.len(), 2);
