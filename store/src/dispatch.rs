@@ -63,6 +63,14 @@ impl Default for DispatchConfig {
     }
 }
 
+impl DispatchConfig {
+    /// Units per file for a RocketMQ `mapedFileSizeConsumeQueue` in bytes (rounded up to
+    /// whole 20-byte units, as RocketMQ does).
+    pub fn cq_units_for_file_size(bytes: u64) -> u64 {
+        bytes.div_ceil(crate::consume_queue::CQ_UNIT_SIZE).max(1)
+    }
+}
+
 /// One message of an applied entry, as the send path reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatchedMessage {
@@ -704,3 +712,9 @@ impl Dispatcher {
             .unwrap_or_default()
     }
 }
+
+// The state machine moves the dispatcher to its worker; pull paths share it.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Dispatcher>();
+};

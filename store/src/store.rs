@@ -315,3 +315,8 @@ impl Store {
         self.dir.mark_clean()
     }
 }
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+};

@@ -599,3 +599,10 @@ mod garbage {
         }
     }
 }
+
+#[test]
+fn rocketmq_file_size_maps_to_whole_units() {
+    assert_eq!(DispatchConfig::cq_units_for_file_size(6_000_000), 300_000);
+    assert_eq!(DispatchConfig::cq_units_for_file_size(6_000_001), 300_001);
+    assert_eq!(DispatchConfig::cq_units_for_file_size(0), 1);
+}
