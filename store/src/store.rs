@@ -31,7 +31,7 @@ use crate::dirlock::StoreDir;
 use crate::dispatch::{DispatchConfig, DispatchedMessage, Dispatcher};
 use crate::error::{Result, StoreError};
 use crate::io::{FileSystem, StdFileSystem};
-use crate::message::{store_timestamp_from_prefix, STORE_TIMESTAMP_PREFIX_LEN};
+use crate::message::{store_timestamp_from_prefix, MessageView, STORE_TIMESTAMP_PREFIX_LEN};
 use crate::metadata::Metadata;
 
 /// Directory of the commitlog inside the root.
@@ -299,6 +299,66 @@ impl Store {
             )));
         };
         self.commitlog.read_at(pos, len)
+    }
+
+    /// The stored message starting at a commitlog position, its size read from its own
+    /// TOTALSIZE (view by offsetMsgId; query results). Checks the record's layout.
+    pub fn message_at_pos(&self, phys_offset: i64) -> Result<Bytes> {
+        let pos = u64::try_from(phys_offset).map_err(|_| {
+            StoreError::InvalidArgument(format!("bad message position {phys_offset}"))
+        })?;
+        let head = self.commitlog.read_at(pos, 4)?;
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&head);
+        let size = i32::from_be_bytes(b);
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|s| *s >= crate::message::MIN_STORED_SIZE)
+            .ok_or_else(|| {
+                StoreError::InvalidArgument(format!(
+                    "no stored message at {phys_offset} (TOTALSIZE {size})"
+                ))
+            })?;
+        let bytes = self.commitlog.read_at(pos, len)?;
+        MessageView::parse(&bytes).map_err(|e| {
+            StoreError::InvalidArgument(format!("no stored message at {phys_offset}: {e}"))
+        })?;
+        Ok(bytes)
+    }
+
+    /// Messages of `topic` whose KEYS or UNIQ_KEY equal `key`, stored in `[begin, end]` ms,
+    /// newest first, at most `max`. Index hits are verified against the stored message, so
+    /// hash collisions and purged positions are dropped (QUERY_MESSAGE).
+    pub fn query_messages_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> Result<Vec<Bytes>> {
+        // Ask the index for more than `max`: some hits may be collisions.
+        let hits =
+            self.read()
+                .query_by_key(topic, key, max.saturating_mul(2).max(16), begin, end)?;
+        let mut out = Vec::new();
+        for pos in hits {
+            if out.len() >= max {
+                break;
+            }
+            let bytes = match self.message_at_pos(pos) {
+                Ok(b) => b,
+                Err(StoreError::OutOfRange { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let v = MessageView::parse(&bytes)?;
+            let matches =
+                v.topic() == topic && (v.uniq_key() == Some(key) || v.keys().any(|k| k == key));
+            if matches {
+                out.push(bytes);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes derived files wholly below the log's first position (after a purge).

@@ -177,11 +177,20 @@ fn append_dispatch_pull_query_and_time_search() {
         .query_by_key("Orders", "order-4-2", 10, 0, i64::MAX)
         .unwrap();
     assert_eq!(hits.len(), 1);
-    let m = store.message_at(hits[0], 2048).unwrap_or_else(|_| {
-        let u = hits[0];
-        store.commitlog().read_at(u as u64, 1).unwrap()
-    });
+    let m = store.message_at_pos(hits[0]).unwrap();
     let v = MessageView::parse(&m).unwrap();
+    assert_eq!(v.physical_offset(), hits[0]);
+    // Verified query: the same message, nothing for another topic or an absent key.
+    let verified = store
+        .query_messages_by_key("Orders", "order-4-2", 10, 0, i64::MAX)
+        .unwrap();
+    assert_eq!(verified, vec![m.clone()]);
+    assert!(store
+        .query_messages_by_key("Other", "order-4-2", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(store.message_at_pos(hits[0] + 1).is_err());
+    assert!(store.message_at_pos(-5).is_err());
     assert_eq!(v.keys().collect::<Vec<_>>(), vec!["order-4-2"]);
     let by_id = d
         .read()
