@@ -1,7 +1,7 @@
 //! Consumequeue: the per-(topic, queue) index from logical queue offset to commitlog position.
 //!
 //! Owns the files under `consumequeue/<topic>/<queueId>/`: fixed-size mapped files of 20-byte
-//! big-endian units `(phys offset i64, size i32, tags code i64)` (protocol.md §7.3), named by
+//! big-endian units `(phys offset i64, size i32, tags code i64)` (RocketMQ's layout), named by
 //! the 20-digit byte offset of their first unit within the queue. Unit `n` lives at byte
 //! `n * 20` of the queue, so lookup by queue offset is O(1).
 //!
@@ -345,9 +345,9 @@ impl ConsumeQueue {
     /// Writes the unit for logical `offset`.
     ///
     /// `offset == max_offset` appends. `offset < max_offset` rewrites in place (re-dispatch
-    /// after a crash writes the same bytes at the same position). An empty queue may start at
-    /// Any jump past `max_offset` is a [`StoreError::QueueOffsetGap`]; a queue that must begin
-    /// past offset 0 is first moved there with [`ConsumeQueue::start_at`].
+    /// after a crash writes the same bytes at the same position). Any jump past `max_offset`
+    /// is a [`StoreError::QueueOffsetGap`]; a queue that must begin past offset 0 is first
+    /// moved there with [`ConsumeQueue::start_at`].
     pub fn put(&mut self, offset: i64, unit: CqUnit) -> Result<()> {
         if !(0..MAX_QUEUE_OFFSET).contains(&offset) || unit.size <= 0 || unit.phys_offset < 0 {
             return Err(StoreError::InvalidArgument(format!(

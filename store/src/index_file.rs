@@ -1,4 +1,4 @@
-//! Hash index: message key → commitlog positions, RocketMQ's `index/` files (protocol.md §7.4).
+//! Hash index: message key → commitlog positions, RocketMQ's `index/` files.
 //!
 //! Owns the files under `index/`. One file is a 40-byte header (beginTimestamp,
 //! endTimestamp, beginPhyOffset, endPhyOffset, hashSlotCount, indexCount; big-endian), then

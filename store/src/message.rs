@@ -1,9 +1,9 @@
 //! RocketMQ stored-message codec (the record layout a consumer receives in a pull body).
 //!
-//! Owns the byte layout of one stored message (big-endian, protocol.md §5.1), the
-//! properties string (§5.3), sysflag bits (§5.4), batch iteration, the in-place patches the
+//! Owns the byte layout of one stored message (big-endian, as RocketMQ's `MessageDecoder` reads it), the
+//! properties string, sysflag bits, batch iteration, the in-place patches the
 //! write path needs (physical offset, queue offset, store timestamp, store host), the tag hash
-//! code (§6.3) and the offsetMsgId (§6.1). It knows nothing of the Raft record header around
+//! code and the offsetMsgId. It knows nothing of the Raft record header around
 //! a batch, of files, or of sockets.
 //!
 //! Main types: [`StoredMessage`] (owned, for encoding) and [`MessageView`] (borrowed decode
@@ -64,7 +64,7 @@ pub const NAME_VALUE_SEPARATOR: u8 = 0x01;
 /// Terminates every property pair, including the last.
 pub const PROPERTY_SEPARATOR: u8 = 0x02;
 
-/// Well-known property keys (protocol.md §5.3).
+/// Well-known property keys (RocketMQ `MessageConst`).
 pub mod property {
     pub const TAGS: &str = "TAGS";
     pub const KEYS: &str = "KEYS";
@@ -82,7 +82,7 @@ pub mod property {
     pub const TRANSACTION_ID: &str = "__transactionId__";
 }
 
-/// MessageSysFlag bits (protocol.md §5.4).
+/// MessageSysFlag bits (identical in RocketMQ 4.9 and 5.x).
 pub mod sysflag {
     pub const COMPRESSED: i32 = 0x1;
     pub const MULTI_TAGS: i32 = 0x2;
@@ -122,7 +122,7 @@ impl TransactionType {
         }
     }
 
-    /// Only NOT and COMMIT records get consumequeue units (protocol.md §7.3).
+    /// Only NOT and COMMIT records get consumequeue units (RocketMQ's dispatch rule).
     pub fn is_consumable(self) -> bool {
         matches!(self, TransactionType::Not | TransactionType::Commit)
     }
@@ -214,7 +214,7 @@ fn host_bytes(addr: &SocketAddr) -> Vec<u8> {
     v
 }
 
-/// offsetMsgId (protocol.md §6.1): store host address + port (i32) + physical offset (i64),
+/// offsetMsgId (RocketMQ `MessageDecoder.createMessageId`): store host address + port (i32) + physical offset (i64),
 /// upper-case hex; 32 chars for IPv4, 56 for IPv6.
 pub fn offset_msg_id(store_host: SocketAddr, phys_offset: i64) -> String {
     let mut bytes = host_bytes(&store_host);
@@ -753,7 +753,8 @@ pub fn patch_physical_offsets(buf: &mut [u8], base: u64) -> MessageResult<usize>
     Ok(frames.len())
 }
 
-/// One message of a SEND_BATCH_MESSAGE body (protocol.md §5.6), borrowed from it.
+/// One message of a SEND_BATCH_MESSAGE body (RocketMQ `MessageDecoder.encodeMessages`
+/// layout), borrowed from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WireBatchItem<'a> {
     pub flag: i32,

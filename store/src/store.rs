@@ -1,6 +1,6 @@
 //! The store façade: one store root directory with everything a broker node keeps on disk.
 //!
-//! Owns the root layout (`storePathRootDir`, protocol.md §7.1):
+//! Owns the root layout (`storePathRootDir`, RocketMQ's names plus `meta/`):
 //!
 //! ```text
 //! <root>/lock           held while open (a second process gets StoreError::Locked)

@@ -1,4 +1,5 @@
-//! Stored-message codec against byte layouts written out by hand from protocol.md §5.
+//! Stored-message codec against byte layouts written out by hand from RocketMQ's
+//! stored-message format.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ fn sample() -> StoredMessage {
     }
 }
 
-/// The expected record, field by field in table order of protocol.md §5.1 (IPv4, V1).
+/// The expected record, field by field in RocketMQ's order (IPv4 hosts, V1 magic).
 fn hand_encoded_v1(m: &StoredMessage) -> Vec<u8> {
     let props =
         "TAGS\u{1}TagA\u{2}KEYS\u{1}k1 k2\u{2}UNIQ_KEY\u{1}0A00000900002A9F0000000000000001\u{2}";
@@ -45,7 +46,7 @@ fn hand_encoded_v1(m: &StoredMessage) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend((total as i32).to_be_bytes()); // 1 TOTALSIZE
     v.extend([0xDA, 0xA3, 0x20, 0xA7]); // 2 MAGICCODE V1
-    v.extend(1774740973i32.to_be_bytes()); // 3 BODYCRC of "Hello RocketMQ" (§5.2)
+    v.extend(1774740973i32.to_be_bytes()); // 3 BODYCRC: masked CRC32 of "Hello RocketMQ"
     v.extend(3i32.to_be_bytes()); // 4 QUEUEID
     v.extend(7i32.to_be_bytes()); // 5 FLAG
     v.extend(42i64.to_be_bytes()); // 6 QUEUEOFFSET
@@ -73,7 +74,7 @@ fn encode_matches_hand_written_v1_ipv4_layout() {
     let m = sample();
     let bytes = m.encode().unwrap();
     assert_eq!(bytes, hand_encoded_v1(&m));
-    // Fixed offsets quoted by protocol.md: store timestamp at 56, phys offset at 28.
+    // RocketMQ's fixed offsets: store timestamp at 56, phys offset at 28.
     assert_eq!(
         i64::from_be_bytes(bytes[56..64].try_into().unwrap()),
         1_700_000_000_456
