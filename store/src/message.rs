@@ -1,10 +1,10 @@
 //! RocketMQ stored-message codec (the record layout a consumer receives in a pull body).
 //!
-//! Owns the byte layout of one stored message (big-endian, as RocketMQ's `MessageDecoder` reads it), the
-//! properties string, sysflag bits, batch iteration, the in-place patches the
-//! write path needs (physical offset, queue offset, store timestamp, store host), the tag hash
-//! code and the offsetMsgId. It knows nothing of the Raft record header around
-//! a batch, of files, or of sockets.
+//! Owns the byte layout of one stored message (big-endian, as RocketMQ's `MessageDecoder`
+//! reads it), the properties string, sysflag bits, batch iteration, the in-place patches the
+//! write path needs (physical offset, queue offset, store timestamp, store host), the tag
+//! hash code and the offsetMsgId. It knows nothing of the Raft record header around a batch,
+//! of files, or of sockets.
 //!
 //! Main types: [`StoredMessage`] (owned, for encoding) and [`MessageView`] (borrowed decode
 //! over the stored bytes, used by the dispatcher so applying a batch copies nothing).
