@@ -89,7 +89,9 @@ pub struct DispatchedMessage {
 }
 
 /// Called with (topic, queue id, new max offset) after a queue advanced: long polling wakes
-/// suspended pulls from here.
+/// suspended pulls from here. It runs inside `dispatch`, with the dispatcher borrowed
+/// mutably (and, through [`crate::store::Store`], its write lock held), so it must only hand
+/// the event off (notify a channel or a condition), never read the store itself.
 pub type QueueAdvancedHook = Box<dyn Fn(&str, i32, i64) + Send + Sync>;
 
 /// Builds and queries the consumequeues and the key index from committed entries.
