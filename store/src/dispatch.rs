@@ -100,7 +100,7 @@ pub struct Dispatcher {
     cq_root: PathBuf,
     fs: Arc<dyn FileSystem>,
     cfg: DispatchConfig,
-    queues: HashMap<(String, i32), ConsumeQueue>,
+    queues: QueueTable,
     index: IndexStore,
     applied: Option<EntryId>,
     next_pos: u64,
@@ -121,6 +121,53 @@ impl std::fmt::Debug for Dispatcher {
             .field("next_pos", &self.next_pos)
             .field("queues", &self.queues.len())
             .finish()
+    }
+}
+
+/// The open consumequeues, by topic then queue id (lookups by `&str` allocate nothing).
+#[derive(Default)]
+struct QueueTable(HashMap<String, BTreeMap<i32, ConsumeQueue>>);
+
+impl QueueTable {
+    fn get(&self, topic: &str, queue_id: i32) -> Option<&ConsumeQueue> {
+        self.0.get(topic)?.get(&queue_id)
+    }
+    fn get_mut(&mut self, topic: &str, queue_id: i32) -> Option<&mut ConsumeQueue> {
+        self.0.get_mut(topic)?.get_mut(&queue_id)
+    }
+    fn insert(&mut self, topic: &str, queue_id: i32, cq: ConsumeQueue) {
+        self.0
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, cq);
+    }
+    fn remove(&mut self, topic: &str, queue_id: i32) -> Option<ConsumeQueue> {
+        let qs = self.0.get_mut(topic)?;
+        let cq = qs.remove(&queue_id);
+        if qs.is_empty() {
+            self.0.remove(topic);
+        }
+        cq
+    }
+    fn keys(&self) -> Vec<(String, i32)> {
+        self.iter().map(|(t, q, _)| (t.to_owned(), q)).collect()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&str, i32, &ConsumeQueue)> {
+        self.0
+            .iter()
+            .flat_map(|(t, qs)| qs.iter().map(move |(q, cq)| (t.as_str(), *q, cq)))
+    }
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut ConsumeQueue> {
+        self.0.values_mut().flat_map(|qs| qs.values_mut())
+    }
+    fn drain(&mut self) -> Vec<ConsumeQueue> {
+        std::mem::take(&mut self.0)
+            .into_values()
+            .flat_map(|qs| qs.into_values())
+            .collect()
+    }
+    fn len(&self) -> usize {
+        self.0.values().map(BTreeMap::len).sum()
     }
 }
 
@@ -162,7 +209,7 @@ impl Dispatcher {
             cq_root,
             fs,
             cfg,
-            queues: HashMap::new(),
+            queues: QueueTable::default(),
             index,
             applied: checkpoint.applied,
             next_pos: checkpoint.next_pos,
@@ -226,7 +273,7 @@ impl Dispatcher {
                     qid,
                     self.cfg.cq_units_per_file,
                 )?;
-                self.queues.insert((topic.clone(), qid), cq);
+                self.queues.insert(&topic, qid, cq);
             }
         }
         Ok(())
@@ -238,16 +285,16 @@ impl Dispatcher {
     /// survive a crash in the page cache, or only partly (a power cut keeps whichever pages
     /// the kernel had written back), so positions alone cannot be trusted here.
     fn restore_to_checkpoint(&mut self, checkpoint: &DispatchCheckpoint) -> Result<()> {
-        let keys: Vec<(String, i32)> = self.queues.keys().cloned().collect();
+        let keys = self.queues.keys();
         for key in keys {
             match checkpoint.queues.get(&key) {
                 Some(next) => {
-                    if let Some(cq) = self.queues.get_mut(&key) {
+                    if let Some(cq) = self.queues.get_mut(&key.0, key.1) {
                         cq.restore_end(*next)?;
                     }
                 }
                 None => {
-                    if let Some(cq) = self.queues.remove(&key) {
+                    if let Some(cq) = self.queues.remove(&key.0, key.1) {
                         tracing::info!(topic = %key.0, queue_id = key.1, "removing queue newer than the checkpoint");
                         cq.destroy()?;
                     }
@@ -255,7 +302,7 @@ impl Dispatcher {
             }
         }
         for ((topic, qid), next) in &checkpoint.queues {
-            if !self.queues.contains_key(&(topic.clone(), *qid)) && *next > 0 {
+            if self.queues.get(topic, *qid).is_none() && *next > 0 {
                 return Err(StoreError::corruption(
                     self.cq_dir(topic, *qid),
                     0,
@@ -400,8 +447,7 @@ impl Dispatcher {
         for p in planned {
             let m = &p.msg;
             if m.consumable {
-                let key = (m.topic.clone(), m.queue_id);
-                if !self.queues.contains_key(&key) {
+                if self.queues.get(&m.topic, m.queue_id).is_none() {
                     let dir = self.cq_dir(&m.topic, m.queue_id);
                     let cq = ConsumeQueue::open(
                         Arc::clone(&self.fs),
@@ -410,11 +456,11 @@ impl Dispatcher {
                         m.queue_id,
                         self.cfg.cq_units_per_file,
                     )?;
-                    self.queues.insert(key.clone(), cq);
+                    self.queues.insert(&m.topic, m.queue_id, cq);
                 }
                 let cq = self
                     .queues
-                    .get_mut(&key)
+                    .get_mut(&m.topic, m.queue_id)
                     .expect("invariant: queue inserted above");
                 cq.put(
                     m.queue_offset,
@@ -424,7 +470,7 @@ impl Dispatcher {
                         tags_code: m.tags_code,
                     },
                 )?;
-                advanced.insert(key, m.queue_offset + 1);
+                advanced.insert((m.topic.clone(), m.queue_id), m.queue_offset + 1);
             }
             if self.cfg.index_enabled && !p.keys.is_empty() {
                 self.index
@@ -527,7 +573,7 @@ impl Dispatcher {
             queues: self
                 .queues
                 .iter()
-                .map(|(k, cq)| (k.clone(), cq.max_offset()))
+                .map(|(t, q, cq)| ((t.to_owned(), q), cq.max_offset()))
                 .collect(),
             index_end_phy: self.index.end_phy_offset(),
             extra: self.extra.clone(),
@@ -539,7 +585,7 @@ impl Dispatcher {
         let mut v: Vec<_> = self
             .queues
             .iter()
-            .map(|((t, q), cq)| (t.clone(), *q, cq.max_offset()))
+            .map(|(t, q, cq)| (t.to_owned(), q, cq.max_offset()))
             .collect();
         v.sort();
         v
@@ -587,7 +633,7 @@ impl Dispatcher {
     }
 
     fn reset_files(&mut self, queues: &[(String, i32, i64)]) -> Result<()> {
-        for (_, cq) in self.queues.drain() {
+        for cq in self.queues.drain() {
             cq.destroy()?;
         }
         self.index.truncate_from_pos(0)?;
@@ -603,7 +649,7 @@ impl Dispatcher {
             if *next > 0 {
                 cq.start_at(*next)?;
             }
-            self.queues.insert((topic.clone(), *qid), cq);
+            self.queues.insert(topic, *qid, cq);
         }
         Ok(())
     }
@@ -623,20 +669,20 @@ impl Dispatcher {
     /// Next offset to be written in a queue (0 for an unknown queue).
     pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map_or(0, ConsumeQueue::max_offset)
     }
 
     /// First readable offset of a queue (0 for an unknown queue).
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map_or(0, ConsumeQueue::min_offset)
     }
 
     /// The unit at `offset`, or `None` outside the queue's range.
     pub fn unit(&self, topic: &str, queue_id: i32, offset: i64) -> Result<Option<CqUnit>> {
-        match self.queues.get(&(topic.to_owned(), queue_id)) {
+        match self.queues.get(topic, queue_id) {
             Some(cq) => cq.get(offset),
             None => Ok(None),
         }
@@ -650,7 +696,7 @@ impl Dispatcher {
         offset: i64,
         max: usize,
     ) -> Result<Vec<(i64, CqUnit)>> {
-        let Some(cq) = self.queues.get(&(topic.to_owned(), queue_id)) else {
+        let Some(cq) = self.queues.get(topic, queue_id) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -682,7 +728,7 @@ impl Dispatcher {
         ts: i64,
         reader: &dyn PhysReader,
     ) -> Result<i64> {
-        match self.queues.get(&(topic.to_owned(), queue_id)) {
+        match self.queues.get(topic, queue_id) {
             Some(cq) => cq.search_offset_by_time(ts, reader),
             None => Ok(0),
         }
@@ -709,7 +755,7 @@ impl Dispatcher {
     /// Paths of a queue's files (for tools and tests).
     pub fn queue_files(&self, topic: &str, queue_id: i32) -> Vec<PathBuf> {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map(ConsumeQueue::file_paths)
             .unwrap_or_default()
     }

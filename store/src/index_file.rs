@@ -274,8 +274,8 @@ impl IndexFile {
         let time_diff = if self.header.begin_timestamp <= 0 {
             0
         } else {
-            ((store_timestamp - self.header.begin_timestamp) / 1000).clamp(0, i64::from(i32::MAX))
-                as i32
+            (store_timestamp.saturating_sub(self.header.begin_timestamp) / 1000)
+                .clamp(0, i64::from(i32::MAX)) as i32
         };
         let n = self.header.index_count;
         let entry = IndexEntry {
