@@ -82,3 +82,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Damaged consumequeue files give errors or odd answers, never a panic.
+    #[test]
+    fn random_file_content_never_panics(
+        files in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 60), 1..4),
+        pos in any::<i64>(),
+        off in any::<i64>(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, content) in files.iter().enumerate() {
+            std::fs::write(dir.join(format!("{:020}", i * 60)), content).unwrap();
+        }
+        if let Ok(mut cq) = ConsumeQueue::open(StdFileSystem::arc(), &dir, "T", 0, 3) {
+            let reader = |p: i64, _s: i32| -> raftmq_store::Result<Option<i64>> { Ok(Some(p)) };
+            let _ = cq.get(off);
+            let _ = cq.search_offset_by_time(pos, &reader);
+            let _ = cq.truncate_from_pos(pos);
+            let _ = cq.purge_below_pos(pos);
+            let _ = cq.put(cq.max_offset(), unit(1));
+            let _ = cq.restore_end(off);
+            let _ = cq.flush();
+        }
+    }
+}
