@@ -301,6 +301,18 @@ impl Store {
         self.commitlog.read_at(pos, len)
     }
 
+    /// Store timestamp of the message at a queue offset (`None` outside the queue); the
+    /// min offset gives GET_EARLIEST_MSG_STORETIME.
+    pub fn store_time_at(&self, topic: &str, queue_id: i32, offset: i64) -> Result<Option<i64>> {
+        let unit = self.read().unit(topic, queue_id, offset)?;
+        match unit {
+            Some(u) => {
+                CommitLogReader(self.commitlog.clone()).store_timestamp(u.phys_offset, u.size)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The stored message starting at a commitlog position, its size read from its own
     /// TOTALSIZE (view by offsetMsgId; query results). Checks the record's layout.
     pub fn message_at_pos(&self, phys_offset: i64) -> Result<Bytes> {

@@ -199,6 +199,15 @@ fn append_dispatch_pull_query_and_time_search() {
         .unwrap();
     assert_eq!(by_id, hits);
 
+    // Store time of a queue's first message (GET_EARLIEST_MSG_STORETIME).
+    let first = d.read().unwrap().unit("Orders", 0, 0).unwrap().unwrap();
+    let first_ts = MessageView::parse(&store.message_at(first.phys_offset, first.size).unwrap())
+        .unwrap()
+        .store_timestamp();
+    assert_eq!(store.store_time_at("Orders", 0, 0).unwrap(), Some(first_ts));
+    assert_eq!(store.store_time_at("Orders", 0, max0).unwrap(), None);
+    assert_eq!(store.store_time_at("Nope", 0, 0).unwrap(), None);
+
     // Time search reads store timestamps from the commitlog.
     for off in 0..max0 {
         let u = d.read().unwrap().unit("Orders", 0, off).unwrap().unwrap();
