@@ -430,6 +430,26 @@ impl NamesrvConfig {
         Self::from_properties(&Properties::load(path)?)
     }
 
+    /// The effective settings as `key=value` lines (GET_NAMESRV_CONFIG answers with this,
+    /// as Java does with its properties).
+    pub fn to_properties_text(&self) -> String {
+        let kv_path = self
+            .kv_config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!(
+            "bindAddress={}\nbrokerChannelExpiredTime={}\nkvConfigPath={}\nlistenPort={}\norderMessageEnable={}\nscanNotActiveBrokerInterval={}\nserverChannelMaxIdleTimeSeconds={}\n",
+            self.bind_address,
+            self.broker_channel_expired_time.as_millis(),
+            kv_path,
+            self.listen_port,
+            self.order_message_enable,
+            self.scan_not_active_broker_interval.as_millis(),
+            self.server_channel_max_idle_time.as_secs(),
+        )
+    }
+
     /// Checks the settings together; runs before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.broker_channel_expired_time <= self.scan_not_active_broker_interval {
@@ -557,6 +577,19 @@ mod tests {
             NamesrvConfig::from_properties(&p),
             Err(ConfigError::Inconsistent(_))
         ));
+    }
+
+    #[test]
+    fn properties_text_round_trips() {
+        let cfg = NamesrvConfig {
+            listen_port: 1234,
+            kv_config_path: None,
+            order_message_enable: true,
+            ..NamesrvConfig::default()
+        };
+        let text = cfg.to_properties_text();
+        let back = NamesrvConfig::from_properties(&Properties::parse(&text, "t").unwrap()).unwrap();
+        assert_eq!(back, cfg);
     }
 
     #[test]

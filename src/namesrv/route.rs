@@ -408,6 +408,21 @@ impl RouteInfoManager {
         }
     }
 
+    /// BROKER_HEARTBEAT (5.x): refreshes a registered member's liveness; `false` if unknown.
+    pub fn heartbeat(&mut self, broker_name: &str, broker_addr: &str, now: Instant) -> bool {
+        match self
+            .groups
+            .get_mut(broker_name)
+            .and_then(|g| g.members.get_mut(broker_addr))
+        {
+            Some(m) => {
+                m.last_update = now;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// TopicRouteData for `topic`, or `None` when the topic has no queue data or none of its
     /// broker groups is registered (the caller answers TOPIC_NOT_EXIST). `orderTopicConf` is
     /// left for the caller, which owns the KV config.
@@ -850,6 +865,23 @@ mod tests {
         assert_eq!(r.set_write_perm("a", true), 1);
         assert_eq!(r.topic_route("T").unwrap().queue_datas[0].perm, 6);
         assert_eq!(r.set_write_perm("zzz", true), 0);
+    }
+
+    #[test]
+    fn heartbeat_refreshes_liveness() {
+        let mut r = RouteInfoManager::new();
+        let t0 = Instant::now();
+        r.register(reg("a", "m:1", 0, None), t0);
+        assert!(r.heartbeat("a", "m:1", t0 + Duration::from_secs(100)));
+        assert!(!r.heartbeat("a", "other:1", t0));
+        let timeout = Duration::from_secs(120);
+        assert!(r
+            .scan_expired(t0 + Duration::from_secs(200), timeout)
+            .is_empty());
+        assert_eq!(
+            r.scan_expired(t0 + Duration::from_secs(221), timeout).len(),
+            1
+        );
     }
 
     #[test]
