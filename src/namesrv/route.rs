@@ -24,8 +24,9 @@
 //!    leader this group last accepted is **stale** and changes nothing (a deposed leader that
 //!    has not noticed yet, or a delayed packet). [`RegisterOutcome::StaleTerm`] says so.
 //! 2. A leader claim with an equal or higher term takes brokerId 0 at once. The member that held
-//!    0 before is moved to its follower id (`raftNodeId + 1`) when its node id is known, and
-//!    dropped from the route otherwise, until it re-registers as a follower.
+//!    0 before is moved to a follower id: the last non-zero id it registered with, else
+//!    `raftNodeId + 1`; if it has neither, or that id is taken by another address, it is dropped
+//!    from the route until it re-registers as a follower.
 //! 3. A member re-registering with a different brokerId (leader ↔ follower) is re-keyed at once:
 //!    as in RocketMQ, an address appears under one id only.
 //!
@@ -107,6 +108,9 @@ pub struct Removed {
 struct Member {
     /// The id this address is shown under in `brokerAddrs`.
     broker_id: i64,
+    /// The last non-zero id this member registered with: where it goes when a newer leader
+    /// displaces it before it re-registers itself.
+    follower_id: Option<i64>,
     ha_server_addr: String,
     raft: Option<RaftInfo>,
     data_version: DataVersion,
@@ -222,15 +226,18 @@ impl RouteInfoManager {
             .collect();
         for addr in holders {
             let demote_to = match (raft, broker_id) {
-                (Some(_), MASTER_ID) => group
-                    .members
-                    .get(&addr)
-                    .and_then(|m| m.raft)
-                    .and_then(|r| r.node_id)
-                    .and_then(|id| i64::try_from(id).ok())
-                    .and_then(|id| id.checked_add(1)),
+                (Some(_), MASTER_ID) => group.members.get(&addr).and_then(|m| {
+                    m.follower_id.or_else(|| {
+                        m.raft
+                            .and_then(|r| r.node_id)
+                            .and_then(|id| i64::try_from(id).ok())
+                            .and_then(|id| id.checked_add(1))
+                    })
+                }),
                 _ => None,
-            };
+            }
+            // Never show two addresses under one id.
+            .filter(|id| *id != MASTER_ID && !group.members.values().any(|m| m.broker_id == *id));
             match demote_to {
                 Some(id) => {
                     if let Some(m) = group.members.get_mut(&addr) {
@@ -248,10 +255,16 @@ impl RouteInfoManager {
         }
 
         let previous = group.members.get(&broker_addr).cloned();
+        let follower_id = if broker_id != MASTER_ID {
+            Some(broker_id)
+        } else {
+            previous.as_ref().and_then(|p| p.follower_id)
+        };
         group.members.insert(
             broker_addr.clone(),
             Member {
                 broker_id,
+                follower_id,
                 ha_server_addr,
                 raft,
                 data_version: topic_config.data_version,
@@ -742,6 +755,27 @@ mod tests {
         r.register(first, now);
         r.register(reg("g", "n2:1", 0, Some((2, 2))), now);
         assert_eq!(addrs(&r, "T"), map(&[(0, "n2:1")]));
+    }
+
+    #[test]
+    fn displaced_leader_returns_to_its_last_follower_id_and_never_collides() {
+        let mut r = RouteInfoManager::new();
+        let now = Instant::now();
+        // Follower ids chosen by the brokers (here: the node ids themselves).
+        r.register(reg("g", "n1:1", 1, Some((1, 1))), now);
+        r.register(reg("g", "n2:1", 2, Some((1, 2))), now);
+        r.register(reg("g", "n1:1", 0, Some((2, 1))), now);
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n1:1"), (2, "n2:1")]));
+        // n2 takes over: n1 goes back to 1 (its own last follower id), not to node id + 1 = 2.
+        r.register(reg("g", "n2:1", 0, Some((3, 2))), now);
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n2:1"), (1, "n1:1")]));
+
+        // A member only ever seen as leader whose node id + 1 is taken leaves the route.
+        let mut q = RouteInfoManager::new();
+        q.register(reg("g", "a:1", 2, Some((1, 5))), now);
+        q.register(reg("g", "b:1", 0, Some((1, 1))), now);
+        q.register(reg("g", "c:1", 0, Some((2, 7))), now);
+        assert_eq!(addrs(&q, "T"), map(&[(0, "c:1"), (2, "a:1")]));
     }
 
     #[test]
