@@ -722,3 +722,110 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     };
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// A Go-client-style request written byte by byte (JSON header with `"language":"GO"`,
+/// version 317, empty remark), and the raw response frame checked without our decoder.
+#[tokio::test]
+async fn raw_go_style_frame_gets_json_response_with_string_ext_fields() {
+    let ns = start(false).await;
+    let broker = client(&ns);
+    register(
+        &broker,
+        Reg {
+            name: "broker-a",
+            addr: "127.0.0.1:10911",
+            id: 0,
+            raft: None,
+            topics: &[("TopicTest", 4)],
+            counter: 1,
+        },
+        BINARY,
+    )
+    .await;
+
+    let header = br#"{"code":105,"language":"GO","version":317,"opaque":42,"flag":0,"remark":"","extFields":{"topic":"TopicTest"}}"#;
+    let mut frame = BytesMut::new();
+    frame.put_i32(4 + header.len() as i32);
+    frame.put_i32(header.len() as i32); // serialize type 0 (JSON) in the top byte
+    frame.put_slice(header);
+    let mut raw = TcpStream::connect(ns.local_addr()).await.unwrap();
+    raw.write_all(&frame).await.unwrap();
+
+    let mut len = [0u8; 4];
+    tokio::time::timeout(TIMEOUT, raw.read_exact(&mut len))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = i32::from_be_bytes(len) as usize;
+    let mut rest = vec![0u8; len];
+    raw.read_exact(&mut rest).await.unwrap();
+    let word = u32::from_be_bytes(rest[..4].try_into().unwrap());
+    assert_eq!(word >> 24, 0, "answered in JSON like the request");
+    let header_len = (word & 0x00FF_FFFF) as usize;
+    let header: Value = serde_json::from_slice(&rest[4..4 + header_len]).unwrap();
+    assert_eq!(header["code"], 0);
+    assert_eq!(header["opaque"], 42);
+    assert_eq!(header["flag"].as_i64().unwrap() & 1, 1, "response flag");
+    if let Some(ext) = header.get("extFields").and_then(Value::as_object) {
+        assert!(
+            ext.values().all(Value::is_string),
+            "ext values must be strings"
+        );
+    }
+    let body: Value = serde_json::from_slice(&rest[4 + header_len..]).unwrap();
+    assert_eq!(
+        body["brokerDatas"][0]["brokerAddrs"],
+        json!({"0": "127.0.0.1:10911"})
+    );
+    assert_eq!(
+        body["queueDatas"][0]["topicSynFlag"], 0,
+        "the Go client reads this name"
+    );
+    ns.shutdown().await;
+}
+
+#[tokio::test]
+async fn kv_config_survives_restart_when_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = NamesrvConfig {
+        bind_address: [127, 0, 0, 1].into(),
+        listen_port: 0,
+        kv_config_path: Some(dir.path().join("kv")),
+        ..NamesrvConfig::default()
+    };
+    let ns = Namesrv::bind(cfg.clone()).await.unwrap();
+    let c = client(&ns);
+    let put = RemotingCommand::request(100)
+        .with_ext("namespace", "NS")
+        .with_ext("key", "k")
+        .with_ext("value", "v1");
+    assert_eq!(c.invoke(put, TIMEOUT).await.unwrap().code, 0);
+    drop(c);
+    ns.shutdown().await;
+
+    let ns = Namesrv::bind(cfg).await.unwrap();
+    let c = client(&ns);
+    let get = RemotingCommand::request(101)
+        .with_ext("namespace", "NS")
+        .with_ext("key", "k");
+    let resp = c.invoke(get, TIMEOUT).await.unwrap();
+    assert_eq!(resp.code, 0);
+    assert_eq!(resp.ext_fields["value"], "v1");
+    ns.shutdown().await;
+}
+
+/// conf/namesrv.conf documents every key with its default: loading it changes nothing and
+/// reports no unknown or ignored key.
+#[test]
+fn shipped_namesrv_conf_is_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/namesrv.conf");
+    let props = raftmq::config::Properties::load(&path).unwrap();
+    let (cfg, leftovers) = NamesrvConfig::from_properties_checked(&props).unwrap();
+    assert_eq!(cfg, NamesrvConfig::default());
+    assert_eq!(leftovers, raftmq::config::Leftovers::default());
+    assert_eq!(
+        props.entries.len(),
+        6,
+        "every key but the commented kvConfigPath"
+    );
+}
