@@ -829,3 +829,117 @@ fn shipped_namesrv_conf_is_the_defaults() {
         "every key but the commented kvConfigPath"
     );
 }
+
+/// A broker registers with two independent nameservers through `NamesrvClient`; routes come
+/// from either; a stale leader claim is reported as such; a dead nameserver is skipped.
+#[tokio::test]
+async fn namesrv_client_registers_with_every_nameserver() {
+    use raftmq::namesrv::client::{NamesrvClient, RegisterResult};
+    use raftmq::remoting::header::namesrv::{
+        RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader,
+    };
+
+    let a = start(false).await;
+    let b = start(false).await;
+    let addrs = vec![a.local_addr().to_string(), b.local_addr().to_string()];
+    let nc = NamesrvClient::new(&addrs, ClientConfig::default(), TIMEOUT);
+    let body = RegisterBrokerBody {
+        topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
+            topic_config_table: [("T".to_string(), TopicConfig::new("T", 4))].into(),
+            ..Default::default()
+        },
+        filter_server_list: vec![],
+    };
+    let header = |addr: &str, id: i64, term: u64, node: u64| RegisterBrokerRequestHeader {
+        broker_name: "g1".into(),
+        broker_addr: addr.into(),
+        cluster_name: "DefaultCluster".into(),
+        ha_server_addr: format!("{addr}-ha"),
+        broker_id: id,
+        raft_term: Some(term),
+        raft_node_id: Some(node),
+        ..Default::default()
+    };
+
+    let results = nc
+        .register_broker(&header("127.0.0.1:1002", 0, 2, 2), &body)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    for (addr, r) in &results {
+        assert!(
+            matches!(
+                r,
+                Ok(RegisterResult::Registered {
+                    master_addr: None,
+                    ..
+                })
+            ),
+            "{addr}: {r:?}"
+        );
+    }
+
+    // Each nameserver has the route on its own.
+    for ns in [&a, &b] {
+        let c = client(ns);
+        assert_eq!(broker_addrs(&c, "T").await, json!({"0": "127.0.0.1:1002"}));
+    }
+    let route = nc.topic_route("T").await.unwrap().unwrap();
+    assert_eq!(route.broker_datas[0].broker_addrs[&0], "127.0.0.1:1002");
+    assert!(nc.topic_route("Nope").await.unwrap().is_none());
+    assert_eq!(
+        nc.cluster_info().await.unwrap().cluster_addr_table["DefaultCluster"],
+        vec!["g1"]
+    );
+
+    // A deposed leader of term 1 is told who leads, by both.
+    let stale = nc
+        .register_broker(&header("127.0.0.1:1001", 0, 1, 1), &body)
+        .await
+        .unwrap();
+    for (_, r) in &stale {
+        assert_eq!(
+            r.as_ref().unwrap(),
+            &RegisterResult::StaleTerm {
+                current_term: 2,
+                leader_addr: Some("127.0.0.1:1002".into())
+            }
+        );
+    }
+
+    // A follower learns the master from the registration response.
+    let follower = nc
+        .register_broker(&header("127.0.0.1:1001", 2, 2, 1), &body)
+        .await
+        .unwrap();
+    match &follower[0].1 {
+        Ok(RegisterResult::Registered {
+            master_addr,
+            ha_server_addr,
+            ..
+        }) => {
+            assert_eq!(master_addr.as_deref(), Some("127.0.0.1:1002"));
+            assert_eq!(ha_server_addr.as_deref(), Some("127.0.0.1:1002-ha"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // With the first nameserver gone, reads fall through to the second and registration
+    // reports the failure per address.
+    a.shutdown().await;
+    let route = nc.topic_route("T").await.unwrap().unwrap();
+    assert_eq!(route.broker_datas[0].broker_addrs.len(), 2);
+    let results = nc
+        .unregister_broker(&UnRegisterBrokerRequestHeader {
+            broker_name: "g1".into(),
+            broker_addr: "127.0.0.1:1001".into(),
+            cluster_name: "DefaultCluster".into(),
+            broker_id: 2,
+        })
+        .await;
+    assert!(results[0].1.is_err(), "first nameserver is down");
+    assert!(results[1].1.is_ok());
+    let route = nc.topic_route("T").await.unwrap().unwrap();
+    assert_eq!(route.broker_datas[0].broker_addrs.len(), 1);
+    b.shutdown().await;
+}

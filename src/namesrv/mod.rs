@@ -3,14 +3,16 @@
 //!
 //! It owns the route table ([`route::RouteInfoManager`]), broker liveness ([`liveness`]), the KV
 //! config ([`kvconfig`]), the JSON bodies it exchanges ([`bodies`]) and the request processor
-//! ([`processor`]). It knows the remoting protocol only through that processor and the
-//! remoting server it plugs into; it knows nothing of storage or Raft internals: a Raft group
-//! member simply registers with its term and role (see [`route`] for the rules).
+//! ([`processor`]); [`client`] is the other side, what brokers and tools call on nameservers.
+//! It knows the remoting protocol only through the processor and the remoting server and
+//! client; it knows nothing of storage or Raft internals: a Raft group member simply registers
+//! with its term and role (see [`route`] for the rules).
 //! Several nameservers are independent and keep no shared state; brokers register with each.
 //!
 //! Entry points: [`Namesrv::bind`] then [`Namesrv::serve`], or [`run`] for both.
 
 pub mod bodies;
+pub mod client;
 pub mod kvconfig;
 pub mod liveness;
 pub mod processor;

@@ -9,7 +9,7 @@
 //! GET_SYSTEM_TOPIC_LIST_FROM_NS (304), GET_NAMESRV_CONFIG (319), QUERY_DATA_VERSION (322),
 //! ADD_WRITE_PERM_OF_BROKER (327), BROKER_HEARTBEAT (904). Anything else gets
 //! REQUEST_CODE_NOT_SUPPORTED. A missing or malformed header field becomes SYSTEM_ERROR with
-//! Java's wording ("the custom field <topic> is null"); the connection stays open.
+//! Java's wording (`the custom field <topic> is null`); the connection stays open.
 //!
 //! REGISTER_BROKER extensions for Raft groups (never sent by Java brokers, so a registration
 //! without them is a classic RocketMQ one): ext fields `raftTerm` (u64) and `raftNodeId` (u64).
