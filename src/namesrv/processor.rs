@@ -13,9 +13,10 @@
 //!
 //! REGISTER_BROKER extensions for Raft groups (never sent by Java brokers, so a registration
 //! without them is a classic RocketMQ one): ext fields `raftTerm` (u64) and `raftNodeId` (u64).
-//! A leader claim (`brokerId=0`) with a term lower than the accepted leader's is refused with
-//! SYSTEM_ERROR, remark `stale raft term ...`, and ext fields `raftTerm` (the current leader's
-//! term) and `masterAddr` (the current leader, when known); the route is left unchanged.
+//! A stale registration (a leader claim below the term of the group's accepted leader, or a
+//! member going back in (term, role), see [`super::route`]) is refused with SYSTEM_ERROR, remark
+//! `stale raft term ...`, and ext fields `raftTerm` (the term already registered) and
+//! `masterAddr` (the current leader, when known); the route is left unchanged.
 //! Compressed registration bodies (`compressed=true`, off by default in Java brokers) are
 //! refused with SYSTEM_ERROR.
 
@@ -293,7 +294,7 @@ impl NamesrvProcessor {
                     req,
                     ResponseCode::SystemError,
                     format!(
-                        "stale raft term {claimed_term}: broker group {} already has a leader of term {current_term}",
+                        "stale raft term {claimed_term}: broker group {} is already registered at term {current_term}",
                         h.broker_name
                     ),
                 )

@@ -30,6 +30,11 @@
 //! 3. A member re-registering with a different brokerId (leader ↔ follower) is re-keyed at once:
 //!    as in RocketMQ, an address appears under one id only.
 //!
+//! 4. Registrations of one member are ordered by (term, leader?): one that orders before the
+//!    member's last accepted registration is stale (requests may be processed out of order,
+//!    and a node's role within a term only moves from follower/candidate to leader). So a
+//!    late "follower of term 2" cannot undo "leader of term 2".
+//!
 //! A registration without `raftTerm` behaves exactly like classic RocketMQ: its brokerId is
 //! taken as given and replaces whatever address held that id.
 //!
@@ -87,7 +92,8 @@ pub enum RegisterOutcome {
         master_addr: Option<String>,
         master_ha_addr: Option<String>,
     },
-    /// A leader claim with a term lower than the accepted leader's; nothing changed.
+    /// A Raft registration older than what the route already reflects (a leader claim below
+    /// the group's leader term, or a member going back in (term, role)); nothing changed.
     StaleTerm {
         claimed_term: u64,
         current_term: u64,
@@ -180,17 +186,24 @@ impl RouteInfoManager {
             heartbeat_timeout,
         } = reg;
 
-        // Rule 1: a stale leader claim changes nothing.
-        if let (Some(r), MASTER_ID) = (raft, broker_id) {
-            if let Some(group) = self.groups.get(&broker_name) {
-                if let Some(current) = group.leader_term {
-                    if r.term < current {
-                        return RegisterOutcome::StaleTerm {
-                            claimed_term: r.term,
-                            current_term: current,
-                            leader_addr: group.master().map(|(a, _)| a.clone()),
-                        };
+        // Rules 1 and 4: stale registrations change nothing.
+        if let (Some(r), Some(group)) = (raft, self.groups.get(&broker_name)) {
+            let stale = |current_term| RegisterOutcome::StaleTerm {
+                claimed_term: r.term,
+                current_term,
+                leader_addr: group.master().map(|(a, _)| a.clone()),
+            };
+            if let Some(prev) = group.members.get(&broker_addr) {
+                if let Some(prev_raft) = prev.raft {
+                    let before = (prev_raft.term, prev.broker_id == MASTER_ID);
+                    if (r.term, broker_id == MASTER_ID) < before {
+                        return stale(prev_raft.term);
                     }
+                }
+            }
+            if let (MASTER_ID, Some(current)) = (broker_id, group.leader_term) {
+                if r.term < current {
+                    return stale(current);
                 }
             }
         }
@@ -776,6 +789,39 @@ mod tests {
         q.register(reg("g", "b:1", 0, Some((1, 1))), now);
         q.register(reg("g", "c:1", 0, Some((2, 7))), now);
         assert_eq!(addrs(&q, "T"), map(&[(0, "c:1"), (2, "a:1")]));
+    }
+
+    #[test]
+    fn out_of_order_registrations_of_one_member_are_stale() {
+        let mut r = RouteInfoManager::new();
+        let now = Instant::now();
+        r.register(reg("g", "n1:1", 2, Some((1, 1))), now);
+        r.register(reg("g", "n1:1", 0, Some((2, 1))), now);
+        // Its candidate-time "follower of term 2" registration arrives late: ignored.
+        assert_eq!(
+            r.register(reg("g", "n1:1", 2, Some((2, 1))), now),
+            RegisterOutcome::StaleTerm {
+                claimed_term: 2,
+                current_term: 2,
+                leader_addr: Some("n1:1".into())
+            }
+        );
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((1, 1))), now),
+            RegisterOutcome::StaleTerm { .. }
+        ));
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n1:1")]));
+        // A real step-down comes with a higher term.
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((3, 1))), now),
+            RegisterOutcome::Accepted { .. }
+        ));
+        assert_eq!(addrs(&r, "T"), map(&[(2, "n1:1")]));
+        // Re-registering the same (term, role) is a plain heartbeat.
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((3, 1))), now),
+            RegisterOutcome::Accepted { .. }
+        ));
     }
 
     #[test]
