@@ -95,32 +95,32 @@ fn dev_config(args: &DevArgs) -> anyhow::Result<NamesrvConfig> {
     Ok(cfg)
 }
 
-/// Resolves when SIGTERM or Ctrl-C (SIGINT) arrives.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-                }
-            }
-            Err(err) => {
-                tracing::warn!(cause = %err, "cannot install SIGTERM handler; only Ctrl-C stops");
-                let _ = ctrl_c.await;
-            }
+/// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now, before anything is bound or
+/// announced, so a signal sent right after start-up is never lost to the default action; the
+/// returned future resolves when either arrives.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C received, shutting down");
-    }
+    })
 }
 
 async fn serve_namesrv(cfg: NamesrvConfig, banner: &str) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let requested = SocketAddr::new(cfg.bind_address, cfg.listen_port);
     let server = Namesrv::bind(cfg)
         .await
@@ -129,7 +129,7 @@ async fn serve_namesrv(cfg: NamesrvConfig, banner: &str) -> anyhow::Result<()> {
     // One machine-readable line on stdout (scripts and tests read the port from it);
     // everything else goes to the log on stderr.
     println!("{banner} {addr}");
-    server.serve(shutdown_signal()).await?;
+    server.serve(shutdown).await?;
     tracing::info!("nameserver stopped");
     Ok(())
 }

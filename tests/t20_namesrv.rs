@@ -649,7 +649,47 @@ async fn query_data_version_and_write_perm() {
     ns.shutdown().await;
 }
 
-/// Starts the real binary on an ephemeral port, talks to it, SIGTERMs it, expects exit 0.
+/// Reads the "... listening on ADDR" banner the binary prints once bound.
+async fn read_banner(child: &mut std::process::Child, prefix: &str) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), line)
+        .await
+        .expect("binary did not report its address")
+        .unwrap()
+        .unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+        .to_string()
+}
+
+/// Sends `signal` to the child and waits (bounded) for it to exit successfully.
+async fn signal_and_expect_clean_exit(child: &mut std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("raftmq did not exit within 10 s of {signal}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?} after {signal}");
+}
+
+/// Starts the real binary on an ephemeral port, talks to it, SIGTERMs it, expects exit 0;
+/// then `raftmq dev` interrupted right after start-up (Ctrl-C path) also exits 0.
 #[tokio::test]
 async fn binary_serves_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -668,23 +708,7 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-
-    // The binary prints "raftmq namesrv listening on ADDR" once bound.
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(Duration::from_secs(20), line)
-        .await
-        .expect("binary did not report its address")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("raftmq namesrv listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
-        .to_string();
+    let addr = read_banner(&mut child, "raftmq namesrv listening on ").await;
 
     let c = RemotingClient::new(addr, ClientConfig::default());
     let resp = register(
@@ -703,24 +727,19 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(broker_addrs(&c, "T").await, json!({"0": "127.0.0.1:10911"}));
     drop(c);
+    signal_and_expect_clean_exit(&mut child, "-TERM").await;
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_raftmq"))
+        .args(["dev", "-p", "0", "--data"])
+        .arg(dir.path().join("dev"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("raftmq namesrv did not exit within 10 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(exit.success(), "exit status {exit:?}");
+    let addr = read_banner(&mut dev, "raftmq dev: nameserver listening on ").await;
+    assert!(addr.starts_with("127.0.0.1:"), "dev binds loopback: {addr}");
+    signal_and_expect_clean_exit(&mut dev, "-INT").await;
 }
 
 /// A Go-client-style request written byte by byte (JSON header with `"language":"GO"`,
