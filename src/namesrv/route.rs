@@ -993,4 +993,41 @@ mod tests {
         r.register(reg("a", "m:1", 0, None), Instant::now());
         assert!(r.topic_route("T").unwrap().filter_server_table.is_empty());
     }
+
+    proptest::proptest! {
+        /// Any interleaving of Raft registrations (3 nodes, terms 0..6, either role) keeps the
+        /// route sane: one address per id, the id-0 holder is the leader of the highest
+        /// accepted term, and accepted leader terms never go down.
+        #[test]
+        fn raft_registration_sequences_keep_route_invariants(
+            ops in proptest::collection::vec((0u64..3, 0u64..6, proptest::bool::ANY), 1..80)
+        ) {
+            let mut r = RouteInfoManager::new();
+            let now = Instant::now();
+            let mut highest_accepted_leader_term: Option<u64> = None;
+            for (node, term, leader) in ops {
+                let id = if leader { MASTER_ID } else { node as i64 + 1 };
+                let addr = format!("n{node}:1");
+                let out = r.register(reg("g", &addr, id, Some((term, node))), now);
+                if leader {
+                    if let RegisterOutcome::Accepted { .. } = out {
+                        if let Some(h) = highest_accepted_leader_term {
+                            proptest::prop_assert!(term >= h, "accepted term {term} after {h}");
+                        }
+                        highest_accepted_leader_term = Some(term);
+                    }
+                }
+                let g = &r.groups["g"];
+                let mut ids: Vec<i64> = g.members.values().map(|m| m.broker_id).collect();
+                let n = ids.len();
+                ids.sort_unstable();
+                ids.dedup();
+                proptest::prop_assert_eq!(ids.len(), n, "two addresses under one id");
+                if let Some((_, m)) = g.master() {
+                    proptest::prop_assert_eq!(m.raft.map(|r| r.term), g.leader_term);
+                }
+                proptest::prop_assert_eq!(g.leader_term, highest_accepted_leader_term);
+            }
+        }
+    }
 }
