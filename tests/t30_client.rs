@@ -27,6 +27,7 @@ use raftmq::namesrv::bodies::{
 use raftmq::namesrv::client::NamesrvClient;
 use raftmq::namesrv::Namesrv;
 use raftmq::remoting::body::HeartbeatData;
+use raftmq::remoting::header::client::UnregisterClientRequestHeader;
 use raftmq::remoting::header::namesrv::RegisterBrokerRequestHeader;
 use raftmq::remoting::header::offset::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
@@ -69,6 +70,10 @@ struct FakeState {
     sends: AtomicUsize,
     /// Answer sends with SERVICE_NOT_AVAILABLE, as a Raft follower does.
     not_leader: AtomicBool,
+    /// Remark of that answer (a follower names the leader there).
+    refuse_remark: Mutex<Option<String>>,
+    /// UNREGISTER_CLIENT requests: (clientID, producerGroup, consumerGroup).
+    unregistered: Mutex<Vec<UnregisterClientRequestHeader>>,
     /// Delay before every answer, in ms.
     delay_ms: AtomicI64,
     next_phys: AtomicI64,
@@ -88,25 +93,19 @@ impl FakeState {
             .sum()
     }
 
-    fn send(&self, ctx: &ConnContext, req: &RemotingCommand) -> RemotingCommand {
-        self.sends.fetch_add(1, Ordering::SeqCst);
-        let h = SendMessageRequestHeader::decode(req).unwrap();
-        self.send_headers.lock().unwrap().push(h.clone());
-        if self.not_leader.load(Ordering::SeqCst) {
-            return RemotingCommand::error_to(
-                req,
-                ResponseCode::ServiceNotAvailable,
-                "not leader, leader is elsewhere",
-            );
-        }
+    /// Stores one message; returns (physical offset, queue offset).
+    fn store(
+        &self,
+        ctx: &ConnContext,
+        h: &SendMessageRequestHeader,
+        flag: i32,
+        body: &[u8],
+        properties: &str,
+    ) -> (i64, i64) {
         let queue_id = h.queue_id.max(0);
-        let props: Vec<(String, String)> = parse_properties(h.properties.as_deref().unwrap_or(""))
+        let props: Vec<(String, String)> = parse_properties(properties)
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let uniq = props
-            .iter()
-            .find(|(k, _)| k == "UNIQ_KEY")
-            .map(|(_, v)| v.clone());
         let phys = self.next_phys.fetch_add(1000, Ordering::SeqCst);
         let mut queues = self.queues.lock().unwrap();
         let q = queues.entry((h.topic.clone(), queue_id)).or_default();
@@ -114,7 +113,7 @@ impl FakeState {
         let record = StoredMessage {
             topic: h.topic.clone(),
             queue_id,
-            flag: h.flag,
+            flag,
             queue_offset,
             physical_offset: phys,
             sys_flag: h.sys_flag,
@@ -124,18 +123,61 @@ impl FakeState {
             store_host: self.store_host(),
             reconsume_times: 0,
             prepared_transaction_offset: 0,
-            body: req.body.as_deref().unwrap_or_default().to_vec(),
+            body: body.to_vec(),
             properties: props,
         }
         .encode()
         .unwrap();
         q.push(record);
-        drop(queues);
+        (phys, queue_offset)
+    }
+
+    fn send(&self, ctx: &ConnContext, req: &RemotingCommand) -> RemotingCommand {
+        self.sends.fetch_add(1, Ordering::SeqCst);
+        let h = SendMessageRequestHeader::decode(req).unwrap();
+        self.send_headers.lock().unwrap().push(h.clone());
+        if self.not_leader.load(Ordering::SeqCst) {
+            let remark = self.refuse_remark.lock().unwrap().clone();
+            return RemotingCommand::error_to(
+                req,
+                ResponseCode::ServiceNotAvailable,
+                remark.unwrap_or_else(|| "not leader".into()),
+            );
+        }
+        let header_props = h.properties.clone().unwrap_or_default();
+        let body = req.body.clone().unwrap_or_default();
+        let mut stored = Vec::new();
+        if req.code == RequestCode::SendBatchMessage.code() {
+            // §5.6: TOTALSIZE, MAGIC, BODYCRC, FLAG, BODYLEN+BODY, PROPLEN+PROPS per message.
+            let mut at = 0;
+            while at < body.len() {
+                let i32_at = |o: usize| i32::from_be_bytes(body[o..o + 4].try_into().unwrap());
+                let total = i32_at(at) as usize;
+                let flag = i32_at(at + 12);
+                let blen = i32_at(at + 16) as usize;
+                let b = &body[at + 20..at + 20 + blen];
+                let p_at = at + 20 + blen;
+                let plen = i16::from_be_bytes(body[p_at..p_at + 2].try_into().unwrap()) as usize;
+                let props = std::str::from_utf8(&body[p_at + 2..p_at + 2 + plen]).unwrap();
+                assert_eq!(total, 22 + blen + plen, "batch record size");
+                stored.push(self.store(ctx, &h, flag, b, &format!("{props}{header_props}")));
+                at += total;
+            }
+        } else {
+            stored.push(self.store(ctx, &h, h.flag, &body, &header_props));
+        }
         self.arrived.notify_waiters();
+        let ids: Vec<String> = stored
+            .iter()
+            .map(|(phys, _)| offset_msg_id(self.store_host(), *phys))
+            .collect();
+        let uniq = parse_properties(&header_props)
+            .find(|(k, _)| *k == "UNIQ_KEY")
+            .map(|(_, v)| v.to_owned());
         RemotingCommand::response_to(req).with_header(&SendMessageResponseHeader {
-            msg_id: offset_msg_id(self.store_host(), phys),
-            queue_id,
-            queue_offset,
+            msg_id: ids.join(","),
+            queue_id: h.queue_id.max(0),
+            queue_offset: stored[0].1,
             transaction_id: uniq,
             batch_uniq_id: None,
             msg_region: Some("DefaultRegion".into()),
@@ -292,7 +334,18 @@ impl Processor for FakeProcessor {
             }
             let st = &self.0;
             let resp = match RequestCode::from_code(req.code) {
-                Some(RequestCode::SendMessageV2 | RequestCode::SendMessage) => st.send(ctx, &req),
+                Some(
+                    RequestCode::SendMessageV2
+                    | RequestCode::SendMessage
+                    | RequestCode::SendBatchMessage,
+                ) => st.send(ctx, &req),
+                Some(RequestCode::UnregisterClient) => {
+                    st.unregistered
+                        .lock()
+                        .unwrap()
+                        .push(req.decode_header().unwrap());
+                    RemotingCommand::response_to(&req)
+                }
                 Some(RequestCode::PullMessage) => st.pull(&req).await,
                 Some(RequestCode::HeartBeat) => {
                     let hb: HeartbeatData = json::from_slice(req.body.as_deref().unwrap()).unwrap();
@@ -849,4 +902,106 @@ async fn heartbeats_announce_producer_and_consumer_groups() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn refusing_node_naming_the_leader_is_followed_before_the_nameserver_knows() {
+    let ns = namesrv().await;
+    let n0 = FakeBroker::start(&ns).await;
+    let n1 = FakeBroker::start(&ns).await;
+    n0.register("g1", 0, 1, &[(TOPIC, 1)]).await;
+    n1.register("g1", 1, 1, &[(TOPIC, 1)]).await;
+    let p = producer(&ns).await;
+    p.send(Message::new(TOPIC, "warm")).await.unwrap();
+
+    // n1 has won an election the nameserver has not heard of; n0 says so in its remark.
+    n0.state.not_leader.store(true, Ordering::SeqCst);
+    *n0.state.refuse_remark.lock().unwrap() = Some(format!(
+        "[NOT_LEADER] this node is a follower, leader is {}",
+        n1.addr
+    ));
+    let r = p.send(Message::new(TOPIC, "redirected")).await.unwrap();
+    let (host, _) = codec::decode_offset_msg_id(&r.offset_msg_id).unwrap();
+    assert_eq!(host.to_string(), n1.addr);
+    assert_eq!(n1.state.stored(TOPIC), 1);
+
+    // A remark naming an address outside the group is not followed.
+    *n0.state.refuse_remark.lock().unwrap() = Some("leader is 127.0.0.1:1".into());
+    let err = p.send(Message::new(TOPIC, "nowhere")).await.unwrap_err();
+    assert_eq!(
+        err.broker_kind(),
+        Some(BrokerErrorKind::ServiceNotAvailable)
+    );
+    assert_eq!(n1.state.stored(TOPIC), 1);
+}
+
+#[tokio::test]
+async fn batches_are_stored_consecutively_and_pulled_back() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 2)]).await;
+    let p = producer(&ns).await;
+    let msgs: Vec<Message> = (0..3)
+        .map(|i| {
+            Message::new(TOPIC, format!("batch-{i}"))
+                .with_tags("TagB")
+                .with_keys([format!("bk{i}")])
+                .with_flag(i)
+        })
+        .collect();
+    let r = p.send_batch(msgs.clone()).await.unwrap();
+    let ids: Vec<&str> = r.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(r.offset_msg_id.split(',').count(), 3);
+    let h = b
+        .state
+        .send_headers
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(h.batch, Some(true));
+
+    let c = PullConsumer::start(client_config(&ns), "CG").await.unwrap();
+    let got = c
+        .pull(&r.queue, r.queue_offset, 32, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(got.messages.len(), 3);
+    for (i, (m, sent)) in got.messages.iter().zip(&msgs).enumerate() {
+        assert_eq!(m.uniq_key(), Some(ids[i]));
+        assert_eq!(m.body, sent.body);
+        assert_eq!(m.keys(), sent.keys());
+        assert_eq!(m.tags(), Some("TagB"));
+        assert_eq!(m.flag, i as i32);
+        assert_eq!(m.queue_offset, r.queue_offset + i as i64);
+    }
+
+    // Mixed topics and empty batches are refused before sending.
+    let mixed = vec![Message::new(TOPIC, "a"), Message::new("Other", "b")];
+    assert!(matches!(
+        p.send_batch(mixed).await,
+        Err(ClientError::InvalidMessage { .. })
+    ));
+    assert!(matches!(
+        p.send_batch(vec![]).await,
+        Err(ClientError::InvalidMessage { .. })
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_unregisters_the_groups() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    let p = producer(&ns).await;
+    p.send(Message::new(TOPIC, "x")).await.unwrap();
+    let c = PullConsumer::start(client_config(&ns), "CG").await.unwrap();
+    c.fetch_subscribe_queues(TOPIC).await.unwrap();
+    p.shutdown().await;
+    c.shutdown().await;
+    let un = b.state.unregistered.lock().unwrap().clone();
+    assert!(un.iter().any(|h| h.producer_group.as_deref() == Some("PG")));
+    assert!(un.iter().any(|h| h.consumer_group.as_deref() == Some("CG")));
 }

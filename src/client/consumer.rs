@@ -237,6 +237,12 @@ impl PullConsumer {
         });
     }
 
+    /// Stops heartbeating this group and tells the brokers (UNREGISTER_CLIENT).
+    pub async fn shutdown(self) {
+        self.instance.unregister_consumer_group(&self.group);
+        self.core().unregister_client(None, Some(&self.group)).await;
+    }
+
     /// The readable queues of `topic`.
     pub async fn fetch_subscribe_queues(&self, topic: &str) -> ClientResult<Vec<MessageQueue>> {
         let route = self.core().route(topic).await?;

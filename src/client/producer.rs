@@ -10,7 +10,11 @@
 //! 4. on a retryable failure (connection failure, timeout, a follower's "not leader" answer
 //!    SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST, SYSTEM_ERROR/BUSY, NO_PERMISSION, 501) the
 //!    route is refreshed and the send is retried, at most `retry_times_when_send_failed`
-//!    more times and within one overall `send_timeout`.
+//!    more times and within one overall `send_timeout`: on the leader the refusing node
+//!    named in its remark (if the route lists that address in the same group), else on
+//!    another broker group, else on the same group after `retry_backoff`.
+//!
+//! Batches (SEND_BATCH_MESSAGE, §5.6) go through the same loop.
 //!
 //! Sends are at-least-once: a retry after a timeout may store the message twice (same
 //! UNIQ_KEY). [`ClientError::is_indeterminate`] tells whether a failed send may have been
@@ -20,13 +24,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::remoting::body::MessageQueue;
 use crate::remoting::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
 
-use super::error::{ClientError, ClientResult};
+use super::error::{BrokerErrorKind, ClientError, ClientResult};
 use super::message::{unix_millis, Message};
 use super::route::{TopicRoute, DEFAULT_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
 use super::{ClientConfig, ClientCore, ClientInstance};
@@ -49,6 +54,9 @@ pub struct ProducerConfig {
     pub create_topic_key: String,
     /// Queue count asked for when a topic is auto-created. Default 4.
     pub default_topic_queue_nums: i32,
+    /// Pause before retrying on the same broker group (no other group to try and no leader
+    /// named by the refusing node), so a retry can outlast a leader election. Default 100 ms.
+    pub retry_backoff: Duration,
 }
 
 impl ProducerConfig {
@@ -61,6 +69,7 @@ impl ProducerConfig {
             auto_create_topic: true,
             create_topic_key: DEFAULT_TOPIC.to_owned(),
             default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
+            retry_backoff: Duration::from_millis(100),
         }
     }
 }
@@ -154,55 +163,7 @@ impl Producer {
     /// Sends `msg` to a queue of its topic, retrying elsewhere on retryable failures.
     pub async fn send(&self, mut msg: Message) -> ClientResult<SendResult> {
         self.prepare(&mut msg)?;
-        let deadline = Instant::now() + self.config.send_timeout;
-        let attempts = 1 + self.config.retry_times_when_send_failed;
-        let mut last_broker: Option<String> = None;
-        let mut maybe_written = false;
-        let mut last_err = None;
-        let mut made = 0;
-        for attempt in 0..attempts {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                break;
-            }
-            let route = match self.publish_route(&msg.topic, attempt > 0).await {
-                Ok(r) => r,
-                // Nothing was sent yet: report the route problem itself.
-                Err(e) if made == 0 => return Err(e),
-                Err(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            };
-            let queues = route.write_queues();
-            let Some(queue) = self.select_queue(&queues, last_broker.as_deref()) else {
-                let e = ClientError::NoRoute {
-                    topic: msg.topic.clone(),
-                    reason: "the route has no writable queue with a leader".to_owned(),
-                };
-                if made == 0 {
-                    return Err(e);
-                }
-                last_err = Some(e);
-                break;
-            };
-            made += 1;
-            match self.send_once(&route, &msg, &queue, remaining).await {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    maybe_written |= e.is_indeterminate();
-                    let retry = e.is_retryable();
-                    tracing::debug!(topic = %msg.topic, broker = %queue.broker_name,
-                        queue = queue.queue_id, attempt, cause = %e, retry, "send attempt failed");
-                    last_broker = Some(queue.broker_name.clone());
-                    last_err = Some(e);
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(self.send_failed(&msg.topic, made, maybe_written, last_err, deadline))
+        self.send_payload(&Payload::Single(msg), None).await
     }
 
     /// Sends `msg` to one queue. Retryable failures are retried on the same queue after a
@@ -219,38 +180,31 @@ impl Producer {
                 reason: format!("queue belongs to topic {:?}", queue.topic),
             });
         }
-        let deadline = Instant::now() + self.config.send_timeout;
-        let attempts = 1 + self.config.retry_times_when_send_failed;
-        let mut maybe_written = false;
-        let mut last_err = None;
-        let mut made = 0;
-        for attempt in 0..attempts {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                break;
-            }
-            let route = match self.publish_route(&msg.topic, attempt > 0).await {
-                Ok(r) => r,
-                Err(e) if made == 0 => return Err(e),
-                Err(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            };
-            made += 1;
-            match self.send_once(&route, &msg, queue, remaining).await {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    maybe_written |= e.is_indeterminate();
-                    let retry = e.is_retryable();
-                    last_err = Some(e);
-                    if !retry {
-                        break;
-                    }
-                }
-            }
+        self.send_payload(&Payload::Single(msg), Some(queue)).await
+    }
+
+    /// Sends messages of one topic as one SEND_BATCH_MESSAGE (320): stored consecutively in
+    /// one queue. The result's `msg_id` and `offset_msg_id` are comma-joined, one id per
+    /// message in order; `queue_offset` is the first message's. Delayed messages are refused.
+    pub async fn send_batch(&self, msgs: Vec<Message>) -> ClientResult<SendResult> {
+        let payload = self.batch_payload(msgs)?;
+        self.send_payload(&payload, None).await
+    }
+
+    /// As [`send_batch`](Self::send_batch), to one queue.
+    pub async fn send_batch_to_queue(
+        &self,
+        msgs: Vec<Message>,
+        queue: &MessageQueue,
+    ) -> ClientResult<SendResult> {
+        let payload = self.batch_payload(msgs)?;
+        if queue.topic != payload.topic() {
+            return Err(ClientError::InvalidMessage {
+                topic: payload.topic().to_owned(),
+                reason: format!("queue belongs to topic {:?}", queue.topic),
+            });
         }
-        Err(self.send_failed(&msg.topic, made, maybe_written, last_err, deadline))
+        self.send_payload(&payload, Some(queue)).await
     }
 
     /// Sends `msg` without waiting for the broker (oneway): no result, no retry. An error
@@ -266,8 +220,167 @@ impl Producer {
                 reason: "the route has no writable queue with a leader".to_owned(),
             })?;
         let addr = leader(&route, &queue)?;
-        let req = self.request(&msg, &queue);
+        let req = Payload::Single(msg).request(&self.config, &queue);
         self.core().net.invoke_oneway(&addr, req).await
+    }
+
+    /// The send loop shared by every synchronous send: route, queue (`fixed` or
+    /// round-robin), leader, attempt; on a retryable failure, refresh the route and try
+    /// again — on the leader the refusing node named, else on another group if there is
+    /// one, else on the same group after `retry_backoff`.
+    async fn send_payload(
+        &self,
+        payload: &Payload,
+        fixed: Option<&MessageQueue>,
+    ) -> ClientResult<SendResult> {
+        let topic = payload.topic();
+        let deadline = Instant::now() + self.config.send_timeout;
+        let attempts = 1 + self.config.retry_times_when_send_failed;
+        let mut last_broker: Option<String> = None;
+        let mut hint: Option<(MessageQueue, String)> = None;
+        let mut maybe_written = false;
+        let mut last_err = None;
+        let mut made = 0;
+        for attempt in 0..attempts {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let route = match self.publish_route(topic, attempt > 0).await {
+                Ok(r) => r,
+                // Nothing was sent yet: report the route problem itself.
+                Err(e) if made == 0 => return Err(e),
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            };
+            let (queue, addr) = match hint.take() {
+                Some(h) => h,
+                None => {
+                    let queue = match fixed {
+                        Some(q) => q.clone(),
+                        None => {
+                            let queues = route.write_queues();
+                            let Some(q) = self.select_queue(&queues, last_broker.as_deref()) else {
+                                let e = ClientError::NoRoute {
+                                    topic: topic.to_owned(),
+                                    reason: "the route has no writable queue with a leader"
+                                        .to_owned(),
+                                };
+                                if made == 0 {
+                                    return Err(e);
+                                }
+                                last_err = Some(e);
+                                break;
+                            };
+                            q
+                        }
+                    };
+                    match leader(&route, &queue) {
+                        Ok(addr) => (queue, addr),
+                        Err(e) => {
+                            last_broker = Some(queue.broker_name.clone());
+                            last_err = Some(e);
+                            continue;
+                        }
+                    }
+                }
+            };
+            made += 1;
+            let err = match self.send_once(&addr, payload, &queue, remaining).await {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            maybe_written |= err.is_indeterminate();
+            let retry = err.is_retryable();
+            tracing::debug!(topic, broker = %queue.broker_name, %addr, queue = queue.queue_id,
+                attempt, cause = %err, retry, "send attempt failed");
+            if !retry {
+                last_err = Some(err);
+                break;
+            }
+            if let Some(to) = leader_hint(&err, &route, &queue.broker_name, &addr) {
+                tracing::debug!(topic, broker = %queue.broker_name, leader = %to, "following the leader hint");
+                hint = Some((queue.clone(), to));
+            } else {
+                let elsewhere = fixed.is_none()
+                    && route
+                        .write_queues()
+                        .iter()
+                        .any(|q| q.broker_name != queue.broker_name);
+                if !elsewhere && attempt + 1 < attempts {
+                    let pause = self
+                        .config
+                        .retry_backoff
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            last_broker = Some(queue.broker_name.clone());
+            last_err = Some(err);
+        }
+        Err(self.send_failed(topic, made, maybe_written, last_err, deadline))
+    }
+
+    /// Validates a batch and builds its wire body (protocol.md §5.6).
+    fn batch_payload(&self, mut msgs: Vec<Message>) -> ClientResult<Payload> {
+        let Some(first) = msgs.first() else {
+            return Err(ClientError::InvalidMessage {
+                topic: String::new(),
+                reason: "empty batch".to_owned(),
+            });
+        };
+        let topic = first.topic.clone();
+        let mut body = Vec::new();
+        let mut ids = Vec::with_capacity(msgs.len());
+        for m in &mut msgs {
+            self.prepare(m)?;
+            let bad = |reason: &str| ClientError::InvalidMessage {
+                topic: m.topic.clone(),
+                reason: reason.to_owned(),
+            };
+            if m.topic != topic {
+                return Err(bad("a batch must have one topic"));
+            }
+            if m.property(super::message::PROPERTY_DELAY).is_some() {
+                return Err(bad("delayed messages cannot be batched"));
+            }
+            let props = m.encoded_properties();
+            let total = 4 + 4 + 4 + 4 + 4 + m.body.len() + 2 + props.len();
+            body.extend_from_slice(&(total as i32).to_be_bytes());
+            body.extend_from_slice(&0i32.to_be_bytes()); // MAGICCODE
+            body.extend_from_slice(&0i32.to_be_bytes()); // BODYCRC: the broker computes it
+            body.extend_from_slice(&m.flag.to_be_bytes());
+            body.extend_from_slice(&(m.body.len() as i32).to_be_bytes());
+            body.extend_from_slice(&m.body);
+            body.extend_from_slice(&(props.len() as i16).to_be_bytes());
+            body.extend_from_slice(props.as_bytes());
+            ids.push(m.uniq_key().unwrap_or_default().to_owned());
+        }
+        if body.len() > super::message::MAX_BODY_SIZE {
+            return Err(ClientError::InvalidMessage {
+                topic,
+                reason: format!(
+                    "batch of {} bytes exceeds {}",
+                    body.len(),
+                    super::message::MAX_BODY_SIZE
+                ),
+            });
+        }
+        Ok(Payload::Batch {
+            topic,
+            body: Bytes::from(body),
+            msg_id: ids.join(","),
+        })
+    }
+
+    /// Stops heartbeating this producer group and tells the brokers (UNREGISTER_CLIENT).
+    pub async fn shutdown(self) {
+        self.instance.unregister_producer_group(&self.config.group);
+        self.core()
+            .unregister_client(Some(&self.config.group), None)
+            .await;
     }
 
     fn prepare(&self, msg: &mut Message) -> ClientResult<()> {
@@ -333,56 +446,32 @@ impl Producer {
         Some(queues[start % queues.len()].clone())
     }
 
-    fn request(&self, msg: &Message, queue: &MessageQueue) -> RemotingCommand {
-        let header = SendMessageRequestHeader {
-            producer_group: self.config.group.clone(),
-            topic: msg.topic.clone(),
-            default_topic: self.config.create_topic_key.clone(),
-            default_topic_queue_nums: self.config.default_topic_queue_nums,
-            queue_id: queue.queue_id,
-            sys_flag: 0,
-            born_timestamp: unix_millis(),
-            flag: msg.flag,
-            properties: Some(msg.encoded_properties()),
-            reconsume_times: Some(0),
-            unit_mode: Some(false),
-            max_reconsume_times: None,
-            batch: Some(false),
-            broker_name: Some(queue.broker_name.clone()),
-        };
-        let code = RequestCode::SendMessageV2.code();
-        let mut req = RemotingCommand::request(code).with_body(msg.body.clone());
-        header.encode_ext(code, &mut req.ext_fields);
-        req
-    }
-
     async fn send_once(
         &self,
-        route: &TopicRoute,
-        msg: &Message,
+        addr: &str,
+        payload: &Payload,
         queue: &MessageQueue,
         timeout: Duration,
     ) -> ClientResult<SendResult> {
-        let addr = leader(route, queue)?;
-        let req = self.request(msg, queue);
-        let resp = self.core().net.invoke_timeout(&addr, req, timeout).await?;
+        let req = payload.request(&self.config, queue);
+        let resp = self.core().net.invoke_timeout(addr, req, timeout).await?;
         let status = match resp.response_code() {
             Some(ResponseCode::Success) => SendStatus::SendOk,
             Some(ResponseCode::FlushDiskTimeout) => SendStatus::FlushDiskTimeout,
             Some(ResponseCode::FlushSlaveTimeout) => SendStatus::FlushSlaveTimeout,
             Some(ResponseCode::SlaveNotAvailable) => SendStatus::SlaveNotAvailable,
-            _ => return Err(ClientError::broker(&addr, resp.code, resp.remark)),
+            _ => return Err(ClientError::broker(addr, resp.code, resp.remark)),
         };
         let h: SendMessageResponseHeader =
             resp.decode_header().map_err(|e| ClientError::BadResponse {
-                addr: addr.clone(),
+                addr: addr.to_owned(),
                 reason: format!("send response: {e}"),
             })?;
         Ok(SendResult {
             status,
-            msg_id: msg.uniq_key().unwrap_or_default().to_owned(),
+            msg_id: payload.msg_id().to_owned(),
             offset_msg_id: h.msg_id,
-            queue: MessageQueue::new(msg.topic.clone(), queue.broker_name.clone(), h.queue_id),
+            queue: MessageQueue::new(payload.topic(), queue.broker_name.clone(), h.queue_id),
             queue_offset: h.queue_offset,
             transaction_id: h.transaction_id,
             region_id: h.msg_region,
@@ -417,6 +506,98 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.instance.unregister_producer_group(&self.config.group);
     }
+}
+
+/// What one send request carries: a message, or a batch already encoded.
+#[derive(Debug)]
+enum Payload {
+    Single(Message),
+    Batch {
+        topic: String,
+        body: Bytes,
+        /// Comma-joined UNIQ_KEYs.
+        msg_id: String,
+    },
+}
+
+impl Payload {
+    fn topic(&self) -> &str {
+        match self {
+            Payload::Single(m) => &m.topic,
+            Payload::Batch { topic, .. } => topic,
+        }
+    }
+
+    fn msg_id(&self) -> &str {
+        match self {
+            Payload::Single(m) => m.uniq_key().unwrap_or_default(),
+            Payload::Batch { msg_id, .. } => msg_id,
+        }
+    }
+
+    /// The SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE request for `queue`.
+    fn request(&self, config: &ProducerConfig, queue: &MessageQueue) -> RemotingCommand {
+        let (code, flag, properties, body, batch) = match self {
+            Payload::Single(m) => (
+                RequestCode::SendMessageV2.code(),
+                m.flag,
+                m.encoded_properties(),
+                m.body.clone(),
+                false,
+            ),
+            Payload::Batch { body, .. } => (
+                RequestCode::SendBatchMessage.code(),
+                0,
+                format!("{}\u{1}true\u{2}", property::WAIT),
+                body.clone(),
+                true,
+            ),
+        };
+        let header = SendMessageRequestHeader {
+            producer_group: config.group.clone(),
+            topic: self.topic().to_owned(),
+            default_topic: config.create_topic_key.clone(),
+            default_topic_queue_nums: config.default_topic_queue_nums,
+            queue_id: queue.queue_id,
+            sys_flag: 0,
+            born_timestamp: unix_millis(),
+            flag,
+            properties: Some(properties),
+            reconsume_times: Some(0),
+            unit_mode: Some(false),
+            max_reconsume_times: None,
+            batch: Some(batch),
+            broker_name: Some(queue.broker_name.clone()),
+        };
+        let mut req = RemotingCommand::request(code).with_body(body);
+        header.encode_ext(code, &mut req.ext_fields);
+        req
+    }
+}
+
+/// The leader a refusing node named: an `ip:port` in the remark of a "service not
+/// available" / "not leader" answer that the route lists as another member of the same
+/// group (so a remark can never send the client to an unknown address).
+fn leader_hint(err: &ClientError, route: &TopicRoute, group: &str, tried: &str) -> Option<String> {
+    let ClientError::Broker { kind, remark, .. } = err else {
+        return None;
+    };
+    if !matches!(
+        kind,
+        BrokerErrorKind::ServiceNotAvailable | BrokerErrorKind::NotLeader
+    ) {
+        return None;
+    }
+    let members = route
+        .data
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_name == group)?;
+    remark
+        .split(|c: char| c.is_whitespace() || ",;()[]\"'<>=".contains(c))
+        .filter(|t| t.parse::<std::net::SocketAddr>().is_ok())
+        .find(|t| *t != tried && members.broker_addrs.values().any(|a| a == t))
+        .map(str::to_owned)
 }
 
 /// The leader address of `queue`'s broker group.
