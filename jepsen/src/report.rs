@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::checker::{CheckResults, FaultWindow};
@@ -27,24 +28,22 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
 }
 
-/// The `results.json` document: the verdict at the top level, then every report.
-pub fn results_json(results: &CheckResults, history_path: &str) -> Result<Value, ReportError> {
-    let mut doc = json!({
-        "verdict": results.verdict.outcome,
-        "failed": results.verdict.failed,
-        "unknown_reasons": results.verdict.unknown_reasons,
-        "history": history_path,
-        "checker": concat!("raftmq-jepsen ", env!("CARGO_PKG_VERSION")),
-    });
-    let full = serde_json::to_value(results)?;
-    if let (Some(dst), Value::Object(src)) = (doc.as_object_mut(), full) {
-        for (k, v) in src {
-            if k != "verdict" {
-                dst.insert(k, v);
-            }
-        }
+/// The `results.json` document: `verdict`, `failed` and `unknown_reasons` first, then every
+/// report, then where the history came from.
+#[derive(Serialize)]
+pub struct ResultsDoc<'a> {
+    #[serde(flatten)]
+    pub results: &'a CheckResults,
+    pub history: &'a str,
+    pub checker: &'static str,
+}
+
+pub fn results_doc<'a>(results: &'a CheckResults, history_path: &'a str) -> ResultsDoc<'a> {
+    ResultsDoc {
+        results,
+        history: history_path,
+        checker: concat!("raftmq-jepsen ", env!("CARGO_PKG_VERSION")),
     }
-    Ok(doc)
 }
 
 /// Writes `results.json` and `report.html` into `dir` (created if missing); returns their paths.
@@ -60,8 +59,7 @@ pub fn write_reports(
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let json_path = dir.join("results.json");
-    let doc = results_json(results, history_path)?;
-    let text = serde_json::to_string_pretty(&doc)?;
+    let text = serde_json::to_string_pretty(&results_doc(results, history_path))?;
     std::fs::write(&json_path, text + "\n").map_err(io(&json_path))?;
     let html_path = dir.join("report.html");
     std::fs::write(&html_path, html(history, results, history_path)).map_err(io(&html_path))?;
@@ -254,7 +252,7 @@ const W: f64 = 900.0;
 const H: f64 = 260.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 28.0;
+const TOP: f64 = 42.0;
 const BOTTOM: f64 = 36.0;
 const FAULT_COLORS: [&str; 6] = [
     "#f03e3e", "#7048e8", "#1c7ed6", "#f59f00", "#0ca678", "#d6336c",
@@ -379,16 +377,15 @@ impl Frame {
         }
     }
 
+    /// Series legend, on the second line of the top margin.
     fn legend(&self, out: &mut String, items: &[(&str, &str)]) {
         for (i, (label, color)) in items.iter().enumerate() {
-            let x = LEFT + 10.0 + 110.0 * i as f64;
+            let x = LEFT + 130.0 * i as f64;
             let _ = write!(
                 out,
-                "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{color}\"/>\
-                 <text x=\"{}\" y=\"{}\">{}</text>",
-                TOP + 4.0,
+                "<rect x=\"{x}\" y=\"23\" width=\"10\" height=\"10\" fill=\"{color}\"/>\
+                 <text x=\"{}\" y=\"32\">{}</text>",
                 x + 14.0,
-                TOP + 13.0,
                 esc(label)
             );
         }
@@ -417,12 +414,11 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 fn fmt_num(v: f64) -> String {
-    if v == 0.0 || (v.abs() >= 0.01 && v.abs() < 1e6) {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        format!("{v:.0e}")
+    if v != 0.0 && (v.abs() >= 1e7 || v.abs() < 1e-4) {
+        return format!("{v:.0e}");
     }
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn outcome_color(kind: OpType, f: OpF) -> &'static str {
@@ -575,6 +571,15 @@ mod tests {
         assert_eq!(ticks(0.0, 10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
         assert_eq!(ticks(0.0, 0.0), vec![0.0]);
         assert!(ticks(0.0, 123.0).iter().all(|t| *t <= 123.0));
+    }
+
+    #[test]
+    fn numbers_print_short_and_exact() {
+        let shown: Vec<String> = [0.0, 0.005, 0.015, 2.5, 1000.0, 1e-5, 3e8]
+            .iter()
+            .map(|v| fmt_num(*v))
+            .collect();
+        assert_eq!(shown, ["0", "0.005", "0.015", "2.5", "1000", "1e-5", "3e8"]);
     }
 
     #[test]

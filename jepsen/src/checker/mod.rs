@@ -77,6 +77,7 @@ impl std::fmt::Display for Outcome {
 /// The outcome with the properties that failed and the reasons it is not conclusive.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    #[serde(rename = "verdict")]
     pub outcome: Outcome,
     /// Names of the properties that failed.
     pub failed: Vec<String>,
@@ -113,6 +114,8 @@ pub struct Stats {
 /// Every property's report plus the verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResults {
+    /// Serialized flat: `verdict`, `failed`, `unknown_reasons` at the top level.
+    #[serde(flatten)]
     pub verdict: Verdict,
     pub config: CheckConfig,
     pub stats: Stats,
