@@ -46,6 +46,8 @@ pub struct GroupMetrics {
     pub state: String,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// Last committed index known to this node (when the group knows its commitlog).
+    pub committed_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub snapshot_index: Option<u64>,
     /// Leader only: matched index per member.
@@ -75,6 +77,7 @@ pub struct RaftGroup {
     router: Option<Router>,
     server: Option<PeerServer>,
     watcher: JoinHandle<()>,
+    commit_log: Option<raftmq_store::commitlog::CommitLog>,
 }
 
 impl RaftGroup {
@@ -164,7 +167,13 @@ impl RaftGroup {
             router,
             server,
             watcher,
+            commit_log: None,
         })
+    }
+
+    /// Let metrics report the committed index from this commitlog.
+    pub fn set_commit_log(&mut self, log: raftmq_store::commitlog::CommitLog) {
+        self.commit_log = Some(log);
     }
 
     pub fn id(&self) -> NodeId {
@@ -195,6 +204,11 @@ impl RaftGroup {
             state: format!("{:?}", m.state),
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
+            committed_index: self
+                .commit_log
+                .as_ref()
+                .and_then(|l| l.committed())
+                .map(|c| c.index),
             purged_index: m.purged.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             replication: m
