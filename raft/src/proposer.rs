@@ -236,6 +236,15 @@ async fn run(
                 None => return,
             },
         };
+        if first.bytes.len() > limits.max_batch_bytes {
+            let reason = format!(
+                "send of {} bytes exceeds the batch limit of {}",
+                first.bytes.len(),
+                limits.max_batch_bytes
+            );
+            let _ = first.resp.send(Err(RaftGroupError::InvalidCommand(reason)));
+            continue;
+        }
 
         if write_failed.swap(false, Ordering::SeqCst) {
             // Drain every in-flight batch, then wait until the whole log is applied, so the
@@ -264,7 +273,9 @@ async fn run(
         while batch.len() < limits.max_batch_commands {
             match rx.try_recv() {
                 Ok(r) => {
-                    if bytes + r.bytes.len() > limits.max_batch_bytes {
+                    if bytes + r.bytes.len() > limits.max_batch_bytes
+                        || r.bytes.len() > limits.max_batch_bytes
+                    {
                         carry = Some(r);
                         break;
                     }
@@ -316,6 +327,23 @@ async fn run(
         let cmd = BrokerCommand::PutMessages {
             bytes: buf.freeze(),
         };
+        // Offsets were sequenced for `seq.term`: submit only while the core still leads in
+        // that term (the core may have moved on before the role watcher noticed).
+        let still_leading = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_term == seq.term && m.state == openraft::ServerState::Leader
+        };
+        if !still_leading {
+            for w in waiters {
+                let _ = w.resp.send(Err(RaftGroupError::NotLeader {
+                    leader: None,
+                    leader_node: None,
+                }));
+            }
+            write_failed.store(true, Ordering::SeqCst);
+            continue;
+        }
         let pending = match raft.client_write_ff(cmd).await {
             Ok(p) => p,
             Err(fatal) => {
