@@ -29,6 +29,8 @@
 //! * `f = poll`: the invocation may carry the `queue` and `offset` it pulls from; `ok` carries
 //!   `reads`, the messages returned, in order.
 //! * `f = commit`: a consumer-offset commit of `offset` for `group` on `queue`.
+//! * `f = fetch`: the broker's committed offset for `group` on `queue`; `ok` carries it in
+//!   `offset` (absent when nothing is committed).
 //! * `f = assign`: the consumer's queues were (re)assigned; its read positions reset
 //!   (all queues, or only `queue` if given).
 //! * `f = fault`: a nemesis action; `phase` `start` opens a window of kind `fault` on
@@ -150,6 +152,7 @@ pub enum OpF {
     Poll,
     Commit,
     Assign,
+    Fetch,
     Fault,
 }
 
@@ -160,6 +163,7 @@ impl fmt::Display for OpF {
             OpF::Poll => "poll",
             OpF::Commit => "commit",
             OpF::Assign => "assign",
+            OpF::Fetch => "fetch",
             OpF::Fault => "fault",
         })
     }
@@ -201,7 +205,7 @@ pub struct Op {
     /// Messages a successful poll returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<Vec<Read>>,
-    /// Consumer group of a commit.
+    /// Consumer group of a commit or fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Fault kind (`kill`, `pause`, `partition`, ...).
@@ -534,6 +538,14 @@ fn inherit(done: &mut Op, inv: &Op) {
                 done.offset = inv.offset;
             }
         }
+        OpF::Fetch => {
+            if done.group.is_none() {
+                done.group.clone_from(&inv.group);
+            }
+            if done.queue.is_none() {
+                done.queue.clone_from(&inv.queue);
+            }
+        }
         OpF::Assign => {
             if done.queue.is_none() {
                 done.queue.clone_from(&inv.queue);
@@ -584,6 +596,7 @@ fn validate_fields(op: &Op, line: usize) -> Result<(), HistoryError> {
             need(op.queue.is_some(), "a \"queue\"")?;
             need(op.offset.is_some(), "an \"offset\"")?;
         }
+        (OpF::Fetch, OpType::Invoke) => need(op.queue.is_some(), "a \"queue\"")?,
         (OpF::Fault, _) => {
             need(op.fault.is_some(), "a \"fault\" kind")?;
             need(op.phase.is_some(), "a \"phase\"")?;

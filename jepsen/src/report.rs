@@ -136,7 +136,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     h.push_str(
         "<h2>Properties</h2><table><tr><th>property</th><th>holds</th><th>counts</th></tr>\n",
     );
-    let props: [(&str, bool, Value); 6] = [
+    let props: [(&str, bool, Value); 7] = [
         ("lost", results.lost.holds(), counts(&results.lost)),
         (
             "unexpected",
@@ -154,6 +154,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
             counts(&results.inconsistent),
         ),
         ("order", results.order.holds(), counts(&results.order)),
+        ("offsets", results.offsets.holds(), counts(&results.offsets)),
         (
             "availability",
             results.availability.holds(),
@@ -213,12 +214,13 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     }
 
     h.push_str("<h2>Examples</h2>\n");
-    let examples: [(&str, Value); 6] = [
+    let examples: [(&str, Value); 7] = [
         ("lost", json!(results.lost.examples)),
         ("unexpected", json!(results.unexpected.examples)),
         ("duplicate", json!(results.duplicate.examples)),
         ("inconsistent", json!(results.inconsistent.examples)),
         ("order", json!(results.order.examples)),
+        ("offsets", json!(results.offsets.examples)),
         ("failed faults", json!(results.failed_faults)),
     ];
     for (name, ex) in examples {
