@@ -1,0 +1,430 @@
+//! A `FileSystem` that breaks on purpose (tests and the `failpoints` feature).
+//!
+//! Wraps `StdFileSystem` and keeps, per file, the content that is *durable* (as of its last
+//! fsync/msync) and, per directory entry, whether its create/remove/rename was made durable
+//! by a directory fsync. On top of that it injects faults:
+//!
+//! - named failpoints `class::op::kind`, where class is `commitlog` (segment files),
+//!   `entryindex`, `meta`, `dirlock` (the abort marker) or `fs` (anything else), op is
+//!   `write`, `sync`, `remove` or `rename`, and kind is `err` (the call fails) or `torn`
+//!   (only `write`: the first half is written, then the process "crashes");
+//! - `crash_after_bytes(n)`: the write that crosses the budget is cut there, then crash;
+//! - `crash()`: from now on every mutating call fails, as if the process had died;
+//! - `power_loss()`: rewrites the real files to their durable state (unsynced writes,
+//!   creates, removes and renames are undone) and clears the crash. Call it only after every
+//!   user of the files is gone (mappings dropped), as after a real power cut.
+//!
+//! Directories themselves are treated as always durable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use super::{DiskSpace, FileSystem, MappedFile, StdFileSystem};
+use crate::error::{Result, StoreError};
+use crate::format;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Failpoint name → remaining hits (`None` = every time).
+    points: HashMap<String, Option<usize>>,
+    crashed: bool,
+    byte_budget: Option<u64>,
+    /// Durable content per inode.
+    durable_data: HashMap<u64, Vec<u8>>,
+    /// Current directory entries.
+    live: HashMap<PathBuf, u64>,
+    /// Directory entries as of the last fsync of their directory.
+    durable_names: HashMap<PathBuf, u64>,
+    next_ino: u64,
+}
+
+impl State {
+    /// True (and counts the hit) when failpoint `name` fires.
+    fn fires(&mut self, name: &str) -> bool {
+        match self.points.get_mut(name) {
+            None => false,
+            Some(None) => true,
+            Some(Some(0)) => false,
+            Some(Some(n)) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+
+    fn new_ino(&mut self) -> u64 {
+        self.next_ino += 1;
+        self.next_ino
+    }
+
+    /// The inode of `path`, registering a file that existed before this file system saw it
+    /// (its current content counts as durable).
+    fn ino_of(&mut self, path: &Path) -> Result<u64> {
+        if let Some(i) = self.live.get(path) {
+            return Ok(*i);
+        }
+        let data = std::fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
+        let ino = self.new_ino();
+        self.durable_data.insert(ino, data);
+        self.live.insert(path.to_path_buf(), ino);
+        self.durable_names.insert(path.to_path_buf(), ino);
+        Ok(ino)
+    }
+}
+
+/// Fault-injecting file system; see the module docs.
+#[derive(Debug, Default)]
+pub struct FaultyFileSystem {
+    real: StdFileSystem,
+    state: Arc<Mutex<State>>,
+}
+
+fn class_of(path: &Path) -> &'static str {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if path
+        .components()
+        .any(|c| c.as_os_str() == crate::commitlog::ENTRY_INDEX_DIR)
+    {
+        "entryindex"
+    } else if name.starts_with("meta") {
+        "meta"
+    } else if name == crate::dirlock::ABORT_FILE {
+        "dirlock"
+    } else if format::parse_file_name(path).is_some() {
+        "commitlog"
+    } else {
+        "fs"
+    }
+}
+
+fn injected(point: &str, path: &Path) -> StoreError {
+    StoreError::io(
+        "failpoint",
+        path,
+        std::io::Error::other(format!("injected fault {point}")),
+    )
+}
+
+fn crashed_err(path: &Path) -> StoreError {
+    StoreError::io(
+        "crashed",
+        path,
+        std::io::Error::other("simulated crash: the process is gone"),
+    )
+}
+
+impl FaultyFileSystem {
+    /// A fresh instance with no faults armed.
+    pub fn new() -> Arc<FaultyFileSystem> {
+        Arc::new(FaultyFileSystem::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Arms failpoint `point` (`class::op::kind`) for the next `times` hits, or every hit.
+    pub fn enable(&self, point: &str, times: Option<usize>) {
+        self.lock().points.insert(point.to_string(), times);
+    }
+
+    /// Disarms a failpoint.
+    pub fn disable(&self, point: &str) {
+        self.lock().points.remove(point);
+    }
+
+    /// After `n` more bytes are written (mapped or plain), cut the write and crash.
+    pub fn crash_after_bytes(&self, n: u64) {
+        self.lock().byte_budget = Some(n);
+    }
+
+    /// Every later mutating call fails, as if the process had died.
+    pub fn crash(&self) {
+        self.lock().crashed = true;
+    }
+
+    /// Lets a crashed instance work again *without* undoing anything: what a restarted
+    /// process sees after a kill (the page cache survives).
+    pub fn restart(&self) {
+        let mut st = self.lock();
+        st.crashed = false;
+        st.byte_budget = None;
+        st.points.clear();
+    }
+
+    /// True once crashed (by `crash`, a torn write or the byte budget).
+    pub fn is_crashed(&self) -> bool {
+        self.lock().crashed
+    }
+
+    /// Rewrites the real files to what a power cut would leave, then clears every fault.
+    pub fn power_loss(&self) -> Result<()> {
+        let mut st = self.lock();
+        let live: Vec<(PathBuf, u64)> = st.live.iter().map(|(p, i)| (p.clone(), *i)).collect();
+        for (path, ino) in &live {
+            if st.durable_names.get(path) != Some(ino) && path.exists() {
+                std::fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
+            }
+        }
+        let durable: Vec<(PathBuf, u64)> = st
+            .durable_names
+            .iter()
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        for (path, ino) in &durable {
+            let data = st.durable_data.get(ino).cloned().unwrap_or_default();
+            std::fs::write(path, &data).map_err(|e| StoreError::io("write", path, e))?;
+        }
+        st.live = st.durable_names.clone();
+        st.crashed = false;
+        st.byte_budget = None;
+        st.points.clear();
+        Ok(())
+    }
+
+    fn check(&self, st: &mut State, path: &Path, op: &str) -> Result<()> {
+        if st.crashed {
+            return Err(crashed_err(path));
+        }
+        let point = format!("{}::{op}::err", class_of(path));
+        if st.fires(&point) {
+            return Err(injected(&point, path));
+        }
+        Ok(())
+    }
+
+    /// How many of `len` bytes may be written before a fault; sets the crash flag when cut.
+    fn allowance(&self, st: &mut State, path: &Path, len: usize) -> Result<usize> {
+        self.check(st, path, "write")?;
+        let mut allowed = len;
+        let torn = format!("{}::write::torn", class_of(path));
+        if st.fires(&torn) {
+            allowed = len / 2;
+            st.crashed = true;
+        }
+        if let Some(b) = st.byte_budget.as_mut() {
+            if (allowed as u64) >= *b {
+                allowed = *b as usize;
+                st.crashed = true;
+                *b = 0;
+            } else {
+                *b -= allowed as u64;
+            }
+        }
+        Ok(allowed)
+    }
+}
+
+impl FileSystem for FaultyFileSystem {
+    fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        let mut st = self.lock();
+        self.check(&mut st, dir, "write")?;
+        self.real.create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        self.real.list(dir)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.real.exists(path)
+    }
+
+    fn file_len(&self, path: &Path) -> Result<u64> {
+        self.real.file_len(path)
+    }
+
+    fn modified(&self, path: &Path) -> Result<SystemTime> {
+        self.real.modified(path)
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        let mut st = self.lock();
+        self.check(&mut st, path, "remove")?;
+        st.ino_of(path)?;
+        self.real.remove_file(path)?;
+        st.live.remove(path);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut st = self.lock();
+        self.check(&mut st, to, "rename")?;
+        let ino = st.ino_of(from)?;
+        self.real.rename(from, to)?;
+        st.live.remove(from);
+        st.live.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        let mut st = self.lock();
+        self.check(&mut st, dir, "sync")?;
+        self.real.sync_dir(dir)?;
+        let in_dir = |p: &PathBuf| p.parent() == Some(dir);
+        st.durable_names.retain(|p, _| !in_dir(p));
+        let now: Vec<(PathBuf, u64)> = st
+            .live
+            .iter()
+            .filter(|(p, _)| in_dir(p))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        st.durable_names.extend(now);
+        Ok(())
+    }
+
+    fn read_file(&self, path: &Path) -> Result<Vec<u8>> {
+        self.real.read_file(path)
+    }
+
+    fn write_file_synced(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let mut st = self.lock();
+        let allowed = self.allowance(&mut st, path, data.len())?;
+        let ino = match st.live.get(path) {
+            Some(i) => *i,
+            None if path.exists() => st.ino_of(path)?,
+            None => {
+                let i = st.new_ino();
+                st.live.insert(path.to_path_buf(), i);
+                st.durable_data.insert(i, Vec::new());
+                i
+            }
+        };
+        if allowed < data.len() {
+            // Cut short and never synced: the durable content stays as it was.
+            std::fs::write(path, &data[..allowed]).map_err(|e| StoreError::io("write", path, e))?;
+            return Err(crashed_err(path));
+        }
+        let point = format!("{}::sync::err", class_of(path));
+        if st.fires(&point) {
+            std::fs::write(path, data).map_err(|e| StoreError::io("write", path, e))?;
+            return Err(injected(&point, path));
+        }
+        self.real.write_file_synced(path, data)?;
+        st.durable_data.insert(ino, data.to_vec());
+        Ok(())
+    }
+
+    fn map(&self, path: &Path, len: u64, create: bool) -> Result<Arc<dyn MappedFile>> {
+        let mut st = self.lock();
+        let existed = path.exists();
+        if !existed {
+            self.check(&mut st, path, "write")?;
+        }
+        let real = self.real.map(path, len, create)?;
+        let ino = if existed {
+            st.ino_of(path)?
+        } else {
+            // Freshly preallocated and fsynced: zeros are durable, the name is not yet.
+            let i = st.new_ino();
+            st.live.insert(path.to_path_buf(), i);
+            st.durable_data.insert(i, vec![0u8; len as usize]);
+            i
+        };
+        Ok(Arc::new(FaultyMappedFile {
+            fs: FaultyFileSystem {
+                real: StdFileSystem,
+                state: self.state.clone(),
+            },
+            real,
+            ino,
+        }))
+    }
+
+    fn disk_space(&self, path: &Path) -> Result<DiskSpace> {
+        self.real.disk_space(path)
+    }
+}
+
+#[derive(Debug)]
+struct FaultyMappedFile {
+    fs: FaultyFileSystem,
+    real: Arc<dyn MappedFile>,
+    ino: u64,
+}
+
+impl MappedFile for FaultyMappedFile {
+    fn path(&self) -> &Path {
+        self.real.path()
+    }
+
+    fn len(&self) -> u64 {
+        self.real.len()
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut st = self.fs.lock();
+        let allowed = self.fs.allowance(&mut st, self.path(), data.len())?;
+        self.real.write_at(offset, &data[..allowed])?;
+        if allowed < data.len() {
+            return Err(crashed_err(self.path()));
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.real.read_at(offset, buf)
+    }
+
+    fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
+        let mut st = self.fs.lock();
+        self.fs.check(&mut st, self.path(), "sync")?;
+        self.real.flush_range(offset, len)?;
+        let mut cur = vec![0u8; len as usize];
+        self.real.read_at(offset, &mut cur)?;
+        let durable = st.durable_data.entry(self.ino).or_default();
+        let end = (offset + len) as usize;
+        if durable.len() < end {
+            durable.resize(end, 0);
+        }
+        durable[offset as usize..end].copy_from_slice(&cur);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_loss_keeps_only_what_was_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFileSystem::new();
+        let seg = dir.path().join(format::file_name(0));
+        let m = fs.map(&seg, 4096, true).unwrap();
+        fs.sync_dir(dir.path()).unwrap();
+        m.write_at(0, b"durable").unwrap();
+        m.flush_range(0, 7).unwrap();
+        m.write_at(100, b"volatile").unwrap();
+        let lost = dir.path().join(format::file_name(4096));
+        let _m2 = fs.map(&lost, 4096, true).unwrap(); // name never synced
+        drop(m);
+        drop(_m2);
+        fs.power_loss().unwrap();
+        let data = std::fs::read(&seg).unwrap();
+        assert_eq!(&data[..7], b"durable");
+        assert_eq!(&data[100..108], &[0u8; 8]);
+        assert!(!lost.exists());
+    }
+
+    #[test]
+    fn failpoints_fire_by_class_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFileSystem::new();
+        let m = fs
+            .map(&dir.path().join(format::file_name(0)), 4096, true)
+            .unwrap();
+        fs.enable("commitlog::sync::err", Some(1));
+        assert!(m.flush_range(0, 10).is_err());
+        m.flush_range(0, 10).unwrap();
+        fs.enable("commitlog::write::torn", Some(1));
+        assert!(m.write_at(0, &[7u8; 10]).is_err());
+        assert!(fs.is_crashed());
+        let mut b = [0u8; 10];
+        m.read_at(0, &mut b).unwrap();
+        assert_eq!(b, [7, 7, 7, 7, 7, 0, 0, 0, 0, 0]);
+        assert!(m.write_at(0, b"x").is_err(), "crashed stays crashed");
+    }
+}
