@@ -337,6 +337,15 @@ fn recovery_time_after_a_fault_window() {
     let gap = r.availability.longest_unavailable.as_ref().unwrap();
     assert_eq!(gap.duration_ns, 6_000_000);
     assert_eq!(gap.faults, ["kill"]);
+    // Outside the fault, acknowledgements come every step; the polls after the last send
+    // are not an outage.
+    let quiet = r
+        .availability
+        .longest_unavailable_outside_faults
+        .as_ref()
+        .unwrap();
+    assert_eq!(quiet.duration_ns, 1_000_000);
+    assert!(quiet.faults.is_empty());
 }
 
 #[test]
