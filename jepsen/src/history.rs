@@ -55,18 +55,18 @@ pub const PROGRESS_EVERY: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A line is not a valid operation record.
-    #[error("line {line}: not a valid operation: {source}")]
+    #[error("line {line}, column {column}: not a valid operation: {reason}")]
     Parse {
         line: usize,
-        #[source]
-        source: serde_json::Error,
+        column: usize,
+        reason: String,
     },
     /// A line parses but breaks a rule of the format.
     #[error("line {line}: {reason}")]
@@ -308,7 +308,19 @@ impl Op {
 
 /// Parses one line. `line` is 1-based and used only for the error.
 pub fn parse_line(text: &str, line: usize) -> Result<Op, HistoryError> {
-    serde_json::from_str(text).map_err(|source| HistoryError::Parse { line, source })
+    serde_json::from_str(text).map_err(|e| {
+        // serde's message ends with its own " at line 1 column N"; report the file's line.
+        let text = e.to_string();
+        let reason = match text.rfind(" at line ") {
+            Some(cut) => text[..cut].to_owned(),
+            None => text,
+        };
+        HistoryError::Parse {
+            line,
+            column: e.column(),
+            reason,
+        }
+    })
 }
 
 /// Reads a JSON-lines file into operations with their 1-based line numbers. Blank lines are
@@ -631,7 +643,7 @@ mod tests {
     #[test]
     fn bad_json_names_its_line() {
         let err = parse_line("{\"time_ns\": 1,", 42).unwrap_err();
-        assert!(err.to_string().starts_with("line 42:"), "{err}");
+        assert!(err.to_string().starts_with("line 42, column 14: "), "{err}");
     }
 
     #[test]
@@ -710,6 +722,9 @@ mod tests {
 
         std::fs::write(&path, "\n{\"time_ns\":1}\n").unwrap();
         let err = read_jsonl(&path, |_| {}).unwrap_err().to_string();
-        assert!(err.starts_with("line 2: not a valid operation"), "{err}");
+        assert!(
+            err.starts_with("line 2, column 13: not a valid operation: missing field"),
+            "{err}"
+        );
     }
 }

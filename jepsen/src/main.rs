@@ -120,8 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     let started = Instant::now();
     eprintln!("reading {}", path.display());
-    let history = History::load(&path, |n| eprintln!("  {n} lines read"))
-        .with_context(|| format!("reading history {}", path.display()))?;
+    // Errors name the file or the line already.
+    let history = History::load(&path, |n| eprintln!("  {n} lines read"))?;
     eprintln!(
         "  {} operations in {:.1?}",
         history.len(),

@@ -18,13 +18,13 @@ use crate::history::{History, OpF, OpType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("encoding results: {0}")]
+    #[error("encoding results")]
     Json(#[from] serde_json::Error),
 }
 

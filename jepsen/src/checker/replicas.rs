@@ -25,7 +25,7 @@ pub const CQ_UNIT: u64 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
