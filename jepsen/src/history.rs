@@ -1,8 +1,9 @@
 //! The operation history: what clients and the nemesis did, one JSON object per line.
 //!
 //! Owns the record format ([`Op`]), reading and writing JSON-lines files with line-numbered
-//! errors, and [`History`], which pairs every invocation with its completion and validates the
-//! whole record once so the checkers can trust it. It knows nothing of brokers, sockets or
+//! errors, the [`Recorder`] that appends operations while a run goes on, and [`History`],
+//! which pairs every invocation with its completion and validates the whole record once so
+//! the checkers can trust it. It knows nothing of brokers, sockets or
 //! checks.
 //!
 //! # Format
@@ -45,6 +46,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -370,6 +373,56 @@ pub fn write_jsonl<'a>(
         w.write_all(b"\n").map_err(io)?;
     }
     w.flush().map_err(io)
+}
+
+/// Appends operations to a history file as they happen, from any number of threads.
+///
+/// The time of each operation is taken under the same lock that writes its line, so `time_ns`
+/// never decreases in the file, and the file is a valid history as long as every process
+/// completes the operation it invoked.
+pub struct Recorder {
+    path: PathBuf,
+    start: Instant,
+    inner: Mutex<BufWriter<File>>,
+}
+
+impl Recorder {
+    /// Creates (truncates) `path`; times count from now.
+    pub fn create(path: &Path) -> Result<Self, HistoryError> {
+        let file = File::create(path).map_err(|source| HistoryError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Recorder {
+            path: path.to_owned(),
+            start: Instant::now(),
+            inner: Mutex::new(BufWriter::new(file)),
+        })
+    }
+
+    /// Stamps `op` with the current time, writes it, and returns the stamped operation.
+    pub fn record(&self, mut op: Op) -> Result<Op, HistoryError> {
+        let io = |source| HistoryError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // A panic while holding the lock leaves at worst a partial line, which the reader
+        // reports with its line number.
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        serde_json::to_writer(&mut *w, &op).map_err(|e| io(std::io::Error::other(e)))?;
+        w.write_all(b"\n").map_err(io)?;
+        Ok(op)
+    }
+
+    /// Writes buffered lines to the file.
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        w.flush().map_err(|source| HistoryError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
 }
 
 /// A validated history: operations in time order, each invocation paired with its completion.
@@ -701,6 +754,30 @@ mod tests {
             let err = History::from_ops(ops).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn concurrent_recording_gives_a_valid_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let rec = Recorder::create(&path).unwrap();
+        std::thread::scope(|s| {
+            for p in 0..4u64 {
+                let rec = &rec;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        let v = format!("{p}-{i}");
+                        rec.record(Op::send_invoke(0, p, &v, None)).unwrap();
+                        rec.record(Op::send_ok(0, p, &v, "q", p * 1000 + i))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        rec.flush().unwrap();
+        let h = History::load(&path, |_| {}).unwrap();
+        assert_eq!(h.len(), 1600);
+        assert!(h.ops().windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
     }
 
     #[test]
