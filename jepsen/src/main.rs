@@ -150,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 fn print_summary(r: &checker::CheckResults) {
     let s = &r.stats;
     println!(
-        "{} operations over {:.1} s: {} sends ({} ok, {} fail, {} info), {} polls ({} ok, {} messages), {} fault windows",
+        "{} operations over {:.3} s: {} sends ({} ok, {} fail, {} info), {} polls ({} ok, {} messages), {} fault windows",
         s.operations,
         s.duration_ns as f64 / 1e9,
         s.sends,

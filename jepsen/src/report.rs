@@ -112,7 +112,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     let _ = writeln!(
         h,
         "<h2>History</h2><table><tr><th>operations</th><td>{}</td></tr>\
-         <tr><th>duration</th><td>{:.1} s</td></tr>\
+         <tr><th>duration</th><td>{:.3} s</td></tr>\
          <tr><th>sends (ok / fail / info)</th><td>{} ({} / {} / {})</td></tr>\
          <tr><th>polls (ok)</th><td>{} ({})</td></tr><tr><th>messages read</th><td>{}</td></tr>\
          <tr><th>queues</th><td>{}</td></tr><tr><th>offset commits</th><td>{}</td></tr>\
