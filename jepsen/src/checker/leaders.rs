@@ -9,6 +9,8 @@
 //!   node forgot a vote and could vote twice in one term.
 //!
 //! Both fail the run. Nodes that did not answer (`down`) and roles without a term are skipped.
+//! A node wiped and added back is a new Raft member and must be observed under a new name
+//! (its new id), or its fresh term would count as a regression.
 
 use std::collections::{HashMap, HashSet};
 
