@@ -21,7 +21,8 @@ CHECKS (each reports counts and a few examples):
   unexpected    values read that were never sent, sends that failed yet were read, reads
                 completing before their send was invoked. Reads of info sends are counted
                 as recovered (allowed).                                        [fails the run]
-  duplicate     one value at more than one (queue, offset), and redeliveries of a position.
+  duplicate     one value at more than one (queue, offset); redeliveries of a position to
+                the same consumer.
                 Allowed by at-least-once delivery: reported only.
   inconsistent  one (queue, offset) holding two values: two reads disagree, a read
                 contradicts the acknowledged value, or two sends were acknowledged at the
