@@ -182,37 +182,51 @@ impl ConsumeQueue {
         Ok(cq)
     }
 
-    /// Finds the write position without outside help: the written prefix of the newest file
-    /// that has one (after a power cut, newer files may hold only zeros). Without a dispatch
-    /// checkpoint this is a best guess; [`ConsumeQueue::restore_end`] makes it exact.
+    /// Finds the write position without outside help: the end of the written prefix of the
+    /// newest file that has one (after a power cut, newer files may hold only zeros). Units
+    /// are written in order, so the boundary is found by binary search (a few reads per file,
+    /// not the whole file). After a crash the prefix may have holes, so this is only a guess;
+    /// [`ConsumeQueue::restore_end`] makes it exact from a dispatch checkpoint.
     fn recover(&mut self) -> Result<()> {
         let Some(first) = self.files.first() else {
             return Ok(());
         };
         let first_base = first.base;
-        let mut buf = vec![0u8; self.file_size as usize];
+        let units = self.file_size / CQ_UNIT_SIZE;
         let mut end = first_base;
         for f in self.files.iter().rev() {
-            f.map.read_at(0, &mut buf)?;
-            let written = buf
-                .chunks_exact(CQ_UNIT_SIZE as usize)
-                .take_while(|u| CqUnit::decode(u).is_written())
-                .count() as u64;
-            if written > 0 {
-                end = f.base + written * CQ_UNIT_SIZE;
-                break;
+            if !Self::read_unit(f, 0)?.is_written() {
+                continue;
             }
+            // Invariant: unit `lo` is written; the boundary lies in (lo, hi].
+            let (mut lo, mut hi) = (0u64, units);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if Self::read_unit(f, mid)?.is_written() {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            end = f.base + hi * CQ_UNIT_SIZE;
+            break;
         }
         self.max_offset = (end / CQ_UNIT_SIZE) as i64;
         // min offset: the first real (non-placeholder) unit of the first file.
-        self.files[0].map.read_at(0, &mut buf)?;
-        let lead = buf
-            .chunks_exact(CQ_UNIT_SIZE as usize)
-            .take_while(|u| CqUnit::decode(u).is_placeholder())
-            .count() as u64;
+        let mut lead = 0u64;
+        while lead < units && Self::read_unit(&self.files[0], lead)?.is_placeholder() {
+            lead += 1;
+        }
         self.min_offset =
             (((first_base + lead * CQ_UNIT_SIZE) / CQ_UNIT_SIZE) as i64).min(self.max_offset);
         Ok(())
+    }
+
+    /// Unit number `n` of a file.
+    fn read_unit(f: &CqFile, n: u64) -> Result<CqUnit> {
+        let mut b = [0u8; CQ_UNIT_SIZE as usize];
+        f.map.read_at(n * CQ_UNIT_SIZE, &mut b)?;
+        Ok(CqUnit::decode(&b))
     }
 
     /// Declares that the queue ends exactly at `next` (the offset a dispatch checkpoint
