@@ -277,8 +277,11 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// Zeroes everything from logical `offset` to the end of its file (durably) and removes
-    /// every later file. An empty file at the cut is removed too, unless it is the first.
+    /// Drops everything from logical `offset` on: zeroes the written units in its file
+    /// (durably) and removes every later file; an empty file at the cut goes too, unless it
+    /// is the first. Only `[offset, max_offset)` is zeroed: bytes past `max_offset` in the cut
+    /// file (a power cut can leave some behind a hole) are never read, since reads stop at
+    /// `max_offset` and appends overwrite them in order.
     fn cut_at(&mut self, offset: i64) -> Result<()> {
         let from = offset as u64 * CQ_UNIT_SIZE;
         let keep = match self.file_index(from) {
@@ -288,11 +291,11 @@ impl ConsumeQueue {
             None => self.files.len(),
         };
         if let Some(f) = keep.checked_sub(1).and_then(|i| self.files.get(i)) {
-            let file_end = f.base + self.file_size;
-            if from < file_end && from >= f.base {
-                let zeros = vec![0u8; (file_end - from) as usize];
+            let stop = (f.base + self.file_size).min(self.max_offset.max(0) as u64 * CQ_UNIT_SIZE);
+            if from < stop && from >= f.base {
+                let zeros = vec![0u8; (stop - from) as usize];
                 f.map.write_at(from - f.base, &zeros)?;
-                f.map.flush_range(from - f.base, file_end - from)?;
+                f.map.flush_range(from - f.base, stop - from)?;
             }
         }
         self.remove_files_from(keep)?;
