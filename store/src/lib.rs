@@ -5,7 +5,10 @@
 //! - [`format`]: record header, end-of-segment marker, entry-index unit, file names.
 //! - [`config`]: `CommitLogConfig`, `FlushMode`, `RecoveryMode`, `RetentionConfig`.
 //! - [`io`]: the `FileSystem` / `MappedFile` seam (real and fault-injecting).
+//! - [`segment`]: preallocated mapped files named by global offset.
 //! - [`commitlog`]: the Raft log as segment files, one writer thread, group commit.
+//! - [`dirlock`]: the `lock` and `abort` files of a store directory.
+//! - [`retention`]: which sealed segments `fileReservedTime` / `deleteWhen` / disk ratio let go.
 //!
 //! Layout of the derived-files side:
 //! - [`message`]: the RocketMQ stored-message codec (`StoredMessage`, `MessageView`,
@@ -25,6 +28,7 @@ pub mod dirlock;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod retention;
 pub mod segment;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
