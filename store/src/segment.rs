@@ -88,6 +88,13 @@ impl SegmentList {
             let Some(base) = format::parse_file_name(&path) else {
                 continue;
             };
+            if base.checked_add(file_size.saturating_mul(2)).is_none() {
+                return Err(StoreError::corruption(
+                    &path,
+                    0,
+                    format!("file base {base} is too large"),
+                ));
+            }
             if base % file_size != 0 {
                 return Err(StoreError::corruption(
                     &path,
