@@ -70,7 +70,8 @@ pub struct RecoveryReport {
     pub clean: bool,
     /// Records whose header and CRC were checked.
     pub records_scanned: u64,
-    /// Bytes cut from the tail (a torn or stale record and anything after it).
+    /// Bytes discarded past the end: the claimed length of a cut record (its header when the
+    /// length is unreadable) plus the size of every segment file removed after the end.
     pub bytes_cut: u64,
     /// Entry-index units rewritten from the segments.
     pub index_units_rebuilt: u64,
