@@ -92,3 +92,60 @@ fn readers_never_see_torn_or_mixed_entries_during_truncate_and_append() {
     assert_entries(&log, 0, 40, |_| 1);
     assert_entries(&log, 40, 55, |_| 39);
 }
+
+#[test]
+fn submitted_appends_apply_in_order_and_a_gap_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(dir.path());
+    let (tx, rx) = channel();
+    let mut tickets = Vec::new();
+    for i in 0..20u64 {
+        let tx = tx.clone();
+        // Index 10 is submitted twice: the second copy no longer continues the log.
+        let index = if i == 11 {
+            10
+        } else {
+            i.min(10) + i.saturating_sub(11)
+        };
+        tickets.push((
+            index,
+            log.submit(
+                vec![entry(index, 1)],
+                Box::new(move |r| tx.send((index, r.is_ok())).unwrap()),
+            )
+            .unwrap(),
+        ));
+    }
+    let mut ok = Vec::new();
+    for (index, t) in tickets {
+        match t.wait() {
+            Ok(pos) => {
+                assert_eq!(pos.len(), 1);
+                ok.push(index);
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    raftmq_store::StoreError::IndexGap {
+                        expected: 11,
+                        got: 10
+                    }
+                ),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(ok, (0..19).collect::<Vec<u64>>());
+    let fired: Vec<u64> = (0..19)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .map(|(i, good)| {
+            assert!(good);
+            i
+        })
+        .collect();
+    assert_eq!(
+        fired, ok,
+        "completions in log order; the refused one never fires"
+    );
+    assert_entries(&log, 0, 19, |_| 1);
+}

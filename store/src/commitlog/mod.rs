@@ -343,6 +343,23 @@ impl Drop for Handle {
     }
 }
 
+/// A queued append (see `CommitLog::submit`).
+#[derive(Debug)]
+#[must_use = "the append's outcome is only known through wait()"]
+pub struct AppendTicket {
+    rx: mpsc::Receiver<Result<Vec<u64>>>,
+}
+
+impl AppendTicket {
+    /// Waits until the writer copied the entries (readable from now on); returns each
+    /// record's position, or why nothing was written.
+    pub fn wait(self) -> Result<Vec<u64>> {
+        self.rx
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Fatal("commitlog writer thread is gone".into())))
+    }
+}
+
 /// The replicated log on disk. A cheap `Clone` handle: every clone talks to the same writer
 /// thread, and the last one dropped shuts it down cleanly (flush, meta, remove `abort`).
 #[derive(Clone, Debug)]
@@ -415,6 +432,15 @@ impl CommitLog {
     /// and the indexes must be consecutive, else `IndexGap`. Returns each record's position.
     /// On error nothing was written and `on_durable` is dropped uncalled.
     pub fn append(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<Vec<u64>> {
+        self.submit(entries, on_durable)?.wait()
+    }
+
+    /// Queues an append and returns at once; `AppendTicket::wait` then returns what `append`
+    /// would. Appends are applied in the order they are submitted, so a caller that assigns
+    /// indexes under a lock only needs to hold it across `submit`, not across the writer's
+    /// round trip: concurrent appenders then reach the writer together and share a sync.
+    /// The entries are readable once `wait` returns.
+    pub fn submit(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<AppendTicket> {
         let max = format::max_payload(self.shared.cfg.segment_size);
         for e in &entries {
             check_index("entry index", e.id.index)?;
@@ -425,11 +451,14 @@ impl CommitLog {
                 });
             }
         }
-        self.call(|reply| Request::Append {
+        self.shared.check_poison()?;
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.handle.send(Request::Append {
             entries,
             done: on_durable,
             reply,
-        })
+        })?;
+        Ok(AppendTicket { rx })
     }
 
     /// Stores the vote durably; ordered after every earlier append (which is durable too
