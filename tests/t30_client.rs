@@ -1005,3 +1005,67 @@ async fn shutdown_unregisters_the_groups() {
     assert!(un.iter().any(|h| h.producer_group.as_deref() == Some("PG")));
     assert!(un.iter().any(|h| h.consumer_group.as_deref() == Some("CG")));
 }
+
+/// TEST DOUBLE: a nameserver that counts route lookups and answers with a fixed route in
+/// fastjson's form (unquoted numeric `brokerAddrs` keys, as a Java nameserver sends to old
+/// clients).
+struct CountingNamesrv {
+    lookups: AtomicUsize,
+    route_json: String,
+}
+
+impl Processor for CountingNamesrv {
+    fn process<'a>(
+        &'a self,
+        _ctx: &'a ConnContext,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, ProcessResult> {
+        Box::pin(async move {
+            if req.code != RequestCode::GetRouteinfoByTopic.code() {
+                return Ok(Some(RemotingCommand::not_supported(&req)));
+            }
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that concurrent callers overlap.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Some(
+                RemotingCommand::response_to(&req).with_body(self.route_json.clone().into_bytes()),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_route_lookup_and_read_fastjson_routes() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    let route_json = format!(
+        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{}"}},"brokerName":"broker-a","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":2,"topicSysFlag":0,"writeQueueNums":2}}]}}"#,
+        b.addr
+    );
+    let counting = Arc::new(CountingNamesrv {
+        lookups: AtomicUsize::new(0),
+        route_json,
+    });
+    let server = RemotingServer::bind("127.0.0.1:0", counting.clone(), ServerConfig::default())
+        .await
+        .unwrap();
+    let p = Arc::new(
+        Producer::start(
+            ClientConfig::new(&server.local_addr().to_string()),
+            ProducerConfig::new("PG"),
+        )
+        .await
+        .unwrap(),
+    );
+    let sends: Vec<_> = (0..16)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move { p.send(Message::new(TOPIC, format!("m{i}"))).await })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap().unwrap().queue.broker_name, "broker-a");
+    }
+    assert_eq!(b.state.stored(TOPIC), 16);
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+}

@@ -239,8 +239,11 @@ impl PullConsumer {
 
     /// Stops heartbeating this group and tells the brokers (UNREGISTER_CLIENT).
     pub async fn shutdown(self) {
-        self.instance.unregister_consumer_group(&self.group);
-        self.core().unregister_client(None, Some(&self.group)).await;
+        let core = self.core().clone();
+        let group = self.group.clone();
+        // Dropping removes the group from the heartbeats.
+        drop(self);
+        core.unregister_client(None, Some(&group)).await;
     }
 
     /// The readable queues of `topic`.
@@ -450,6 +453,7 @@ impl PullConsumer {
         let mut route = core.route(&queue.topic).await?;
         let mut refreshed = false;
         loop {
+            let sent_at = tokio::time::Instant::now();
             let addr = route
                 .read_addr(&queue.broker_name)
                 .map(str::to_owned)
@@ -471,7 +475,7 @@ impl PullConsumer {
                 return outcome.map(|resp| (addr, resp));
             }
             refreshed = true;
-            route = core.refresh_route(&queue.topic).await?;
+            route = core.route_newer_than(&queue.topic, sent_at).await?;
         }
     }
 }

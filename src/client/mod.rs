@@ -150,7 +150,8 @@ impl Transport {
         self.invoke_timeout(addr, cmd, self.timeout).await
     }
 
-    /// Request with an explicit timeout (the connect time is bounded separately).
+    /// Request with an explicit timeout covering connect and answer. A connect that does
+    /// not finish in time is a [`ClientError::Connect`]: nothing was sent.
     pub(crate) async fn invoke_timeout(
         &self,
         addr: &str,
@@ -158,8 +159,18 @@ impl Transport {
         timeout: Duration,
     ) -> ClientResult<RemotingCommand> {
         let code = cmd.code;
-        self.client(addr)
-            .invoke(cmd, timeout)
+        let start = tokio::time::Instant::now();
+        let conn = match tokio::time::timeout(timeout, self.client(addr).connection()).await {
+            Ok(conn) => conn.map_err(|e| ClientError::from_remoting(addr, code, e))?,
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    addr: addr.to_owned(),
+                    reason: format!("not connected within {timeout:?}"),
+                })
+            }
+        };
+        let left = timeout.saturating_sub(start.elapsed());
+        conn.invoke(cmd, left)
             .await
             .map_err(|e| ClientError::from_remoting(addr, code, e))
     }
@@ -186,7 +197,8 @@ pub(crate) struct ClientCore {
     pub(crate) net: Transport,
     pub(crate) routes: RouteTable,
     pub(crate) uniq: UniqIdGenerator,
-    producer_groups: Mutex<BTreeSet<String>>,
+    /// Producer groups and how many producers of this instance use each.
+    producer_groups: Mutex<BTreeMap<String, usize>>,
     consumer_groups: Mutex<BTreeMap<String, ConsumerData>>,
 }
 
@@ -201,11 +213,28 @@ impl ClientCore {
         self.routes.refresh(&self.net, topic).await
     }
 
+    /// Route of `topic` fetched after `since` (a failure seen at `since` needs a newer
+    /// route); concurrent callers share one lookup.
+    pub(crate) async fn route_newer_than(
+        &self,
+        topic: &str,
+        since: tokio::time::Instant,
+    ) -> ClientResult<Arc<TopicRoute>> {
+        self.routes
+            .refresh_if_older(&self.net, topic, since.into_std())
+            .await
+    }
+
+    /// Whether some producer of this instance is in `group`.
+    pub(crate) fn has_producer_group(&self, group: &str) -> bool {
+        lock(&self.producer_groups).contains_key(group)
+    }
+
     fn heartbeat_data(&self) -> HeartbeatData {
         HeartbeatData {
             client_id: self.client_id.clone(),
             producer_data_set: lock(&self.producer_groups)
-                .iter()
+                .keys()
                 .map(|g| ProducerData {
                     group_name: g.clone(),
                 })
@@ -326,7 +355,7 @@ impl ClientInstance {
             },
             routes: RouteTable::new(config.namesrv_addrs.clone(), config.route_refresh_interval),
             uniq: UniqIdGenerator::new(ip),
-            producer_groups: Mutex::new(BTreeSet::new()),
+            producer_groups: Mutex::new(BTreeMap::new()),
             consumer_groups: Mutex::new(BTreeMap::new()),
             config,
         });
@@ -362,21 +391,31 @@ impl ClientInstance {
         self.core.send_heartbeats().await
     }
 
-    /// Adds a producer group to the heartbeats.
+    /// Adds a producer of `group` to the heartbeats (counted: the group stays while any
+    /// producer of it is registered).
     pub fn register_producer_group(&self, group: &str) {
-        lock(&self.core.producer_groups).insert(group.to_owned());
+        *lock(&self.core.producer_groups)
+            .entry(group.to_owned())
+            .or_default() += 1;
         self.core.net.wake_heartbeat();
     }
 
-    /// Adds or replaces a consumer group (with its subscriptions) in the heartbeats.
+    /// Adds or replaces a consumer group (with its subscriptions) in the heartbeats. One
+    /// consumer per group and instance: a second one replaces the first's subscriptions.
     pub fn register_consumer(&self, data: ConsumerData) {
         lock(&self.core.consumer_groups).insert(data.group_name.clone(), data);
         self.core.net.wake_heartbeat();
     }
 
-    /// Removes a producer group from the heartbeats.
+    /// Removes one producer of `group`; the group leaves the heartbeats with its last one.
     pub fn unregister_producer_group(&self, group: &str) {
-        lock(&self.core.producer_groups).remove(group);
+        let mut groups = lock(&self.core.producer_groups);
+        if let Some(n) = groups.get_mut(group) {
+            *n -= 1;
+            if *n == 0 {
+                groups.remove(group);
+            }
+        }
     }
 
     /// Removes a consumer group from the heartbeats.

@@ -157,7 +157,7 @@ impl Producer {
 
     /// The queues a send to `topic` may use.
     pub async fn fetch_publish_queues(&self, topic: &str) -> ClientResult<Vec<MessageQueue>> {
-        Ok(self.publish_route(topic, false).await?.write_queues())
+        Ok(self.publish_route(topic, None).await?.write_queues())
     }
 
     /// Sends `msg` to a queue of its topic, retrying elsewhere on retryable failures.
@@ -211,7 +211,7 @@ impl Producer {
     /// means the request could not be written to a connection.
     pub async fn send_oneway(&self, mut msg: Message) -> ClientResult<()> {
         self.prepare(&mut msg)?;
-        let route = self.publish_route(&msg.topic, false).await?;
+        let route = self.publish_route(&msg.topic, None).await?;
         let queues = route.write_queues();
         let queue = self
             .select_queue(&queues, None)
@@ -241,12 +241,14 @@ impl Producer {
         let mut maybe_written = false;
         let mut last_err = None;
         let mut made = 0;
+        // When the last failure was seen: a retry needs a route fetched after it.
+        let mut failed_at: Option<Instant> = None;
         for attempt in 0..attempts {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let route = match self.publish_route(topic, attempt > 0).await {
+            let route = match self.publish_route(topic, failed_at).await {
                 Ok(r) => r,
                 // Nothing was sent yet: report the route problem itself.
                 Err(e) if made == 0 => return Err(e),
@@ -280,6 +282,7 @@ impl Producer {
                     match leader(&route, &queue) {
                         Ok(addr) => (queue, addr),
                         Err(e) => {
+                            failed_at = Some(Instant::now());
                             last_broker = Some(queue.broker_name.clone());
                             last_err = Some(e);
                             continue;
@@ -292,6 +295,7 @@ impl Producer {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
+            failed_at = Some(Instant::now());
             maybe_written |= err.is_indeterminate();
             let retry = err.is_retryable();
             tracing::debug!(topic, broker = %queue.broker_name, %addr, queue = queue.queue_id,
@@ -375,12 +379,16 @@ impl Producer {
         })
     }
 
-    /// Stops heartbeating this producer group and tells the brokers (UNREGISTER_CLIENT).
+    /// Stops heartbeating this producer and tells the brokers (UNREGISTER_CLIENT)
+    /// (when this was the instance's last producer of the group).
     pub async fn shutdown(self) {
-        self.instance.unregister_producer_group(&self.config.group);
-        self.core()
-            .unregister_client(Some(&self.config.group), None)
-            .await;
+        let core = self.core().clone();
+        let group = self.config.group.clone();
+        // Dropping removes this producer from the heartbeats.
+        drop(self);
+        if !core.has_producer_group(&group) {
+            core.unregister_client(Some(&group), None).await;
+        }
     }
 
     fn prepare(&self, msg: &mut Message) -> ClientResult<()> {
@@ -391,14 +399,17 @@ impl Producer {
         Ok(())
     }
 
-    /// The topic's route; with `refresh`, fetched anew. An unknown topic gets a provisional
-    /// route built from the template topic when auto-creation is on.
-    async fn publish_route(&self, topic: &str, refresh: bool) -> ClientResult<Arc<TopicRoute>> {
+    /// The topic's route; with `newer_than`, one fetched after that instant. An unknown
+    /// topic gets a provisional route built from the template topic when auto-creation is on.
+    async fn publish_route(
+        &self,
+        topic: &str,
+        newer_than: Option<Instant>,
+    ) -> ClientResult<Arc<TopicRoute>> {
         let core = self.core();
-        let found = if refresh {
-            core.refresh_route(topic).await
-        } else {
-            core.route(topic).await
+        let found = match newer_than {
+            Some(since) => core.route_newer_than(topic, since).await,
+            None => core.route(topic).await,
         };
         match found {
             Err(ClientError::TopicNotExist { .. }) if self.config.auto_create_topic => {
@@ -491,7 +502,7 @@ impl Producer {
             code: RequestCode::SendMessageV2.code(),
             timeout: self.config.send_timeout,
         });
-        tracing::warn!(topic, attempts, maybe_written, overdue = Instant::now() >= deadline,
+        tracing::debug!(topic, attempts, maybe_written, overdue = Instant::now() >= deadline,
             cause = %last, "send failed");
         ClientError::SendFailed {
             topic: topic.to_owned(),
