@@ -1069,3 +1069,45 @@ async fn concurrent_sends_share_one_route_lookup_and_read_fastjson_routes() {
     assert_eq!(b.state.stored(TOPIC), 16);
     assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn send_waits_out_an_election_with_no_leader_in_the_route() {
+    let ns = namesrv().await;
+    let n0 = FakeBroker::start(&ns).await;
+    let n1 = FakeBroker::start(&ns).await;
+    n0.register("g1", 0, 1, &[(TOPIC, 1)]).await;
+    n1.register("g1", 1, 1, &[(TOPIC, 1)]).await;
+    let mut cfg = ProducerConfig::new("PG");
+    cfg.retry_times_when_send_failed = 100;
+    cfg.retry_backoff = Duration::from_millis(20);
+    cfg.send_timeout = Duration::from_secs(10);
+    let p = Arc::new(Producer::start(client_config(&ns), cfg).await.unwrap());
+    p.send(Message::new(TOPIC, "before")).await.unwrap();
+
+    // The leader dies: its server stops and its nameserver connection closes, so the
+    // nameserver drops it and the group has no brokerId 0 until n1 registers as leader.
+    drop(n0);
+    let sender = {
+        let p = p.clone();
+        tokio::spawn(async move { p.send(Message::new(TOPIC, "during")).await })
+    };
+    // Wait until the producer has fetched the leaderless route (and is backing off).
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let route = p.instance().route(TOPIC).await.unwrap();
+        if route.leader_addr("g1").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "producer never saw the leaderless route"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!sender.is_finished());
+    n1.register("g1", 0, 2, &[(TOPIC, 1)]).await;
+    let r = sender.await.unwrap().unwrap();
+    let (host, _) = codec::decode_offset_msg_id(&r.offset_msg_id).unwrap();
+    assert_eq!(host.to_string(), n1.addr);
+    assert_eq!(n1.state.stored(TOPIC), 1);
+}

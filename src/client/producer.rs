@@ -225,9 +225,11 @@ impl Producer {
     }
 
     /// The send loop shared by every synchronous send: route, queue (`fixed` or
-    /// round-robin), leader, attempt; on a retryable failure, refresh the route and try
-    /// again — on the leader the refusing node named, else on another group if there is
-    /// one, else on the same group after `retry_backoff`.
+    /// round-robin), leader, attempt. On a retryable failure the next attempt uses a route
+    /// fetched after the failure and goes to the leader the refusing node named, else to
+    /// another group if there is one, else to the same group after `retry_backoff`. A route
+    /// without a leader for the wanted group (an election in progress) also waits
+    /// `retry_backoff` and looks again.
     async fn send_payload(
         &self,
         payload: &Payload,
@@ -244,6 +246,7 @@ impl Producer {
         // When the last failure was seen: a retry needs a route fetched after it.
         let mut failed_at: Option<Instant> = None;
         for attempt in 0..attempts {
+            let is_last = attempt + 1 == attempts;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
@@ -257,37 +260,20 @@ impl Producer {
                     break;
                 }
             };
-            let (queue, addr) = match hint.take() {
-                Some(h) => h,
-                None => {
-                    let queue = match fixed {
-                        Some(q) => q.clone(),
-                        None => {
-                            let queues = route.write_queues();
-                            let Some(q) = self.select_queue(&queues, last_broker.as_deref()) else {
-                                let e = ClientError::NoRoute {
-                                    topic: topic.to_owned(),
-                                    reason: "the route has no writable queue with a leader"
-                                        .to_owned(),
-                                };
-                                if made == 0 {
-                                    return Err(e);
-                                }
-                                last_err = Some(e);
-                                break;
-                            };
-                            q
-                        }
-                    };
-                    match leader(&route, &queue) {
-                        Ok(addr) => (queue, addr),
-                        Err(e) => {
-                            failed_at = Some(Instant::now());
-                            last_broker = Some(queue.broker_name.clone());
-                            last_err = Some(e);
-                            continue;
-                        }
+            let target = match hint.take() {
+                Some(h) => Ok(h),
+                None => self.pick_target(&route, topic, fixed, last_broker.as_deref()),
+            };
+            let (queue, addr) = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(topic, attempt, cause = %e, "no leader to send to");
+                    failed_at = Some(Instant::now());
+                    last_err = Some(e);
+                    if !is_last {
+                        self.backoff(deadline).await;
                     }
+                    continue;
                 }
             };
             made += 1;
@@ -313,18 +299,48 @@ impl Producer {
                         .write_queues()
                         .iter()
                         .any(|q| q.broker_name != queue.broker_name);
-                if !elsewhere && attempt + 1 < attempts {
-                    let pause = self
-                        .config
-                        .retry_backoff
-                        .min(deadline.saturating_duration_since(Instant::now()));
-                    tokio::time::sleep(pause).await;
+                if !elsewhere && !is_last {
+                    self.backoff(deadline).await;
                 }
             }
             last_broker = Some(queue.broker_name.clone());
             last_err = Some(err);
         }
-        Err(self.send_failed(topic, made, maybe_written, last_err, deadline))
+        match last_err {
+            // No attempt reached a broker: the route problem is the answer.
+            Some(e) if made == 0 => Err(e),
+            last => Err(self.send_failed(topic, made, maybe_written, last, deadline)),
+        }
+    }
+
+    /// The queue and leader address for the next attempt.
+    fn pick_target(
+        &self,
+        route: &TopicRoute,
+        topic: &str,
+        fixed: Option<&MessageQueue>,
+        avoid: Option<&str>,
+    ) -> ClientResult<(MessageQueue, String)> {
+        let queue = match fixed {
+            Some(q) => q.clone(),
+            None => self
+                .select_queue(&route.write_queues(), avoid)
+                .ok_or_else(|| ClientError::NoRoute {
+                    topic: topic.to_owned(),
+                    reason: "the route has no writable queue with a leader".to_owned(),
+                })?,
+        };
+        let addr = leader(route, &queue)?;
+        Ok((queue, addr))
+    }
+
+    /// Sleeps `retry_backoff`, or until the deadline if that is sooner.
+    async fn backoff(&self, deadline: Instant) {
+        let pause = self
+            .config
+            .retry_backoff
+            .min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
     }
 
     /// Validates a batch and builds its wire body (protocol.md §5.6).
