@@ -58,35 +58,9 @@ pub struct OffsetCommit {
     pub offset: i64,
 }
 
-/// A topic's configuration, with RocketMQ's `TopicConfig` fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicConfig {
-    pub name: String,
-    pub read_queue_nums: u32,
-    pub write_queue_nums: u32,
-    /// Permission bits (RocketMQ `PermName`: 2 = write, 4 = read, 1 = inherit).
-    pub perm: u32,
-    /// 0 = SINGLE_TAG, 1 = MULTI_TAG.
-    pub topic_filter_type: u8,
-    pub topic_sys_flag: u32,
-    pub order: bool,
-    /// Free-form attributes (`+key=value` in RocketMQ 5).
-    pub attributes: Vec<(String, String)>,
-}
-
-/// A subscription group's configuration, with RocketMQ's `SubscriptionGroupConfig` fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionGroupConfig {
-    pub group_name: String,
-    pub consume_enable: bool,
-    pub consume_from_min_enable: bool,
-    pub consume_broadcast_enable: bool,
-    pub retry_queue_nums: u32,
-    pub retry_max_times: u32,
-    pub broker_id: u64,
-    pub which_broker_when_consume_slowly: u64,
-    pub notify_consumer_ids_changed_enable: bool,
-}
+/// Topic and subscription-group rows are the metadata tables' own types: the command
+/// carries exactly what the state machine stores.
+pub use raftmq_store::metadata::{SubscriptionGroupConfig, TopicConfig};
 
 /// What applying one entry produced (openraft's `R`): one per entry, in log order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,30 +157,11 @@ mod tests {
                 }],
             },
             BrokerCommand::UpsertTopic {
-                topic: TopicConfig {
-                    name: "t".into(),
-                    read_queue_nums: 8,
-                    write_queue_nums: 8,
-                    perm: 6,
-                    topic_filter_type: 0,
-                    topic_sys_flag: 0,
-                    order: false,
-                    attributes: vec![("k".into(), "v".into())],
-                },
+                topic: TopicConfig::new("t"),
             },
             BrokerCommand::DeleteTopic { topic: "t".into() },
             BrokerCommand::UpsertSubscriptionGroup {
-                group: SubscriptionGroupConfig {
-                    group_name: "g".into(),
-                    consume_enable: true,
-                    consume_from_min_enable: true,
-                    consume_broadcast_enable: true,
-                    retry_queue_nums: 1,
-                    retry_max_times: 16,
-                    broker_id: 0,
-                    which_broker_when_consume_slowly: 1,
-                    notify_consumer_ids_changed_enable: true,
-                },
+                group: SubscriptionGroupConfig::new("g"),
             },
             BrokerCommand::DeleteSubscriptionGroup { group: "g".into() },
         ];

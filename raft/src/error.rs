@@ -57,3 +57,27 @@ pub enum RaftGroupError {
 }
 
 pub type Result<T, E = RaftGroupError> = std::result::Result<T, E>;
+
+impl RaftGroupError {
+    /// The same error for another waiter of one failed batch (I/O sources are not cloneable,
+    /// so they travel as text).
+    pub fn duplicate(&self) -> RaftGroupError {
+        match self {
+            RaftGroupError::NotLeader {
+                leader,
+                leader_node,
+            } => RaftGroupError::NotLeader {
+                leader: *leader,
+                leader_node: leader_node.clone(),
+            },
+            RaftGroupError::Fatal(s) => RaftGroupError::Fatal(s.clone()),
+            RaftGroupError::Shutdown => RaftGroupError::Shutdown,
+            RaftGroupError::Timeout { op } => RaftGroupError::Timeout { op },
+            RaftGroupError::InvalidCommand(s) => RaftGroupError::InvalidCommand(s.clone()),
+            other => RaftGroupError::Raft {
+                op: "send",
+                reason: other.to_string(),
+            },
+        }
+    }
+}

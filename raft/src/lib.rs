@@ -17,18 +17,32 @@
 //! - [`config`]: [`RaftGroupConfig`] from the DLedger keys, validated.
 //! - [`error`]: [`RaftGroupError`], [`ConfigError`].
 //! - [`group`]: [`RaftGroup`] lifecycle, [`Role`] watcher, metrics, membership calls.
+//! - [`entry`]: openraft entries ↔ commitlog records.
+//! - [`log_store`]: [`LogStore`], openraft's log storage over the commitlog.
+//! - [`state_machine`]: [`StateMachine`], apply = dispatch; metadata; snapshots.
+//! - [`storage`]: [`open_storage`] of one node's store root.
+//! - [`proposer`]: [`Proposer`], group commit of sends and the per-term queue-offset sequencer.
 //! - [`network`]: the peer transport (frames, client, server) and an in-memory router for tests.
 
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod entry;
 pub mod error;
 pub mod group;
+pub mod log_store;
 pub mod network;
+pub mod proposer;
+pub mod state_machine;
+pub mod storage;
 pub mod types;
 
 pub use command::{AppendedMessage, BrokerCommand, CommandResult, OffsetCommit};
 pub use config::RaftGroupConfig;
 pub use error::{ConfigError, RaftGroupError};
 pub use group::{GroupMetrics, RaftGroup, Role, Transport};
+pub use log_store::LogStore;
+pub use proposer::{Proposer, ProposerLimits, QueueOffsetSource};
+pub use state_machine::{CheckpointPolicy, StateMachine};
+pub use storage::{open_storage, open_storage_with_fs, NodeStorage, StorageConfig};
 pub use types::{typ, NodeId, PeerNode, TypeConfig};

@@ -1,6 +1,7 @@
 //! Shared helpers of the raft integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
 pub mod mem;
 
 use std::future::Future;

@@ -1,0 +1,562 @@
+//! openraft's `RaftStateMachine` over the store's dispatcher and metadata tables.
+//!
+//! `apply` is RocketMQ's reput service driven by commit: a `Messages` entry goes to the
+//! [`Dispatcher`] (consumequeue units, index entries, queue-contiguity check; a gap is
+//! corruption and stops the node), other commands update the [`Metadata`] tables, and every
+//! entry yields exactly one [`CommandResult`]. The applied id and the last membership live in
+//! the dispatcher's checkpoint (membership in its opaque `extra` bytes), so `applied_state`
+//! after a restart is the last checkpoint and openraft re-applies from there (re-dispatch is
+//! idempotent). Checkpoints are taken every `checkpoint_every` entries or interval, after the
+//! metadata tables are flushed.
+//!
+//! Snapshots are taken at segment boundaries (openraft.md §3.5): when the first entry of a
+//! new commitlog segment is applied, the state as of the last entry of the previous segment
+//! is captured and persisted (`snapshots/boundary.snap`, atomic replace). It carries the
+//! metadata tables, the queue-offset table, the applied id, membership and the commitlog
+//! position just past the applied entry. `build_snapshot` returns the newest boundary
+//! snapshot (the current state only while no segment has rolled yet), so a purge up to a
+//! snapshot's id always ends on a segment boundary. Installing one resets the
+//! dispatcher and, when the local log ends before the snapshot, restarts the commitlog at that
+//! position so record positions stay identical to the leader's. openraft never snapshots or
+//! purges by itself (`SnapshotPolicy::Never`).
+//!
+//! Blocking work (file writes, fsyncs) runs on tokio's blocking pool.
+
+// openraft's trait methods return its `StorageError` (over 200 bytes); helpers share it.
+#![allow(clippy::result_large_err)]
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StoredMembership,
+};
+use raftmq_store::commitlog::{CommitLog, EntryKind, StoredEntry};
+use raftmq_store::dispatch::Dispatcher;
+use raftmq_store::format::HEADER_LEN;
+use raftmq_store::message::PHYSICAL_OFFSET_OFFSET;
+use raftmq_store::metadata::Metadata;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::command::{AppendedMessage, BrokerCommand, CommandResult};
+use crate::entry::{entry_id, log_id, to_new_entry};
+use crate::proposer::QueueOffsetSource;
+use crate::types::{typ, NodeId, PeerNode, TypeConfig};
+
+type SE = StorageError<NodeId>;
+
+fn serr<E: std::error::Error + 'static>(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: &E,
+) -> SE {
+    StorageError::IO {
+        source: openraft::StorageIOError::new(subject, verb, AnyError::new(e)),
+    }
+}
+
+fn smerr(verb: ErrorVerb, msg: impl Into<String>) -> SE {
+    let e = std::io::Error::other(msg.into());
+    serr(ErrorSubject::StateMachine, verb, &e)
+}
+
+/// How often the state machine checkpoints (whichever comes first).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPolicy {
+    pub every_entries: u64,
+    pub every: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every_entries: 10_000,
+            every: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Inner {
+    log: CommitLog,
+    dispatcher: Dispatcher,
+    metadata: Metadata,
+    membership: StoredMembership<NodeId, PeerNode>,
+    policy: CheckpointPolicy,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    current: Option<StoredSnapshot>,
+    segment_size: u64,
+    snapshot_dir: Option<PathBuf>,
+    /// Newest segment-boundary snapshot.
+    boundary: Option<StoredSnapshot>,
+}
+
+const BOUNDARY_FILE: &str = "boundary.snap";
+
+/// A snapshot's metadata and bytes.
+type StoredSnapshot = (SnapshotMeta<NodeId, PeerNode>, Vec<u8>);
+
+/// The state machine of one node (cheap to clone; clones share state).
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// What a snapshot carries (behind a version byte).
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, PeerNode>,
+    next_pos: u64,
+    queues: Vec<(String, i32, i64)>,
+    metadata: Vec<u8>,
+}
+
+impl StateMachine {
+    /// Wrap opened store components; the membership comes from the dispatcher checkpoint.
+    /// Boundary snapshots are persisted under `snapshot_dir` (kept in memory only if `None`).
+    pub fn new(
+        log: CommitLog,
+        dispatcher: Dispatcher,
+        metadata: Metadata,
+        policy: CheckpointPolicy,
+        snapshot_dir: Option<PathBuf>,
+    ) -> Result<Self, SE> {
+        let boundary = match &snapshot_dir {
+            Some(d) => load_boundary(d)?,
+            None => None,
+        };
+        let segment_size = log.config().segment_size;
+        let membership = if dispatcher.extra().is_empty() {
+            StoredMembership::default()
+        } else {
+            codec::decode_versioned(dispatcher.extra())
+                .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?
+        };
+        Ok(StateMachine {
+            inner: Arc::new(Mutex::new(Inner {
+                log,
+                dispatcher,
+                metadata,
+                membership,
+                policy,
+                since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
+                current: boundary.clone(),
+                segment_size,
+                snapshot_dir,
+                boundary,
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the state with the lock held, on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, SE>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inner) -> Result<T, SE> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut g)
+        })
+        .await
+        .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?
+    }
+
+    /// Flush metadata and derived files and persist the dispatch checkpoint now.
+    pub async fn checkpoint(&self) -> Result<(), SE> {
+        self.blocking(|g| g.checkpoint()).await
+    }
+
+    /// Run `f` with the dispatcher (read paths of the broker: consumequeue lookups).
+    pub fn with_dispatcher<T>(&self, f: impl FnOnce(&Dispatcher) -> T) -> T {
+        f(&self.lock().dispatcher)
+    }
+
+    /// Run `f` with the metadata tables.
+    pub fn with_metadata<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self.lock().metadata)
+    }
+
+    /// Id of the newest segment-boundary snapshot, if a segment has rolled.
+    pub fn boundary_snapshot(&self) -> Option<LogId<NodeId>> {
+        self.lock()
+            .boundary
+            .as_ref()
+            .and_then(|(m, _)| m.last_log_id)
+    }
+
+    /// Delete consumequeue and index files wholly below commitlog position `pos` (after the
+    /// log was purged).
+    pub async fn purge_derived_below(&self, pos: u64) -> Result<(), SE> {
+        self.blocking(move |g| {
+            g.dispatcher
+                .purge_below_pos(pos)
+                .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Delete, &e))
+        })
+        .await
+    }
+
+    /// The queue-offset source for the proposer.
+    pub fn queue_offsets(&self) -> Arc<dyn QueueOffsetSource> {
+        Arc::new(self.clone())
+    }
+}
+
+impl QueueOffsetSource for StateMachine {
+    fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.lock().dispatcher.max_offset(topic, queue_id)
+    }
+}
+
+impl Inner {
+    fn checkpoint(&mut self) -> Result<(), SE> {
+        self.metadata
+            .flush()
+            .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+        let extra = codec::encode_versioned(&self.membership)
+            .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+        self.dispatcher.set_extra(extra);
+        self.dispatcher
+            .checkpoint()
+            .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    fn applied(&self) -> Option<LogId<NodeId>> {
+        self.dispatcher.applied().as_ref().map(log_id)
+    }
+
+    /// The stored record of `e`: message batches carry their position in their first
+    /// PHYSICALOFFSET; other records are read back from the log.
+    fn stored(&self, e: &typ::Entry) -> Result<StoredEntry, SE> {
+        let id = entry_id(&e.log_id);
+        if let EntryPayload::Normal(BrokerCommand::PutMessages { bytes }) = &e.payload {
+            let phys = bytes
+                .get(PHYSICAL_OFFSET_OFFSET..PHYSICAL_OFFSET_OFFSET + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .ok_or_else(|| {
+                    smerr(
+                        ErrorVerb::Read,
+                        format!("entry {} holds no message", id.index),
+                    )
+                })?;
+            let pos = (phys as u64)
+                .checked_sub(HEADER_LEN as u64)
+                .ok_or_else(|| {
+                    smerr(
+                        ErrorVerb::Read,
+                        format!("entry {}: bad physical offset {phys}", id.index),
+                    )
+                })?;
+            return Ok(StoredEntry {
+                id,
+                kind: EntryKind::Messages,
+                pos,
+                payload: bytes.clone(),
+            });
+        }
+        match self.log.entry(id.index) {
+            Ok(Some(s)) if s.id == id => Ok(s),
+            Ok(_) => {
+                // Not in the local log (only the storage test suite applies such entries):
+                // place it just past the applied entry.
+                let rec = to_new_entry(e)
+                    .map_err(|err| serr(ErrorSubject::Apply(e.log_id), ErrorVerb::Read, &err))?;
+                Ok(StoredEntry {
+                    id,
+                    kind: rec.kind,
+                    pos: self.dispatcher.next_pos(),
+                    payload: rec.payload,
+                })
+            }
+            Err(err) => Err(serr(ErrorSubject::Apply(e.log_id), ErrorVerb::Read, &err)),
+        }
+    }
+
+    fn apply_one(&mut self, e: typ::Entry) -> Result<CommandResult, SE> {
+        let lid = e.log_id;
+        let aerr =
+            |err: &dyn std::fmt::Display| smerr(ErrorVerb::Write, format!("apply {lid}: {err}"));
+        let stored = self.stored(&e)?;
+        if let Some(a) = self.dispatcher.applied() {
+            if stored.id.index > a.index + 1 && stored.kind != EntryKind::Messages {
+                // openraft applies contiguously; only its storage suite skips indexes. A
+                // skipped message batch would be a lost message and stays an error.
+                tracing::warn!(
+                    applied = a.index,
+                    index = stored.id.index,
+                    "apply skips indexes"
+                );
+                let prev = raftmq_store::commitlog::EntryId {
+                    index: stored.id.index - 1,
+                    ..stored.id
+                };
+                let pos = self.dispatcher.next_pos();
+                self.dispatcher.reset_applied(Some(prev), pos);
+            }
+        }
+        if let Some(a) = self.dispatcher.applied() {
+            let prev_end = self.dispatcher.next_pos();
+            if prev_end > 0
+                && stored.id.index == a.index + 1
+                && stored.pos / self.segment_size > (prev_end - 1) / self.segment_size
+            {
+                self.capture_boundary()?;
+            }
+        }
+        let dispatched = self.dispatcher.dispatch(&stored).map_err(|err| {
+            tracing::error!(index = lid.index, cause = %err, "dispatch failed; stopping");
+            serr(ErrorSubject::Apply(lid), ErrorVerb::Write, &err)
+        })?;
+        let mut result = CommandResult::default();
+        match e.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(lid), m);
+                // Membership must survive a restart together with the applied id.
+                self.since_checkpoint = self.policy.every_entries;
+            }
+            EntryPayload::Normal(BrokerCommand::PutMessages { .. }) => {
+                result.messages = dispatched
+                    .into_iter()
+                    .map(|d| AppendedMessage {
+                        topic: d.topic,
+                        queue_id: d.queue_id,
+                        queue_offset: d.queue_offset,
+                        phys_offset: d.phys_offset,
+                        size: d.size,
+                        store_timestamp: d.store_timestamp,
+                    })
+                    .collect();
+            }
+            EntryPayload::Normal(cmd) => self.apply_command(cmd).map_err(|err| aerr(&err))?,
+        }
+        Ok(result)
+    }
+
+    fn apply_command(&mut self, cmd: BrokerCommand) -> raftmq_store::Result<()> {
+        let md = &self.metadata;
+        match cmd {
+            BrokerCommand::PutMessages { .. } => Ok(()),
+            BrokerCommand::CommitOffsets { offsets } => {
+                for o in offsets {
+                    md.commit_offset(&o.group, &o.topic, o.queue_id, o.offset)?;
+                }
+                Ok(())
+            }
+            BrokerCommand::UpsertTopic { topic } => md.put_topic(&topic),
+            BrokerCommand::DeleteTopic { topic } => md.delete_topic(&topic).map(|_| ()),
+            BrokerCommand::UpsertSubscriptionGroup { group } => md.put_group(&group),
+            BrokerCommand::DeleteSubscriptionGroup { group } => md.delete_group(&group).map(|_| ()),
+        }
+    }
+
+    /// The snapshot of the state as applied right now.
+    fn snapshot_now(&self) -> Result<StoredSnapshot, SE> {
+        let metadata = self
+            .metadata
+            .export()
+            .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+        let next_pos = self.dispatcher.next_pos();
+        let payload = SnapshotPayload {
+            applied: self.applied(),
+            membership: self.membership.clone(),
+            next_pos,
+            queues: self.dispatcher.queue_table(),
+            metadata,
+        };
+        let bytes = codec::encode_versioned(&payload)
+            .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+        let meta = SnapshotMeta {
+            last_log_id: payload.applied,
+            last_membership: payload.membership,
+            snapshot_id: match payload.applied {
+                Some(l) => format!(
+                    "{}-{}-{}-{}",
+                    l.leader_id.term, l.leader_id.node_id, l.index, next_pos
+                ),
+                None => format!("empty-{next_pos}"),
+            },
+        };
+        Ok((meta, bytes))
+    }
+
+    /// Capture and persist the state as of the last entry of the segment just finished.
+    fn capture_boundary(&mut self) -> Result<(), SE> {
+        let snap = self.snapshot_now()?;
+        if let Some(dir) = &self.snapshot_dir {
+            store_boundary(dir, &snap)?;
+        }
+        tracing::debug!(snapshot = %snap.0.snapshot_id, "segment-boundary snapshot");
+        self.boundary = Some(snap);
+        Ok(())
+    }
+
+    fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let (meta, bytes) = match &self.boundary {
+            Some(b) => b.clone(),
+            None => {
+                self.checkpoint()?;
+                self.snapshot_now()?
+            }
+        };
+        self.current = Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+
+    fn install(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: Vec<u8>) -> Result<(), SE> {
+        let snap = |e: &dyn std::error::Error| {
+            smerr(
+                ErrorVerb::Write,
+                format!("install snapshot {}: {e}", meta.snapshot_id),
+            )
+        };
+        let p: SnapshotPayload = codec::decode_versioned(&data).map_err(|e| snap(&e))?;
+        if p.applied != meta.last_log_id {
+            return Err(smerr(
+                ErrorVerb::Write,
+                format!(
+                    "snapshot {} claims {:?} but holds {:?}",
+                    meta.snapshot_id, meta.last_log_id, p.applied
+                ),
+            ));
+        }
+        self.metadata.import(&p.metadata).map_err(|e| snap(&e))?;
+        let applied = p.applied.as_ref().map(entry_id);
+        self.dispatcher
+            .reset(applied, p.next_pos, &p.queues)
+            .map_err(|e| snap(&e))?;
+        // Keep record positions aligned with the leader: a log that ends before the snapshot
+        // restarts right after it, at the leader's position.
+        if let Some(a) = applied {
+            let st = self.log.state();
+            if st.next_index <= a.index + 1 {
+                self.log.reset(a, p.next_pos).map_err(|e| snap(&e))?;
+            }
+        }
+        self.membership = p.membership;
+        self.checkpoint()?;
+        let snap = (meta.clone(), data);
+        if let Some(dir) = &self.snapshot_dir {
+            store_boundary(dir, &snap)?;
+        }
+        self.boundary = Some(snap.clone());
+        self.current = Some(snap);
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        self.blocking(|g| g.build_snapshot()).await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>), SE> {
+        let g = self.lock();
+        Ok((g.applied(), g.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, SE>
+    where
+        I: IntoIterator<Item = typ::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<typ::Entry> = entries.into_iter().collect();
+        self.blocking(move |g| {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                out.push(g.apply_one(e)?);
+                g.since_checkpoint += 1;
+            }
+            if g.since_checkpoint >= g.policy.every_entries
+                || g.last_checkpoint.elapsed() >= g.policy.every
+            {
+                g.checkpoint()?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> StateMachine {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SE> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SE> {
+        let meta = meta.clone();
+        let data = snapshot.into_inner();
+        self.blocking(move |g| g.install(&meta, data)).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SE> {
+        let g = self.lock();
+        Ok(g.current.as_ref().map(|(m, d)| Snapshot {
+            meta: m.clone(),
+            snapshot: Box::new(Cursor::new(d.clone())),
+        }))
+    }
+}
+
+fn load_boundary(dir: &Path) -> Result<Option<StoredSnapshot>, SE> {
+    let path = dir.join(BOUNDARY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => codec::decode_versioned(&bytes)
+            .map(Some)
+            .map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Atomic replace: temp file, fsync, rename, fsync the directory.
+fn store_boundary(dir: &Path, snap: &StoredSnapshot) -> Result<(), SE> {
+    let werr = |what: &str, e: std::io::Error| {
+        smerr(ErrorVerb::Write, format!("{what} {}: {e}", dir.display()))
+    };
+    let bytes = codec::encode_versioned(snap)
+        .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+    std::fs::create_dir_all(dir).map_err(|e| werr("create", e))?;
+    let tmp = dir.join(format!("{BOUNDARY_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| werr("create", e))?;
+        f.write_all(&bytes).map_err(|e| werr("write", e))?;
+        f.sync_all().map_err(|e| werr("fsync", e))?;
+    }
+    std::fs::rename(&tmp, dir.join(BOUNDARY_FILE)).map_err(|e| werr("rename", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| werr("fsync dir", e))?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! A 3-node group on the real store in temporary directories, over loopback TCP.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use raftmq_raft::network::{PeerListener, Router, TransportConfig};
+use raftmq_raft::{
+    open_storage_with_fs, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
+    RaftGroupError, StateMachine, StorageConfig, Transport,
+};
+use raftmq_store::commitlog::{CommitLog, CommitLogConfig};
+use raftmq_store::io::{FileSystem, StdFileSystem};
+use raftmq_store::message::{MessageView, StoredMessage};
+use tempfile::TempDir;
+
+pub const TOPIC: &str = "TopicTest";
+pub const QUEUES: i32 = 4;
+
+pub struct Node {
+    pub dir: PathBuf,
+    pub group: RaftGroup,
+    pub proposer: Proposer,
+    pub sm: StateMachine,
+    pub log: CommitLog,
+}
+
+pub struct Cluster {
+    pub tmp: TempDir,
+    pub fs: Vec<Arc<dyn FileSystem>>,
+    /// `Some`: nodes talk through this in-memory router instead of TCP.
+    pub router: Option<Router>,
+    pub peers: BTreeMap<NodeId, PeerNode>,
+    pub nodes: Vec<Option<Node>>,
+}
+
+pub fn storage_config() -> StorageConfig {
+    StorageConfig {
+        commitlog: CommitLogConfig {
+            segment_size: 64 * 1024,
+            index_file_size: 32 * 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+pub fn group_config(id: NodeId, peers: &BTreeMap<NodeId, PeerNode>) -> RaftGroupConfig {
+    let mut c = RaftGroupConfig::new("broker-a", id, peers.clone());
+    c.heartbeat_interval = Duration::from_millis(100);
+    c.election_timeout_min = Duration::from_millis(600);
+    c.election_timeout_max = Duration::from_millis(1200);
+    c.replication_max_bytes = 256 * 1024;
+    c.max_batch_bytes = 32 * 1024;
+    c
+}
+
+/// One stored message with an identifying body.
+pub fn message(queue_id: i32, body: &str) -> BytesMut {
+    let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+    let m = StoredMessage {
+        topic: TOPIC.into(),
+        queue_id,
+        flag: 0,
+        queue_offset: 0,
+        physical_offset: 0,
+        sys_flag: 0,
+        born_timestamp: 1,
+        born_host: host,
+        store_timestamp: 0,
+        store_host: host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body: body.as_bytes().to_vec(),
+        properties: vec![("UNIQ_KEY".into(), body.to_string())],
+    };
+    BytesMut::from(&m.encode().unwrap()[..])
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Cluster::start_with_fs((0..3).map(|_| StdFileSystem::arc()).collect()).await
+    }
+
+    /// Start with one file system per node (fault injection).
+    pub async fn start_with_fs(fs: Vec<Arc<dyn FileSystem>>) -> Cluster {
+        Cluster::start_with(fs, None).await
+    }
+
+    /// Start over the in-memory router (partitions), on the real store.
+    pub async fn start_routed(router: Router) -> Cluster {
+        Cluster::start_with((0..3).map(|_| StdFileSystem::arc()).collect(), Some(router)).await
+    }
+
+    async fn start_with(fs: Vec<Arc<dyn FileSystem>>, router: Option<Router>) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut listeners = vec![];
+        let mut peers = BTreeMap::new();
+        for id in 0..3u64 {
+            let probe =
+                RaftGroupConfig::new("broker-a", id, [(id, PeerNode::new("127.0.0.1:1"))].into());
+            let l = PeerListener::bind("127.0.0.1:0", TransportConfig::from_group(&probe))
+                .await
+                .unwrap();
+            peers.insert(id, PeerNode::new(l.local_addr().unwrap().to_string()));
+            listeners.push(l);
+        }
+        let mut c = Cluster {
+            tmp,
+            fs,
+            router,
+            peers,
+            nodes: vec![],
+        };
+        for (id, l) in listeners.into_iter().enumerate() {
+            let n = c.open_node(id as NodeId, Some(l)).await;
+            c.nodes.push(Some(n));
+        }
+        c
+    }
+
+    fn dir(&self, id: NodeId) -> PathBuf {
+        self.tmp.path().join(format!("n{id}"))
+    }
+
+    async fn open_node(&self, id: NodeId, listener: Option<PeerListener>) -> Node {
+        let dir = self.dir(id);
+        let cfg = group_config(id, &self.peers);
+        // A killed node's core lets go of its files asynchronously: retry until it has.
+        let start = Instant::now();
+        let storage = loop {
+            match open_storage_with_fs(
+                &dir,
+                &storage_config(),
+                cfg.replication_max_bytes,
+                self.fs[id as usize].clone(),
+            ) {
+                Ok(s) => break s,
+                Err(e) if start.elapsed() < Duration::from_secs(15) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reopen n{id}: {e}"),
+            }
+        };
+        let transport = match (&self.router, listener) {
+            (Some(r), _) => Transport::Router(r.clone()),
+            (None, Some(l)) => Transport::Tcp(Some(l)),
+            (None, None) => {
+                let addr = self.peers[&id].raft_addr.clone();
+                let start = Instant::now();
+                loop {
+                    match PeerListener::bind(&addr, TransportConfig::from_group(&cfg)).await {
+                        Ok(l) => break Transport::Tcp(Some(l)),
+                        Err(e) if start.elapsed() < Duration::from_secs(15) => {
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("rebind n{id}: {e}"),
+                    }
+                }
+            }
+        };
+        let sm = storage.state_machine.clone();
+        let group = RaftGroup::start(
+            &cfg,
+            transport,
+            storage.log_store,
+            storage.state_machine,
+            true,
+        )
+        .await
+        .unwrap();
+        let proposer = group.proposer(sm.queue_offsets());
+        Node {
+            dir,
+            group,
+            proposer,
+            sm,
+            log: storage.commit_log,
+        }
+    }
+
+    /// Drop a node without shutting it down (its files stay as they are).
+    pub fn kill(&mut self, id: usize) {
+        self.nodes[id] = None;
+    }
+
+    pub async fn restart(&mut self, id: usize) {
+        assert!(self.nodes[id].is_none());
+        let n = self.open_node(id as NodeId, None).await;
+        self.nodes[id] = Some(n);
+    }
+
+    pub fn node(&self, id: usize) -> &Node {
+        self.nodes[id].as_ref().unwrap()
+    }
+
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    /// The ready leader every live node agrees on, if any.
+    pub fn ready_leader(&self) -> Option<usize> {
+        let live = self.live();
+        let l = self.node(*live.first()?).group.role().borrow().leader? as usize;
+        let agree = live
+            .iter()
+            .all(|i| self.node(*i).group.role().borrow().leader == Some(l as NodeId));
+        let ready = self.nodes.get(l)?.as_ref()?.group.role().borrow().ready;
+        (agree && ready).then_some(l)
+    }
+
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.ready_leader() {
+                return l;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no ready leader within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn send(
+        &self,
+        node: usize,
+        queue_id: i32,
+        body: &str,
+    ) -> Result<Vec<AppendedMessage>, RaftGroupError> {
+        self.node(node).proposer.send(message(queue_id, body)).await
+    }
+
+    /// Wait until every live node dispatched `counts[q]` messages in each queue.
+    pub async fn wait_dispatched(&self, counts: &[i64], within: Duration) {
+        let start = Instant::now();
+        loop {
+            let done = self.live().iter().all(|i| {
+                self.node(*i).sm.with_dispatcher(|d| {
+                    (0..QUEUES).all(|q| d.max_offset(TOPIC, q) == counts[q as usize])
+                })
+            });
+            if done {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "dispatch did not reach {counts:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Body of the message at `offset` of `queue_id` on `node`, read through its consumequeue.
+    pub fn read_body(&self, node: usize, queue_id: i32, offset: i64) -> Option<(i64, String)> {
+        let n = self.node(node);
+        let unit =
+            n.sm.with_dispatcher(|d| d.unit(TOPIC, queue_id, offset))
+                .unwrap()?;
+        let bytes = n
+            .log
+            .read_at(unit.phys_offset as u64, unit.size as usize)
+            .unwrap();
+        let view = MessageView::parse(&bytes).unwrap();
+        assert_eq!(view.queue_offset(), offset);
+        assert_eq!(view.physical_offset(), unit.phys_offset);
+        Some((
+            unit.phys_offset,
+            String::from_utf8_lossy(view.body()).into_owned(),
+        ))
+    }
+}
