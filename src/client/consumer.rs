@@ -23,7 +23,7 @@ use crate::remoting::body::{
 };
 use crate::remoting::header::offset::{
     GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
-    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::remoting::header::pull::{
     PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
@@ -422,6 +422,23 @@ impl PullConsumer {
             queue_id: queue.queue_id,
         };
         self.offset_request(queue, RequestCode::GetMinOffset, &header)
+            .await
+    }
+
+    /// The first offset of `queue` whose message was stored at or after `timestamp_ms`
+    /// (SEARCH_OFFSET_BY_TIMESTAMP).
+    pub async fn search_offset(
+        &self,
+        queue: &MessageQueue,
+        timestamp_ms: i64,
+    ) -> ClientResult<i64> {
+        let header = SearchOffsetRequestHeader {
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            timestamp: timestamp_ms,
+            boundary_type: None,
+        };
+        self.offset_request(queue, RequestCode::SearchOffsetByTimestamp, &header)
             .await
     }
 

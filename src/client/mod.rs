@@ -14,6 +14,7 @@
 //!   another queue or on a new leader after a route refresh, and oneway sends.
 //! - [`consumer`]: [`PullConsumer`] — PULL_MESSAGE (tag subscriptions, long polling),
 //!   consumer offsets (query/update), min/max queue offsets.
+//! - [`query`]: message lookups by offsetMsgId and by key / UNIQ_KEY on a [`ClientInstance`].
 //! - [`message`]: [`Message`], [`MessageExt`] (decoded with the store crate's stored-message
 //!   codec) and the UNIQ_KEY generator.
 //! - [`error`]: [`ClientError`], with broker codes classified by [`BrokerErrorKind`].
@@ -40,6 +41,7 @@ pub mod consumer;
 pub mod error;
 pub mod message;
 pub mod producer;
+pub mod query;
 pub mod route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
