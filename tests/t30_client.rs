@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftmq::client::{
-    BrokerErrorKind, ClientConfig, ClientError, ClientInstance, Message, MessageQueue, Producer,
-    ProducerConfig, PullConsumer, PullStatus, SendStatus,
+    BrokerErrorKind, ClientConfig, ClientError, ClientEvent, ClientInstance, Message, MessageQueue,
+    Producer, ProducerConfig, PullConsumer, PullStatus, SendStatus,
 };
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::bodies::{
@@ -73,6 +73,8 @@ struct FakeState {
     not_leader: AtomicBool,
     /// Remark of that answer (a follower names the leader there).
     refuse_remark: Mutex<Option<String>>,
+    /// Send NOTIFY_CONSUMER_IDS_CHANGED back on every heartbeat with a consumer group.
+    notify_on_heartbeat: AtomicBool,
     /// UNREGISTER_CLIENT requests: (clientID, producerGroup, consumerGroup).
     unregistered: Mutex<Vec<UnregisterClientRequestHeader>>,
     /// Delay before every answer, in ms.
@@ -402,6 +404,13 @@ impl Processor for FakeProcessor {
                 Some(RequestCode::PullMessage) => st.pull(&req).await,
                 Some(RequestCode::HeartBeat) => {
                     let hb: HeartbeatData = json::from_slice(req.body.as_deref().unwrap()).unwrap();
+                    if st.notify_on_heartbeat.load(Ordering::SeqCst) {
+                        for g in &hb.consumer_data_set {
+                            let n = RemotingCommand::request(RequestCode::NotifyConsumerIdsChanged)
+                                .with_ext("consumerGroup", &g.group_name);
+                            ctx.invoke_oneway(n).await.unwrap();
+                        }
+                    }
                     st.heartbeats.lock().unwrap().push(hb);
                     RemotingCommand::response_to(&req)
                 }
@@ -1258,4 +1267,29 @@ async fn lookups_by_id_key_uniq_key_and_time() {
         .await
         .unwrap();
     assert_eq!(&m.body[..], b"m2");
+}
+
+#[tokio::test]
+async fn consumer_ids_changed_notifications_reach_event_subscribers() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    b.state.notify_on_heartbeat.store(true, Ordering::SeqCst);
+    let instance = ClientInstance::start(client_config(&ns)).unwrap();
+    let mut events = instance.events();
+    let c = PullConsumer::with_instance(instance.clone(), "CG").unwrap();
+    c.subscribe(TOPIC, "*").unwrap();
+    c.fetch_subscribe_queues(TOPIC).await.unwrap();
+    assert!(instance.send_heartbeat_now().await >= 1);
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        ClientEvent::ConsumerIdsChanged {
+            group: "CG".into(),
+            broker: b.addr.clone(),
+        }
+    );
 }

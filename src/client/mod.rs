@@ -7,7 +7,9 @@
 //!   nameserver list, connections per address, the route cache and a background task
 //!   (owned by a guard, stopped when the last handle drops) that refreshes routes and sends
 //!   HEART_BEAT for every registered group. Producers and consumers register their groups
-//!   here, so push consumers and rebalancing can be added as further users of the instance.
+//!   here, and broker-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED) arrive as
+//!   [`ClientEvent`]s, so push consumers and rebalancing can be added as further users of
+//!   the instance.
 //! - [`route`]: GET_ROUTEINFO_BY_TOPIC, the route cache, leader (brokerId 0) addresses and
 //!   the write/read queues of a topic.
 //! - [`producer`]: [`Producer`] — SEND_MESSAGE_V2 with round-robin queue selection, retry on
@@ -49,13 +51,18 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::remoting::body::{ConsumerData, HeartbeatData, ProducerData};
-use crate::remoting::header::client::UnregisterClientRequestHeader;
-use crate::remoting::{self, json, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::header::client::{
+    NotifyConsumerIdsChangedRequestHeader, UnregisterClientRequestHeader,
+};
+use crate::remoting::{
+    self, json, BoxFuture, ConnContext, ProcessResult, Processor, RemotingClient, RemotingCommand,
+    RequestCode, ResponseCode,
+};
 
 pub use consumer::{PullConsumer, PullResult, PullStatus};
 pub use error::{BrokerErrorKind, ClientError, ClientResult};
@@ -125,6 +132,49 @@ impl ClientConfig {
     }
 }
 
+/// What brokers tell a client on their own initiative, delivered to
+/// [`ClientInstance::events`] subscribers (a push consumer rebalances on these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// NOTIFY_CONSUMER_IDS_CHANGED: the membership of a consumer group changed.
+    ConsumerIdsChanged {
+        /// The group.
+        group: String,
+        /// The broker that said so.
+        broker: String,
+    },
+}
+
+/// Answers the requests brokers send to clients: NOTIFY_CONSUMER_IDS_CHANGED becomes a
+/// [`ClientEvent`]; everything else is REQUEST_CODE_NOT_SUPPORTED (this client has no
+/// transactions and no running-info dump yet).
+#[derive(Debug)]
+struct ServerRequests {
+    events: broadcast::Sender<ClientEvent>,
+}
+
+impl Processor for ServerRequests {
+    fn process<'a>(
+        &'a self,
+        ctx: &'a ConnContext,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, ProcessResult> {
+        Box::pin(async move {
+            if req.code == RequestCode::NotifyConsumerIdsChanged.code() {
+                let h: NotifyConsumerIdsChangedRequestHeader = req.decode_header()?;
+                tracing::debug!(group = %h.consumer_group, broker = %ctx.peer_addr(), "consumer ids changed");
+                // No subscriber is fine: nobody rebalances yet.
+                let _ = self.events.send(ClientEvent::ConsumerIdsChanged {
+                    group: h.consumer_group,
+                    broker: ctx.peer_addr().to_string(),
+                });
+                return Ok(Some(RemotingCommand::response_to(&req)));
+            }
+            Ok(Some(RemotingCommand::not_supported(&req)))
+        })
+    }
+}
+
 /// Connections by address and the request helpers every module uses.
 #[derive(Debug)]
 pub(crate) struct Transport {
@@ -133,13 +183,21 @@ pub(crate) struct Transport {
     clients: Mutex<HashMap<String, Arc<RemotingClient>>>,
     /// Wakes the background task to heartbeat at once (a route brought new brokers).
     wake: Arc<Notify>,
+    /// Serves broker-initiated requests on every connection.
+    handler: Arc<ServerRequests>,
 }
 
 impl Transport {
     fn client(&self, addr: &str) -> Arc<RemotingClient> {
         lock(&self.clients)
             .entry(addr.to_owned())
-            .or_insert_with(|| Arc::new(RemotingClient::new(addr, self.remoting.clone())))
+            .or_insert_with(|| {
+                Arc::new(RemotingClient::with_handler(
+                    addr,
+                    self.remoting.clone(),
+                    self.handler.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -354,6 +412,9 @@ impl ClientInstance {
                 timeout: config.request_timeout,
                 clients: Mutex::new(HashMap::new()),
                 wake: wake.clone(),
+                handler: Arc::new(ServerRequests {
+                    events: broadcast::channel(64).0,
+                }),
             },
             routes: RouteTable::new(config.namesrv_addrs.clone(), config.route_refresh_interval),
             uniq: UniqIdGenerator::new(ip),
@@ -366,6 +427,12 @@ impl ClientInstance {
             core,
             _task: Arc::new(TaskGuard(task)),
         })
+    }
+
+    /// Events brokers push to this client (NOTIFY_CONSUMER_IDS_CHANGED, ...). A receiver
+    /// that falls more than 64 events behind loses the oldest ones.
+    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.core.net.handler.events.subscribe()
     }
 
     /// This client's id (`ip@instanceName`), as brokers see it in heartbeats.
