@@ -23,6 +23,8 @@ use super::{lock, Transport};
 pub const MASTER_ID: i64 = 0;
 /// Topic a producer falls back to when its topic is unknown, so the broker auto-creates it.
 pub const DEFAULT_TOPIC: &str = "TBW102";
+/// How long a provisional route is used before the nameservers are asked again.
+pub const PROVISIONAL_TTL: Duration = Duration::from_secs(1);
 /// Queues a producer asks for when a topic is auto-created (Java and Go default).
 pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
 
@@ -220,11 +222,17 @@ impl RouteTable {
     }
 
     /// The route of `topic`: the cached one if there is one (the background task refreshes
-    /// it every interval), else one fetched now. A provisional route, or one older than
-    /// twice the refresh interval (the background task is not keeping up), is fetched again.
+    /// it every interval), else one fetched now. A route older than twice the refresh
+    /// interval (the background task is not keeping up) is fetched again, and so is a
+    /// provisional one after [`PROVISIONAL_TTL`] (to pick up the auto-created topic).
     pub(crate) async fn get(&self, net: &Transport, topic: &str) -> ClientResult<Arc<TopicRoute>> {
         if let Some(r) = self.cached(topic) {
-            if !r.provisional && r.age() < self.ttl * 2 {
+            let max_age = if r.provisional {
+                PROVISIONAL_TTL.min(self.ttl)
+            } else {
+                self.ttl * 2
+            };
+            if r.age() < max_age {
                 return Ok(r);
             }
         }
