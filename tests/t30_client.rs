@@ -1293,3 +1293,26 @@ async fn consumer_ids_changed_notifications_reach_event_subscribers() {
         }
     );
 }
+
+#[tokio::test]
+async fn heartbeat_task_stops_when_the_last_handle_is_dropped() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    let mut cfg = client_config(&ns);
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    let p = Producer::start(cfg, ProducerConfig::new("PG"))
+        .await
+        .unwrap();
+    p.fetch_publish_queues(TOPIC).await.unwrap();
+    wait_for("periodic heartbeats", Duration::from_secs(5), || {
+        b.state.heartbeats.lock().unwrap().len() >= 3
+    })
+    .await;
+    drop(p);
+    // A heartbeat already on the wire may still land; after that, silence for ten periods.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = b.state.heartbeats.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.state.heartbeats.lock().unwrap().len(), before);
+}
