@@ -2,11 +2,13 @@
 //!
 //! Layout:
 //! - [`remoting`]: the RocketMQ remoting protocol (frames, commands, codes, headers, server, client).
+//! - [`broker`]: the broker node: request processors over a Raft group.
 //! - [`namesrv`]: the nameserver (route registry, broker liveness, KV config).
 //! - [`config`]: RocketMQ-style `key=value` config files and the typed configs built from them.
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 
 pub mod config;
+pub mod broker;
 pub mod namesrv;
 pub mod remoting;
 pub mod telemetry;
