@@ -300,14 +300,33 @@ impl PropReader<'_> {
             .collect()
     }
 
-    /// Logs one warning per unknown key and per recognised-but-ignored key.
-    pub fn report_leftovers(&self) {
-        for (key, line) in self.unknown_keys() {
-            tracing::warn!(origin = %self.props.origin, line, key, "unknown config key, ignored");
+    /// The keys nobody consumed, split into unknown and recognised-but-ignored.
+    pub fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            unknown: self.unknown_keys(),
+            ignored: self.ignored_keys(),
         }
-        for (key, line) in self.ignored_keys() {
+    }
+}
+
+/// Keys of a config file that had no effect, with their line numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Not a key of this config at all (typos, settings for something else).
+    pub unknown: Vec<(String, usize)>,
+    /// A RocketMQ key that raftmq accepts but does not act on.
+    pub ignored: Vec<(String, usize)>,
+}
+
+impl Leftovers {
+    /// Logs one warning per key.
+    pub fn report(&self, origin: &str) {
+        for (key, line) in &self.unknown {
+            tracing::warn!(origin, line, key, "unknown config key, ignored");
+        }
+        for (key, line) in &self.ignored {
             tracing::warn!(
-                origin = %self.props.origin,
+                origin,
                 line,
                 key,
                 "RocketMQ config key has no effect in raftmq"
@@ -389,8 +408,16 @@ impl Default for NamesrvConfig {
 
 impl NamesrvConfig {
     /// Builds the config from parsed properties; absent keys take their defaults. Unknown keys
-    /// are logged, not fatal.
+    /// are logged (a warning each), not fatal.
     pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
+        let (cfg, leftovers) = Self::from_properties_checked(props)?;
+        leftovers.report(&props.origin);
+        Ok(cfg)
+    }
+
+    /// Like [`NamesrvConfig::from_properties`], but returns the unknown and ignored keys
+    /// instead of logging them.
+    pub fn from_properties_checked(props: &Properties) -> Result<(Self, Leftovers), ConfigError> {
         let d = NamesrvConfig::default();
         let mut r = props.reader();
         let cfg = NamesrvConfig {
@@ -420,14 +447,33 @@ impl NamesrvConfig {
             )?),
         };
         r.recognise_ignored(NAMESRV_IGNORED_KEYS);
-        r.report_leftovers();
         cfg.validate()?;
-        Ok(cfg)
+        Ok((cfg, r.leftovers()))
     }
 
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::from_properties(&Properties::load(path)?)
+    }
+
+    /// The effective settings as `key=value` lines (GET_NAMESRV_CONFIG answers with this,
+    /// as Java does with its properties).
+    pub fn to_properties_text(&self) -> String {
+        let kv_path = self
+            .kv_config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!(
+            "bindAddress={}\nbrokerChannelExpiredTime={}\nkvConfigPath={}\nlistenPort={}\norderMessageEnable={}\nscanNotActiveBrokerInterval={}\nserverChannelMaxIdleTimeSeconds={}\n",
+            self.bind_address,
+            self.broker_channel_expired_time.as_millis(),
+            kv_path,
+            self.listen_port,
+            self.order_message_enable,
+            self.scan_not_active_broker_interval.as_millis(),
+            self.server_channel_max_idle_time.as_secs(),
+        )
     }
 
     /// Checks the settings together; runs before anything starts.
@@ -514,15 +560,9 @@ mod tests {
         assert!(cfg.order_message_enable);
         assert_eq!(cfg.kv_config_path, None);
 
-        // The same reader logic the loader uses, checked directly.
-        let mut r = p.reader();
-        let _ = r.parse_or("listenPort", 0u16);
-        r.recognise_ignored(NAMESRV_IGNORED_KEYS);
-        let unknown: Vec<String> = r.unknown_keys().into_iter().map(|(k, _)| k).collect();
-        assert!(unknown.contains(&"listenPrt".to_string()));
-        assert!(!unknown.contains(&"rocketmqHome".to_string()));
-        assert!(!unknown.contains(&"listenPort".to_string()));
-        assert_eq!(r.ignored_keys(), vec![("rocketmqHome".to_string(), 8)]);
+        let (_, leftovers) = NamesrvConfig::from_properties_checked(&p).unwrap();
+        assert_eq!(leftovers.unknown, vec![("listenPrt".to_string(), 7)]);
+        assert_eq!(leftovers.ignored, vec![("rocketmqHome".to_string(), 8)]);
     }
 
     #[test]
@@ -557,6 +597,19 @@ mod tests {
             NamesrvConfig::from_properties(&p),
             Err(ConfigError::Inconsistent(_))
         ));
+    }
+
+    #[test]
+    fn properties_text_round_trips() {
+        let cfg = NamesrvConfig {
+            listen_port: 1234,
+            kv_config_path: None,
+            order_message_enable: true,
+            ..NamesrvConfig::default()
+        };
+        let text = cfg.to_properties_text();
+        let back = NamesrvConfig::from_properties(&Properties::parse(&text, "t").unwrap()).unwrap();
+        assert_eq!(back, cfg);
     }
 
     #[test]

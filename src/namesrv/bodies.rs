@@ -177,15 +177,10 @@ pub struct KvTable {
     pub table: BTreeMap<String, String>,
 }
 
-/// Serializes a body. Every type above serializes infallibly (string keys or integer keys that
-/// serde_json quotes), so an error here is a programming error, reported as a string.
-pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| format!("serializing body: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remoting::json::to_vec as to_json;
 
     #[test]
     fn route_data_field_names_and_quoted_ids() {

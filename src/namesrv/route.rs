@@ -24,10 +24,16 @@
 //!    leader this group last accepted is **stale** and changes nothing (a deposed leader that
 //!    has not noticed yet, or a delayed packet). [`RegisterOutcome::StaleTerm`] says so.
 //! 2. A leader claim with an equal or higher term takes brokerId 0 at once. The member that held
-//!    0 before is moved to its follower id (`raftNodeId + 1`) when its node id is known, and
-//!    dropped from the route otherwise, until it re-registers as a follower.
+//!    0 before is moved to a follower id: the last non-zero id it registered with, else
+//!    `raftNodeId + 1`; if it has neither, or that id is taken by another address, it is dropped
+//!    from the route until it re-registers as a follower.
 //! 3. A member re-registering with a different brokerId (leader ↔ follower) is re-keyed at once:
 //!    as in RocketMQ, an address appears under one id only.
+//!
+//! 4. Registrations of one member are ordered by (term, leader?): one that orders before the
+//!    member's last accepted registration is stale (requests may be processed out of order,
+//!    and a node's role within a term only moves from follower/candidate to leader). So a
+//!    late "follower of term 2" cannot undo "leader of term 2".
 //!
 //! A registration without `raftTerm` behaves exactly like classic RocketMQ: its brokerId is
 //! taken as given and replaces whatever address held that id.
@@ -86,7 +92,8 @@ pub enum RegisterOutcome {
         master_addr: Option<String>,
         master_ha_addr: Option<String>,
     },
-    /// A leader claim with a term lower than the accepted leader's; nothing changed.
+    /// A Raft registration older than what the route already reflects (a leader claim below
+    /// the group's leader term, or a member going back in (term, role)); nothing changed.
     StaleTerm {
         claimed_term: u64,
         current_term: u64,
@@ -107,6 +114,9 @@ pub struct Removed {
 struct Member {
     /// The id this address is shown under in `brokerAddrs`.
     broker_id: i64,
+    /// The last non-zero id this member registered with: where it goes when a newer leader
+    /// displaces it before it re-registers itself.
+    follower_id: Option<i64>,
     ha_server_addr: String,
     raft: Option<RaftInfo>,
     data_version: DataVersion,
@@ -176,17 +186,24 @@ impl RouteInfoManager {
             heartbeat_timeout,
         } = reg;
 
-        // Rule 1: a stale leader claim changes nothing.
-        if let (Some(r), MASTER_ID) = (raft, broker_id) {
-            if let Some(group) = self.groups.get(&broker_name) {
-                if let Some(current) = group.leader_term {
-                    if r.term < current {
-                        return RegisterOutcome::StaleTerm {
-                            claimed_term: r.term,
-                            current_term: current,
-                            leader_addr: group.master().map(|(a, _)| a.clone()),
-                        };
+        // Rules 1 and 4: stale registrations change nothing.
+        if let (Some(r), Some(group)) = (raft, self.groups.get(&broker_name)) {
+            let stale = |current_term| RegisterOutcome::StaleTerm {
+                claimed_term: r.term,
+                current_term,
+                leader_addr: group.master().map(|(a, _)| a.clone()),
+            };
+            if let Some(prev) = group.members.get(&broker_addr) {
+                if let Some(prev_raft) = prev.raft {
+                    let before = (prev_raft.term, prev.broker_id == MASTER_ID);
+                    if (r.term, broker_id == MASTER_ID) < before {
+                        return stale(prev_raft.term);
                     }
+                }
+            }
+            if let (MASTER_ID, Some(current)) = (broker_id, group.leader_term) {
+                if r.term < current {
+                    return stale(current);
                 }
             }
         }
@@ -222,15 +239,18 @@ impl RouteInfoManager {
             .collect();
         for addr in holders {
             let demote_to = match (raft, broker_id) {
-                (Some(_), MASTER_ID) => group
-                    .members
-                    .get(&addr)
-                    .and_then(|m| m.raft)
-                    .and_then(|r| r.node_id)
-                    .and_then(|id| i64::try_from(id).ok())
-                    .and_then(|id| id.checked_add(1)),
+                (Some(_), MASTER_ID) => group.members.get(&addr).and_then(|m| {
+                    m.follower_id.or_else(|| {
+                        m.raft
+                            .and_then(|r| r.node_id)
+                            .and_then(|id| i64::try_from(id).ok())
+                            .and_then(|id| id.checked_add(1))
+                    })
+                }),
                 _ => None,
-            };
+            }
+            // Never show two addresses under one id.
+            .filter(|id| *id != MASTER_ID && !group.members.values().any(|m| m.broker_id == *id));
             match demote_to {
                 Some(id) => {
                     if let Some(m) = group.members.get_mut(&addr) {
@@ -248,10 +268,16 @@ impl RouteInfoManager {
         }
 
         let previous = group.members.get(&broker_addr).cloned();
+        let follower_id = if broker_id != MASTER_ID {
+            Some(broker_id)
+        } else {
+            previous.as_ref().and_then(|p| p.follower_id)
+        };
         group.members.insert(
             broker_addr.clone(),
             Member {
                 broker_id,
+                follower_id,
                 ha_server_addr,
                 raft,
                 data_version: topic_config.data_version,
@@ -405,6 +431,21 @@ impl RouteInfoManager {
                     Some(ours),
                 )
             }
+        }
+    }
+
+    /// BROKER_HEARTBEAT (5.x): refreshes a registered member's liveness; `false` if unknown.
+    pub fn heartbeat(&mut self, broker_name: &str, broker_addr: &str, now: Instant) -> bool {
+        match self
+            .groups
+            .get_mut(broker_name)
+            .and_then(|g| g.members.get_mut(broker_addr))
+        {
+            Some(m) => {
+                m.last_update = now;
+                true
+            }
+            None => false,
         }
     }
 
@@ -730,6 +771,60 @@ mod tests {
     }
 
     #[test]
+    fn displaced_leader_returns_to_its_last_follower_id_and_never_collides() {
+        let mut r = RouteInfoManager::new();
+        let now = Instant::now();
+        // Follower ids chosen by the brokers (here: the node ids themselves).
+        r.register(reg("g", "n1:1", 1, Some((1, 1))), now);
+        r.register(reg("g", "n2:1", 2, Some((1, 2))), now);
+        r.register(reg("g", "n1:1", 0, Some((2, 1))), now);
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n1:1"), (2, "n2:1")]));
+        // n2 takes over: n1 goes back to 1 (its own last follower id), not to node id + 1 = 2.
+        r.register(reg("g", "n2:1", 0, Some((3, 2))), now);
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n2:1"), (1, "n1:1")]));
+
+        // A member only ever seen as leader whose node id + 1 is taken leaves the route.
+        let mut q = RouteInfoManager::new();
+        q.register(reg("g", "a:1", 2, Some((1, 5))), now);
+        q.register(reg("g", "b:1", 0, Some((1, 1))), now);
+        q.register(reg("g", "c:1", 0, Some((2, 7))), now);
+        assert_eq!(addrs(&q, "T"), map(&[(0, "c:1"), (2, "a:1")]));
+    }
+
+    #[test]
+    fn out_of_order_registrations_of_one_member_are_stale() {
+        let mut r = RouteInfoManager::new();
+        let now = Instant::now();
+        r.register(reg("g", "n1:1", 2, Some((1, 1))), now);
+        r.register(reg("g", "n1:1", 0, Some((2, 1))), now);
+        // Its candidate-time "follower of term 2" registration arrives late: ignored.
+        assert_eq!(
+            r.register(reg("g", "n1:1", 2, Some((2, 1))), now),
+            RegisterOutcome::StaleTerm {
+                claimed_term: 2,
+                current_term: 2,
+                leader_addr: Some("n1:1".into())
+            }
+        );
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((1, 1))), now),
+            RegisterOutcome::StaleTerm { .. }
+        ));
+        assert_eq!(addrs(&r, "T"), map(&[(0, "n1:1")]));
+        // A real step-down comes with a higher term.
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((3, 1))), now),
+            RegisterOutcome::Accepted { .. }
+        ));
+        assert_eq!(addrs(&r, "T"), map(&[(2, "n1:1")]));
+        // Re-registering the same (term, role) is a plain heartbeat.
+        assert!(matches!(
+            r.register(reg("g", "n1:1", 2, Some((3, 1))), now),
+            RegisterOutcome::Accepted { .. }
+        ));
+    }
+
+    #[test]
     fn classic_same_id_new_address_replaces() {
         let mut r = RouteInfoManager::new();
         let now = Instant::now();
@@ -853,6 +948,23 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_refreshes_liveness() {
+        let mut r = RouteInfoManager::new();
+        let t0 = Instant::now();
+        r.register(reg("a", "m:1", 0, None), t0);
+        assert!(r.heartbeat("a", "m:1", t0 + Duration::from_secs(100)));
+        assert!(!r.heartbeat("a", "other:1", t0));
+        let timeout = Duration::from_secs(120);
+        assert!(r
+            .scan_expired(t0 + Duration::from_secs(200), timeout)
+            .is_empty());
+        assert_eq!(
+            r.scan_expired(t0 + Duration::from_secs(221), timeout).len(),
+            1
+        );
+    }
+
+    #[test]
     fn data_version_query() {
         let mut r = RouteInfoManager::new();
         let now = Instant::now();
@@ -880,5 +992,42 @@ mod tests {
         assert_eq!(route.filter_server_table["m:1"], vec!["f:1"]);
         r.register(reg("a", "m:1", 0, None), Instant::now());
         assert!(r.topic_route("T").unwrap().filter_server_table.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of Raft registrations (3 nodes, terms 0..6, either role) keeps the
+        /// route sane: one address per id, the id-0 holder is the leader of the highest
+        /// accepted term, and accepted leader terms never go down.
+        #[test]
+        fn raft_registration_sequences_keep_route_invariants(
+            ops in proptest::collection::vec((0u64..3, 0u64..6, proptest::bool::ANY), 1..80)
+        ) {
+            let mut r = RouteInfoManager::new();
+            let now = Instant::now();
+            let mut highest_accepted_leader_term: Option<u64> = None;
+            for (node, term, leader) in ops {
+                let id = if leader { MASTER_ID } else { node as i64 + 1 };
+                let addr = format!("n{node}:1");
+                let out = r.register(reg("g", &addr, id, Some((term, node))), now);
+                if leader {
+                    if let RegisterOutcome::Accepted { .. } = out {
+                        if let Some(h) = highest_accepted_leader_term {
+                            proptest::prop_assert!(term >= h, "accepted term {term} after {h}");
+                        }
+                        highest_accepted_leader_term = Some(term);
+                    }
+                }
+                let g = &r.groups["g"];
+                let mut ids: Vec<i64> = g.members.values().map(|m| m.broker_id).collect();
+                let n = ids.len();
+                ids.sort_unstable();
+                ids.dedup();
+                proptest::prop_assert_eq!(ids.len(), n, "two addresses under one id");
+                if let Some((_, m)) = g.master() {
+                    proptest::prop_assert_eq!(m.raft.map(|r| r.term), g.leader_term);
+                }
+                proptest::prop_assert_eq!(g.leader_term, highest_accepted_leader_term);
+            }
+        }
     }
 }
