@@ -7,8 +7,8 @@
 //! - [`config`]: RocketMQ-style `key=value` config files and the typed configs built from them.
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 
-pub mod config;
 pub mod broker;
+pub mod config;
 pub mod namesrv;
 pub mod remoting;
 pub mod telemetry;

@@ -129,7 +129,12 @@ impl ClientManager {
 
     /// Register a consumer channel and its subscriptions; returns true if the group's
     /// membership or subscriptions changed (members should be notified).
-    pub fn register_consumer(&self, data: &ConsumerData, client_id: &str, ctx: &ConnContext) -> bool {
+    pub fn register_consumer(
+        &self,
+        data: &ConsumerData,
+        client_id: &str,
+        ctx: &ConnContext,
+    ) -> bool {
         let mut t = self.lock();
         let g = t.consumers.entry(data.group_name.clone()).or_default();
         let new_channel = g
@@ -147,7 +152,8 @@ impl ClientManager {
         for d in &data.subscription_data_set {
             let s = Subscription::from_data(d);
             match g.subscriptions.get(&s.topic) {
-                Some(old) if old.expression == s.expression && old.sub_version >= s.sub_version => {}
+                Some(old) if old.expression == s.expression && old.sub_version >= s.sub_version => {
+                }
                 Some(old) if old.expression == s.expression => {
                     // Same filter, newer version: no rebalance needed.
                     let _ = old;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use raftmq_raft::RaftGroupConfig;
 use raftmq_store::config::FlushMode;
 
-use crate::config::{ConfigError, Properties};
+use crate::config::{ConfigError, Leftovers, Properties};
 
 /// Settings of one broker node (one member of a broker group).
 #[derive(Debug, Clone, PartialEq)]
@@ -169,8 +169,16 @@ impl Default for BrokerConfig {
 
 impl BrokerConfig {
     /// Builds the config from parsed properties; absent keys take their defaults. Unknown and
-    /// no-effect keys are logged.
+    /// no-effect keys are logged (a warning each).
     pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
+        let (cfg, leftovers) = Self::from_properties_checked(props)?;
+        leftovers.report(&props.origin);
+        Ok(cfg)
+    }
+
+    /// Like [`BrokerConfig::from_properties`], but returns the unknown and ignored keys
+    /// instead of logging them.
+    pub fn from_properties_checked(props: &Properties) -> Result<(Self, Leftovers), ConfigError> {
         let d = BrokerConfig::default();
         let mut r = props.reader();
         let broker_name = r.string("brokerName").unwrap_or(d.broker_name);
@@ -187,7 +195,9 @@ impl BrokerConfig {
             broker_cluster_name: r
                 .string("brokerClusterName")
                 .unwrap_or(d.broker_cluster_name),
-            dleger_group: r.string("dLegerGroup").unwrap_or_else(|| broker_name.clone()),
+            dleger_group: r
+                .string("dLegerGroup")
+                .unwrap_or_else(|| broker_name.clone()),
             broker_name,
             broker_ip1: r.parse_or("brokerIP1", d.broker_ip1)?,
             listen_port: r.parse_or("listenPort", d.listen_port)?,
@@ -249,9 +259,8 @@ impl BrokerConfig {
             region_id: r.string("regionId").unwrap_or(d.region_id),
         };
         r.recognise_ignored(BROKER_IGNORED_KEYS);
-        r.report_leftovers();
         cfg.validate()?;
-        Ok(cfg)
+        Ok((cfg, r.leftovers()))
     }
 
     /// Loads and validates a `broker.conf`.
@@ -265,8 +274,7 @@ impl BrokerConfig {
         if self.broker_name.is_empty() || self.broker_cluster_name.is_empty() {
             return bad("brokerName and brokerClusterName must not be empty".into());
         }
-        if self.maped_file_size_consume_queue == 0 || self.maped_file_size_consume_queue % 20 != 0
-        {
+        if self.maped_file_size_consume_queue == 0 || self.maped_file_size_consume_queue % 20 != 0 {
             return bad(format!(
                 "mapedFileSizeConsumeQueue {} must be a positive multiple of 20",
                 self.maped_file_size_consume_queue
@@ -342,22 +350,9 @@ mod tests {
         let g = cfg.raft_group().unwrap();
         assert_eq!(g.self_id, 1);
         assert_eq!(g.peers.len(), 3);
-        let mut r = props.reader();
-        for k in [
-            "brokerClusterName",
-            "brokerName",
-            "listenPort",
-            "namesrvAddr",
-            "dLegerGroup",
-            "dLegerPeers",
-            "dLegerSelfId",
-            "flushDiskType",
-            "maxMessageSize",
-        ] {
-            r.string(k);
-        }
-        r.recognise_ignored(BROKER_IGNORED_KEYS);
-        assert_eq!(r.unknown_keys(), vec![("listenPrt".to_string(), 11)]);
+        let (_, left) = BrokerConfig::from_properties_checked(&props).unwrap();
+        assert_eq!(left.unknown, vec![("listenPrt".to_string(), 11)]);
+        assert_eq!(left.ignored, vec![("enableDLegerCommitLog".to_string(), 5)]);
     }
 
     #[test]
@@ -383,5 +378,25 @@ mod tests {
         let g = cfg.raft_group().unwrap();
         assert_eq!(g.peers.len(), 1);
         assert_eq!(g.peers[&0].raft_addr, "127.0.0.1:30912");
+    }
+
+    #[test]
+    fn shipped_conf_files_parse_without_unknown_keys() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        for name in [
+            "broker.example.conf",
+            "broker-a-n0.conf",
+            "broker-a-n1.conf",
+            "broker-a-n2.conf",
+        ] {
+            let props = Properties::load(&dir.join(name)).unwrap();
+            let (cfg, left) = BrokerConfig::from_properties_checked(&props).unwrap();
+            assert!(left.unknown.is_empty(), "{name}: {:?}", left.unknown);
+            assert_eq!(cfg.broker_name, "broker-a", "{name}");
+        }
+        let n2 = BrokerConfig::load(&dir.join("broker-a-n2.conf")).unwrap();
+        let g = n2.raft_group().unwrap();
+        assert_eq!((g.self_id, g.peers.len()), (2, 3));
+        assert_eq!(n2.listen_port, 10931);
     }
 }

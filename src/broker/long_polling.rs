@@ -89,10 +89,7 @@ pub async fn run_sweep(state: Arc<BrokerState>) {
     loop {
         tick.tick().await;
         for (topic, q) in state.polls.watched() {
-            let max = state
-                .node
-                .sm
-                .with_dispatcher(|d| d.max_offset(&topic, q));
+            let max = state.node.sm.with_dispatcher(|d| d.max_offset(&topic, q));
             state.polls.advanced(&topic, q, max);
         }
     }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::{
-    open_storage, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup, RaftGroupError,
-    Role, StateMachine, StorageConfig, Transport,
+    open_storage, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup, RaftGroupError, Role,
+    StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::CommitLog;
 use tokio::sync::watch;
@@ -81,7 +81,8 @@ impl Node {
     /// The broker address of the current leader, if known.
     pub fn leader_addr(&self) -> Option<String> {
         let r = self.role();
-        r.leader.and_then(|l| self.peer_broker_addrs.get(&l).cloned())
+        r.leader
+            .and_then(|l| self.peer_broker_addrs.get(&l).cloned())
     }
 
     /// Ok when this node is the leader and may take writes.
@@ -91,7 +92,11 @@ impl Node {
             Ok(())
         } else {
             Err(BrokerError::NotLeader {
-                leader_addr: if r.is_leader { None } else { self.leader_addr() },
+                leader_addr: if r.is_leader {
+                    None
+                } else {
+                    self.leader_addr()
+                },
             })
         }
     }

@@ -61,10 +61,7 @@ pub fn broker_id(role: &Role, node_id: u64) -> i64 {
 }
 
 fn build_body(state: &BrokerState) -> Result<Vec<u8>, String> {
-    let topics = state
-        .topics
-        .all(&state.node)
-        .map_err(|e| e.to_string())?;
+    let topics = state.topics.all(&state.node).map_err(|e| e.to_string())?;
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
             data_version: state.topics.data_version(),
@@ -75,7 +72,7 @@ fn build_body(state: &BrokerState) -> Result<Vec<u8>, String> {
         },
         filter_server_list: vec![],
     };
-    crate::namesrv::bodies::to_json(&body)
+    serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
 
 /// Register with every nameserver concurrently.

@@ -57,8 +57,7 @@ pub fn resolve_for_send(
     if let Err(e) = raftmq_store::message::validate_topic_name(topic) {
         return SendTopic::Refused(ResponseCode::MessageIllegal, e.to_string());
     }
-    if topic.len() > 127 && !topic.starts_with(RETRY_PREFIX) && !topic.starts_with(DLQ_PREFIX)
-    {
+    if topic.len() > 127 && !topic.starts_with(RETRY_PREFIX) && !topic.starts_with(DLQ_PREFIX) {
         return SendTopic::Refused(
             ResponseCode::MessageIllegal,
             format!("the topic[{topic}] is longer than 127 characters"),
@@ -137,7 +136,8 @@ impl TopicManager {
 
     /// Replicate a topic config (leader only) and bump the data version.
     pub async fn put(&self, node: &Node, cfg: TopicConfig) -> Result<(), BrokerError> {
-        node.write(BrokerCommand::UpsertTopic { topic: cfg }).await?;
+        node.write(BrokerCommand::UpsertTopic { topic: cfg })
+            .await?;
         self.counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

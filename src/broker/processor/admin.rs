@@ -10,23 +10,32 @@ use std::sync::Arc;
 use raftmq_store::metadata::TopicConfig;
 
 use crate::broker::BrokerState;
-use crate::namesrv::bodies::{to_json, KvTable, TopicConfigSerializeWrapper};
+use crate::namesrv::bodies::{KvTable, TopicConfigSerializeWrapper};
 use crate::remoting::header::admin::{CreateTopicRequestHeader, DeleteTopicRequestHeader};
 use crate::remoting::{ProcessError, ProcessResult, RemotingCommand, ResponseCode};
 
 pub async fn create_topic(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: CreateTopicRequestHeader = req.decode_header()?;
     if let Err(e) = raftmq_store::message::validate_topic_name(&h.topic) {
-        return Ok(Some(RemotingCommand::error_to(&req, ResponseCode::SystemError, e.to_string())));
+        return Ok(Some(RemotingCommand::error_to(
+            &req,
+            ResponseCode::SystemError,
+            e.to_string(),
+        )));
     }
-    if h.topic == state.cfg.broker_cluster_name || h.topic == crate::broker::topic::TBW102 && h.perm & 1 == 0 {
+    if h.topic == state.cfg.broker_cluster_name
+        || h.topic == crate::broker::topic::TBW102 && h.perm & 1 == 0
+    {
         return Ok(Some(RemotingCommand::error_to(
             &req,
             ResponseCode::SystemError,
             format!("the topic[{}] is conflict with system topic.", h.topic),
         )));
     }
-    if !(1..=1024).contains(&h.read_queue_nums) || !(1..=1024).contains(&h.write_queue_nums) || h.perm & !7 != 0 {
+    if !(1..=1024).contains(&h.read_queue_nums)
+        || !(1..=1024).contains(&h.write_queue_nums)
+        || h.perm & !7 != 0
+    {
         return Ok(Some(RemotingCommand::error_to(
             &req,
             ResponseCode::SystemError,
@@ -78,7 +87,7 @@ pub fn all_topic_config(state: &Arc<BrokerState>, req: RemotingCommand) -> Proce
             .map(|t| (t.topic_name.clone(), crate::broker::topic::to_wire(t)))
             .collect(),
     };
-    let body = to_json(&wrapper).map_err(ProcessError::msg)?;
+    let body = serde_json::to_vec(&wrapper).map_err(|e| ProcessError::msg(e.to_string()))?;
     Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
 }
 
@@ -89,7 +98,12 @@ pub fn runtime_info(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessRe
     table.insert("brokerVersionDesc".to_string(), "raftmq".to_string());
     table.insert(
         "brokerRole".to_string(),
-        if role.is_leader { "SYNC_MASTER" } else { "SLAVE" }.to_string(),
+        if role.is_leader {
+            "SYNC_MASTER"
+        } else {
+            "SLAVE"
+        }
+        .to_string(),
     );
     table.insert("raftTerm".to_string(), m.term.to_string());
     table.insert("raftNodeId".to_string(), m.id.to_string());
@@ -104,6 +118,7 @@ pub fn runtime_info(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessRe
     let st = state.node.log.state();
     table.insert("commitLogMinOffset".to_string(), st.first_pos.to_string());
     table.insert("commitLogMaxOffset".to_string(), st.next_pos.to_string());
-    let body = to_json(&KvTable { table }).map_err(ProcessError::msg)?;
+    let body =
+        serde_json::to_vec(&KvTable { table }).map_err(|e| ProcessError::msg(e.to_string()))?;
     Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
 }

@@ -9,18 +9,28 @@ use crate::remoting::header::client::{
 };
 use crate::remoting::{json, ConnContext, ProcessResult, RemotingCommand, ResponseCode};
 
-pub async fn heartbeat(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingCommand) -> ProcessResult {
+pub async fn heartbeat(
+    state: &Arc<BrokerState>,
+    ctx: &ConnContext,
+    req: RemotingCommand,
+) -> ProcessResult {
     let body = req.body.clone().unwrap_or_default();
     let hb: HeartbeatData = json::from_slice(&body)?;
     for p in &hb.producer_data_set {
-        state.clients.register_producer(&p.group_name, &hb.client_id, ctx);
+        state
+            .clients
+            .register_producer(&p.group_name, &hb.client_id, ctx);
     }
     for c in &hb.consumer_data_set {
         if state.clients.register_consumer(c, &hb.client_id, ctx) {
             tracing::info!(group = %c.group_name, client = %hb.client_id, "consumer group changed");
             state.clients.notify_changed(&c.group_name);
         }
-        match state.topics.ensure_retry_topic(&state.node, &c.group_name).await {
+        match state
+            .topics
+            .ensure_retry_topic(&state.node, &c.group_name)
+            .await
+        {
             Ok(true) => state.registrar.register_soon(),
             Ok(false) => {}
             Err(e) => tracing::debug!(group = %c.group_name, cause = %e, "retry topic not created"),
@@ -29,7 +39,11 @@ pub async fn heartbeat(state: &Arc<BrokerState>, ctx: &ConnContext, req: Remotin
     Ok(Some(RemotingCommand::response_to(&req)))
 }
 
-pub fn unregister(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingCommand) -> ProcessResult {
+pub fn unregister(
+    state: &Arc<BrokerState>,
+    ctx: &ConnContext,
+    req: RemotingCommand,
+) -> ProcessResult {
     let h: UnregisterClientRequestHeader = req.decode_header()?;
     for g in state.clients.unregister(
         ctx,

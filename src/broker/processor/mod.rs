@@ -18,8 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::{BrokerError, BrokerState};
 use crate::remoting::{
-    BoxFuture, ConnContext, ProcessResult, Processor, ProcessorTable, RemotingCommand,
-    RequestCode, ResponseCode,
+    BoxFuture, ConnContext, ProcessResult, Processor, ProcessorTable, RemotingCommand, RequestCode,
+    ResponseCode,
 };
 
 /// Routes every served code to its module; answers SYSTEM_BUSY until the broker is built.
@@ -83,7 +83,9 @@ impl Processor for BrokerProcessor {
                 }
                 RequestCode::GetMaxOffset => offset::get_max_offset(state, req),
                 RequestCode::GetMinOffset => offset::get_min_offset(state, req),
-                RequestCode::GetEarliestMsgStoretime => offset::get_earliest_msg_storetime(state, req),
+                RequestCode::GetEarliestMsgStoretime => {
+                    offset::get_earliest_msg_storetime(state, req)
+                }
                 RequestCode::SearchOffsetByTimestamp => offset::search_offset(state, req),
                 RequestCode::HeartBeat => heartbeat::heartbeat(state, ctx, req).await,
                 RequestCode::UnregisterClient => heartbeat::unregister(state, ctx, req),
@@ -110,7 +112,11 @@ impl Processor for BrokerProcessor {
 
 /// The answer to a write this node cannot take: SERVICE_NOT_AVAILABLE, which producers
 /// retry on another broker, with the leader's address in the remark.
-pub fn not_leader(state: &BrokerState, req: &RemotingCommand, leader_addr: Option<&str>) -> RemotingCommand {
+pub fn not_leader(
+    state: &BrokerState,
+    req: &RemotingCommand,
+    leader_addr: Option<&str>,
+) -> RemotingCommand {
     let role = state.node.role();
     let remark = match (role.is_leader, leader_addr) {
         (true, _) => format!(
@@ -134,7 +140,11 @@ pub fn not_leader(state: &BrokerState, req: &RemotingCommand, leader_addr: Optio
 }
 
 /// Map a broker error to a response.
-pub fn error_response(state: &BrokerState, req: &RemotingCommand, e: BrokerError) -> RemotingCommand {
+pub fn error_response(
+    state: &BrokerState,
+    req: &RemotingCommand,
+    e: BrokerError,
+) -> RemotingCommand {
     match e {
         BrokerError::NotLeader { leader_addr } => not_leader(state, req, leader_addr.as_deref()),
         other => RemotingCommand::error_to(req, ResponseCode::SystemError, other.to_string()),

@@ -12,8 +12,7 @@ use crate::broker::BrokerState;
 use crate::remoting::header::offset::{
     GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
     GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
-    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::remoting::{ProcessResult, RemotingCommand, ResponseCode};
 
@@ -52,7 +51,10 @@ pub fn query_consumer_offset(state: &Arc<BrokerState>, req: RemotingCommand) -> 
     )))
 }
 
-pub async fn update_consumer_offset(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+pub async fn update_consumer_offset(
+    state: &Arc<BrokerState>,
+    req: RemotingCommand,
+) -> ProcessResult {
     let h: UpdateConsumerOffsetRequestHeader = req.decode_header()?;
     if let Err(e) = state.node.check_writable() {
         return Ok(Some(super::error_response(state, &req, e)));
@@ -101,9 +103,10 @@ pub fn get_earliest_msg_storetime(state: &Arc<BrokerState>, req: RemotingCommand
     let h: GetEarliestMsgStoretimeRequestHeader = req.decode_header()?;
     let (min, _) = bounds(state, &h.topic, h.queue_id);
     match store_time_at(state, &h.topic, h.queue_id, min) {
-        Some(timestamp) => Ok(Some(RemotingCommand::response_to(&req).with_header(
-            &GetEarliestMsgStoretimeResponseHeader { timestamp },
-        ))),
+        Some(timestamp) => Ok(Some(
+            RemotingCommand::response_to(&req)
+                .with_header(&GetEarliestMsgStoretimeResponseHeader { timestamp }),
+        )),
         None => Ok(Some(RemotingCommand::error_to(
             &req,
             ResponseCode::SystemError,

@@ -96,7 +96,11 @@ pub fn look(
         return Ok(out(Status::OffsetOverflowBadly, max));
     }
     let want = max_msgs.clamp(1, MAX_MSGS) as usize;
-    let scan = if sub.is_all() { want } else { MAX_SCAN.max(want) };
+    let scan = if sub.is_all() {
+        want
+    } else {
+        MAX_SCAN.max(want)
+    };
     let units = state
         .node
         .sm
@@ -159,7 +163,11 @@ fn respond(req: &RemotingCommand, l: Looked, request_offset: i64) -> RemotingCom
     resp
 }
 
-pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingCommand) -> ProcessResult {
+pub async fn process(
+    state: &Arc<BrokerState>,
+    ctx: &ConnContext,
+    req: RemotingCommand,
+) -> ProcessResult {
     let h: PullMessageRequestHeader = req.decode_header()?;
     let topic = match state.topics.get(&state.node, &h.topic) {
         Ok(Some(t)) => t,
@@ -218,17 +226,31 @@ pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingC
             format!("expression type {} is not supported", sub.expression_type),
         )));
     }
-    if h.has_flag(PULL_FLAG_COMMIT_OFFSET) && h.commit_offset >= 0 && state.node.check_writable().is_ok() {
+    if h.has_flag(PULL_FLAG_COMMIT_OFFSET)
+        && h.commit_offset >= 0
+        && state.node.check_writable().is_ok()
+    {
         state
             .offsets
             .submit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }
 
     let mut rx = state.polls.subscribe(&h.topic, h.queue_id);
-    let first = match look(state, &h.topic, h.queue_id, h.queue_offset, h.max_msg_nums, &sub) {
+    let first = match look(
+        state,
+        &h.topic,
+        h.queue_id,
+        h.queue_offset,
+        h.max_msg_nums,
+        &sub,
+    ) {
         Ok(l) => l,
         Err(e) => {
-            return Ok(Some(RemotingCommand::error_to(&req, ResponseCode::SystemError, e)))
+            return Ok(Some(RemotingCommand::error_to(
+                &req,
+                ResponseCode::SystemError,
+                e,
+            )))
         }
     };
     let hold = if state.cfg.long_polling_enable {
@@ -236,7 +258,8 @@ pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingC
     } else {
         state.cfg.short_polling_time
     };
-    if first.status != Status::OffsetOverflowOne || !h.has_flag(PULL_FLAG_SUSPEND) || hold.is_zero() {
+    if first.status != Status::OffsetOverflowOne || !h.has_flag(PULL_FLAG_SUSPEND) || hold.is_zero()
+    {
         return Ok(Some(respond(&req, first, h.queue_offset)));
     }
     // Long poll: wait for the queue to grow past the requested offset, re-look each time.
@@ -259,19 +282,37 @@ pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingC
                 return Ok(None);
             }
             // Deadline: one final look (the sweep may lag by a second).
-            return match look(state, &h.topic, h.queue_id, h.queue_offset, h.max_msg_nums, &sub) {
+            return match look(
+                state,
+                &h.topic,
+                h.queue_id,
+                h.queue_offset,
+                h.max_msg_nums,
+                &sub,
+            ) {
                 Ok(l) => Ok(Some(respond(&req, l, h.queue_offset))),
                 Err(_) => Ok(Some(respond(&req, last, h.queue_offset))),
             };
         }
-        match look(state, &h.topic, h.queue_id, h.queue_offset, h.max_msg_nums, &sub) {
+        match look(
+            state,
+            &h.topic,
+            h.queue_id,
+            h.queue_offset,
+            h.max_msg_nums,
+            &sub,
+        ) {
             Ok(l) if l.status == Status::OffsetOverflowOne => {
                 last = l;
                 spurious = true;
             }
             Ok(l) => return Ok(Some(respond(&req, l, h.queue_offset))),
             Err(e) => {
-                return Ok(Some(RemotingCommand::error_to(&req, ResponseCode::SystemError, e)))
+                return Ok(Some(RemotingCommand::error_to(
+                    &req,
+                    ResponseCode::SystemError,
+                    e,
+                )))
             }
         }
     }

@@ -56,8 +56,12 @@ pub fn query_message(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
     let mut last_ts = 0i64;
     let mut last_phys = 0i64;
     for p in positions {
-        let Ok(b) = message_at(state, p) else { continue };
-        let Ok(v) = MessageView::parse(&b) else { continue };
+        let Ok(b) = message_at(state, p) else {
+            continue;
+        };
+        let Ok(v) = MessageView::parse(&b) else {
+            continue;
+        };
         // The index hashes keys: check the key really is this message's.
         let hit = if uniq {
             v.uniq_key() == Some(h.key.as_str())

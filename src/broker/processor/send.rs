@@ -63,8 +63,8 @@ fn parse_batch(buf: &[u8]) -> Result<Vec<BatchItem<'_>>, String> {
         if props_len < 0 || p + 2 + props_len as usize != rec.len() {
             return Err(bad(&format!("properties length {props_len} does not fit")));
         }
-        let properties = std::str::from_utf8(&rec[p + 2..])
-            .map_err(|_| bad("properties are not UTF-8"))?;
+        let properties =
+            std::str::from_utf8(&rec[p + 2..]).map_err(|_| bad("properties are not UTF-8"))?;
         out.push(BatchItem {
             flag,
             body,
@@ -92,7 +92,11 @@ fn illegal(req: &RemotingCommand, why: impl Into<String>) -> ProcessResult {
     )))
 }
 
-pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingCommand) -> ProcessResult {
+pub async fn process(
+    state: &Arc<BrokerState>,
+    ctx: &ConnContext,
+    req: RemotingCommand,
+) -> ProcessResult {
     let h = SendMessageRequestHeader::decode(&req)?;
     let batch = req.code == RequestCode::SendBatchMessage.code();
     if let Err(e) = state.node.check_writable() {
@@ -102,12 +106,17 @@ pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingC
         return Ok(Some(RemotingCommand::error_to(
             &req,
             ResponseCode::NoPermission,
-            format!("the broker[{}] sending message is forbidden", state.cfg.broker_name),
+            format!(
+                "the broker[{}] sending message is forbidden",
+                state.cfg.broker_name
+            ),
         )));
     }
     let header_props = h.properties.clone().unwrap_or_default();
     let hp = props_vec(&header_props);
-    if hp.iter().any(|(k, v)| k == property::TRAN_MSG && v == "true")
+    if hp
+        .iter()
+        .any(|(k, v)| k == property::TRAN_MSG && v == "true")
         || h.sys_flag & sysflag::TRANSACTION_MASK != 0
     {
         return Ok(Some(RemotingCommand::error_to(
@@ -229,7 +238,11 @@ pub async fn process(state: &Arc<BrokerState>, ctx: &ConnContext, req: RemotingC
     let appended = match state.node.proposer.send(bytes).await {
         Ok(a) => a,
         Err(RaftGroupError::NotLeader { .. }) => {
-            return Ok(Some(not_leader(state, &req, state.node.leader_addr().as_deref())))
+            return Ok(Some(not_leader(
+                state,
+                &req,
+                state.node.leader_addr().as_deref(),
+            )))
         }
         Err(e) => {
             tracing::warn!(topic = %h.topic, cause = %e, "send failed");
@@ -293,7 +306,10 @@ impl Refusal {
     }
 }
 
-async fn resolve_topic(state: &Arc<BrokerState>, h: &SendMessageRequestHeader) -> Result<TopicConfig, Refusal> {
+async fn resolve_topic(
+    state: &Arc<BrokerState>,
+    h: &SendMessageRequestHeader,
+) -> Result<TopicConfig, Refusal> {
     let existing = state
         .topics
         .get(&state.node, &h.topic)
@@ -346,7 +362,10 @@ mod tests {
         b.extend(wire(2, b"", ""));
         let items = parse_batch(&b).unwrap();
         assert_eq!(items.len(), 2);
-        assert_eq!((items[0].flag, items[0].body, items[0].properties), (1, &b"hello"[..], "KEYS\u{1}k1\u{2}"));
+        assert_eq!(
+            (items[0].flag, items[0].body, items[0].properties),
+            (1, &b"hello"[..], "KEYS\u{1}k1\u{2}")
+        );
         assert_eq!(items[1].body.len(), 0);
         assert!(parse_batch(&b[..b.len() - 1]).is_err());
         assert!(parse_batch(&[0, 0, 0, 5]).is_err());
