@@ -181,6 +181,9 @@ impl Broker {
         let mut scfg = StorageConfig::default();
         scfg.commitlog.segment_size = cfg.maped_file_size_commit_log;
         scfg.commitlog.flush = cfg.flush_disk_type;
+        // Entry-index files (32 bytes per entry) sized to the segments: small groups stay small.
+        scfg.commitlog.index_file_size =
+            (cfg.maped_file_size_commit_log / 4).clamp(1 << 20, 128 << 20) / 32 * 32;
         scfg.dispatch.cq_units_per_file = cfg.maped_file_size_consume_queue / 20;
         scfg.dispatch.index_enabled = cfg.message_index_enable;
         let storage = {
@@ -199,12 +202,16 @@ impl Broker {
         };
         let sm = storage.state_machine.clone();
         let log = storage.commit_log.clone();
+        // Only the lowest-numbered member initialises a pristine group; the others join when
+        // it reaches them. (Every member initialising at once makes each start an election of
+        // term 1 as it comes up, and a late one deposes the first leader.)
+        let bootstrap = group_cfg.peers.keys().next() == Some(&group_cfg.self_id);
         let group = RaftGroup::start(
             &group_cfg,
             Transport::Tcp(None),
             storage.log_store,
             storage.state_machine,
-            true,
+            bootstrap,
         )
         .await?;
         let proposer = Proposer::start(
