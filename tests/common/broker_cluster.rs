@@ -315,6 +315,10 @@ pub async fn drain(
                 .invoke(pull_req("drain", topic, q, offset, sub, 0), RPC)
                 .await
                 .unwrap();
+            if [2, 17].contains(&resp.code) {
+                // Busy or the topic not known (yet) on this node.
+                break;
+            }
             let next: i64 = resp.ext_fields["nextBeginOffset"].parse().unwrap();
             match resp.code {
                 0 => {
