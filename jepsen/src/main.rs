@@ -1,1 +1,226 @@
-fn main() {}
+//! `raftmq-jepsen`: command line of the chaos harness. Today it checks recorded histories
+//! (`check`); it only parses arguments, prints progress and the summary, and maps the verdict
+//! to the exit code. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use raftmq_jepsen::checker::{self, CheckConfig, Outcome};
+use raftmq_jepsen::history::History;
+use raftmq_jepsen::report;
+
+const CHECKS_HELP: &str = "\
+CHECKS (each reports counts and a few examples):
+  lost          acknowledged sends whose value was never read, placed in their queue's log:
+                prefix (only later offsets read), middle (read on both sides: the consumer
+                passed the hole) or suffix (nothing later read). Sends that ended info and
+                were never read are not lost.                                  [fails the run]
+  unexpected    values read that were never sent, sends that failed yet were read, reads
+                completing before their send was invoked. Reads of info sends are counted
+                as recovered (allowed).                                        [fails the run]
+  duplicate     one value at more than one (queue, offset), and redeliveries of a position.
+                Allowed by at-least-once delivery: reported only.
+  inconsistent  one (queue, offset) holding two values: two reads disagree, a read
+                contradicts the acknowledged value, or two sends were acknowledged at the
+                same position.                                                 [fails the run]
+  order         a producer's later send to a queue not at a higher offset; a send invoked
+                after another was acknowledged landing below it; a consumer skipping offsets
+                or going back between polls or inside one poll (an assign resets it).
+                                                                               [fails the run]
+  availability  per fault window: sends ok/failed during it and the time from its end to the
+                first acknowledged send; the longest stretch without an acknowledged send,
+                in and outside fault windows. Fails only if sends were attempted after a
+                healed window and none was ever acknowledged.
+
+VERDICT:
+  valid    every property holds, every fault applied and healed, and at least --min-acked
+           sends were acknowledged.
+  invalid  a property failed (takes precedence).
+  unknown  no property failed, but a fault failed or never healed, or too few sends were
+           acknowledged. Never reported as valid.
+
+EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or checked
+(2 is a usage error).
+
+Replica comparison (commitlog and consumequeue files byte for byte) is a library function
+used by cluster control; `run` (cluster control, nemeses, workload) comes next and is not
+part of this binary yet.";
+
+const HISTORY_HELP: &str = "\
+HISTORY FORMAT: one JSON object per line, an invocation then its completion per process:
+  {\"time_ns\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"send\",\"value\":\"0-1\",\"key\":\"k\"}
+  {\"time_ns\":2,\"process\":0,\"type\":\"ok\",\"f\":\"send\",\"queue\":\"q0\",\"offset\":0}
+  {\"time_ns\":3,\"process\":5,\"type\":\"invoke\",\"f\":\"poll\",\"queue\":\"q0\",\"offset\":0}
+  {\"time_ns\":4,\"process\":5,\"type\":\"ok\",\"f\":\"poll\",\"reads\":[{\"queue\":\"q0\",\"offset\":0,\"value\":\"0-1\"}]}
+  {\"time_ns\":5,\"process\":\"nemesis\",\"type\":\"invoke\",\"f\":\"fault\",\"fault\":\"kill\",\"phase\":\"start\",\"targets\":[\"n1\"]}
+  {\"time_ns\":6,\"process\":\"nemesis\",\"type\":\"ok\",\"f\":\"fault\"}
+type: invoke | ok | fail (did not happen) | info (unknown). f: send | poll | commit | assign |
+fault. Values must be unique; time_ns must not decrease; errors name the line.";
+
+#[derive(Parser)]
+#[command(
+    name = "raftmq-jepsen",
+    version,
+    about = "Jepsen-style chaos harness for raftmq broker groups",
+    after_long_help = CHECKS_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a recorded history and write results.json and report.html.
+    #[command(after_long_help = format!("{HISTORY_HELP}\n\n{CHECKS_HELP}"))]
+    Check {
+        /// History file, JSON lines.
+        history: PathBuf,
+        /// Directory for results.json and report.html (default: the history's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fewest acknowledged sends for a conclusive verdict.
+        #[arg(long, default_value_t = CheckConfig::default().min_acked)]
+        min_acked: usize,
+        /// Examples kept per kind of finding.
+        #[arg(long, default_value_t = CheckConfig::default().examples)]
+        examples: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(Outcome::Valid) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid) => ExitCode::from(1),
+        Ok(Outcome::Unknown) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let Cmd::Check {
+        history: path,
+        out,
+        min_acked,
+        examples,
+    } = cli.cmd;
+    let config = CheckConfig {
+        min_acked,
+        examples,
+    };
+    let started = Instant::now();
+    eprintln!("reading {}", path.display());
+    let history = History::load(&path, |n| eprintln!("  {n} lines read"))
+        .with_context(|| format!("reading history {}", path.display()))?;
+    eprintln!(
+        "  {} operations in {:.1?}",
+        history.len(),
+        started.elapsed()
+    );
+    let big = history.len() >= 100_000;
+    let results = checker::check_with_progress(&history, &config, |step, took| {
+        if big {
+            eprintln!("  checked {step} in {took:.1?}");
+        }
+    });
+    let out_dir = out.unwrap_or_else(|| {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+    });
+    let shown = path.display().to_string();
+    let (json, html) =
+        report::write_reports(&out_dir, &history, &results, &shown).context("writing reports")?;
+    print_summary(&results);
+    println!("results: {}", json.display());
+    println!("report:  {}", html.display());
+    Ok(results.verdict.outcome)
+}
+
+fn print_summary(r: &checker::CheckResults) {
+    let s = &r.stats;
+    println!(
+        "{} operations over {:.1} s: {} sends ({} ok, {} fail, {} info), {} polls ({} ok, {} messages), {} fault windows",
+        s.operations,
+        s.duration_ns as f64 / 1e9,
+        s.sends,
+        s.sends_ok,
+        s.sends_fail,
+        s.sends_info,
+        s.polls,
+        s.polls_ok,
+        s.messages_read,
+        s.fault_windows
+    );
+    let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+    let l = &r.lost;
+    println!(
+        "  {} lost          {} of {} acknowledged (prefix {}, middle {}, suffix {}); {} indeterminate unread",
+        mark(l.holds()),
+        l.lost,
+        l.acknowledged,
+        l.lost_prefix,
+        l.lost_middle,
+        l.lost_suffix,
+        l.indeterminate_unread
+    );
+    let u = &r.unexpected;
+    println!(
+        "  {} unexpected    {} never sent, {} failed yet read, {} read before sent; {} recovered",
+        mark(u.holds()),
+        u.unexpected,
+        u.failed_read,
+        u.read_before_send,
+        u.recovered
+    );
+    let d = &r.duplicate;
+    println!(
+        "  {} duplicate     {} values at several offsets ({} extra copies); {} redeliveries (allowed)",
+        mark(d.holds()),
+        d.duplicated,
+        d.extra_copies,
+        d.redelivered
+    );
+    let i = &r.inconsistent;
+    println!(
+        "  {} inconsistent  {} positions with several values ({} contradict an ack)",
+        mark(i.holds()),
+        i.inconsistent,
+        i.contradicts_ack
+    );
+    let o = &r.order;
+    println!(
+        "  {} order         sends: {} nonmonotonic, {} against real time; polls: {} skips, {} backward, {}/{} inside one poll",
+        mark(o.holds()),
+        o.nonmonotonic_send,
+        o.realtime_send,
+        o.poll_skip,
+        o.nonmonotonic_poll,
+        o.int_poll_skip,
+        o.int_nonmonotonic_poll
+    );
+    let a = &r.availability;
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |n| format!("{:.0} ms", n as f64 / 1e6));
+    println!(
+        "  {} availability  max recovery {}, mean {}, longest outage {}, {} windows never recovered",
+        mark(a.holds()),
+        ms(a.max_recovery_ns),
+        ms(a.mean_recovery_ns),
+        ms(a.longest_unavailable.as_ref().map(|g| g.duration_ns)),
+        a.unrecovered
+    );
+    println!("verdict: {}", r.verdict.outcome);
+    if !r.verdict.failed.is_empty() {
+        println!("  failed: {}", r.verdict.failed.join(", "));
+    }
+    for reason in &r.verdict.unknown_reasons {
+        println!("  not conclusive: {reason}");
+    }
+}

@@ -221,7 +221,13 @@ impl RaftGroup {
     }
 
     /// Propose one command and wait until it is applied; returns its log index and result.
+    /// Message batches must go through the [`crate::Proposer`], which assigns queue offsets.
     pub async fn write(&self, cmd: BrokerCommand) -> Result<(u64, CommandResult)> {
+        if matches!(cmd, BrokerCommand::PutMessages { .. }) {
+            return Err(RaftGroupError::InvalidCommand(
+                "message batches are proposed through the proposer".into(),
+            ));
+        }
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(e) => Err(map_write_error(e)),
@@ -431,6 +437,95 @@ impl RaftGroup {
             Some(t) => t.admin(to, &addr, req, self.cfg.connect_timeout * 3).await,
             None => Err("no transport".into()),
         }
+    }
+
+    /// Purge the log up to the newest segment-boundary snapshot (the retention driver calls
+    /// this once the segments below it may go). Unless `force` (disk critically full), a
+    /// leader purges only what every member has matched, so nobody needs the snapshot path.
+    /// Returns the purged index, or `None` when there was nothing (safe) to purge.
+    pub async fn compact(
+        &self,
+        sm: &crate::state_machine::StateMachine,
+        log: &raftmq_store::commitlog::CommitLog,
+        force: bool,
+        timeout: Duration,
+    ) -> Result<Option<u64>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let fatal = |e: typ::Fatal| RaftGroupError::Fatal(e.to_string());
+        let Some(target) = sm.boundary_snapshot() else {
+            return Ok(None);
+        };
+        {
+            let m = self.raft.metrics().borrow().clone();
+            if m.purged.is_some_and(|p| p.index >= target.index) {
+                return Ok(None);
+            }
+            if m.state == ServerState::Leader && !force {
+                let lagging = m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter().any(|(id, matched)| {
+                            *id != self.id && matched.map(|l| l.index) < Some(target.index)
+                        })
+                    })
+                    .unwrap_or(false);
+                if lagging {
+                    tracing::info!(
+                        node = self.id,
+                        upto = target.index,
+                        "purge postponed: a member has not matched it"
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        self.raft.trigger().snapshot().await.map_err(fatal)?;
+        self.wait_metrics(deadline, "snapshot", |m| {
+            m.snapshot.is_some_and(|s| s.index >= target.index)
+        })
+        .await?;
+        self.raft
+            .trigger()
+            .purge_log(target.index)
+            .await
+            .map_err(fatal)?;
+        self.wait_metrics(deadline, "purge", |m| {
+            m.purged.is_some_and(|p| p.index >= target.index)
+        })
+        .await?;
+        sm.purge_derived_below(log.state().first_pos)
+            .await
+            .map_err(|e| RaftGroupError::Fatal(e.to_string()))?;
+        tracing::info!(
+            node = self.id,
+            upto = target.index,
+            first_pos = log.state().first_pos,
+            "log purged"
+        );
+        Ok(Some(target.index))
+    }
+
+    async fn wait_metrics(
+        &self,
+        deadline: tokio::time::Instant,
+        op: &'static str,
+        cond: impl Fn(&typ::RaftMetrics) -> bool,
+    ) -> Result<()> {
+        let mut rx = self.raft.metrics();
+        let fut = async {
+            loop {
+                if cond(&rx.borrow_and_update()) {
+                    return Ok(());
+                }
+                if rx.changed().await.is_err() {
+                    return Err(RaftGroupError::Shutdown);
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, fut)
+            .await
+            .map_err(|_| RaftGroupError::Timeout { op })?
     }
 
     /// Stop cleanly: the core stops, the server closes.

@@ -44,5 +44,5 @@ pub use group::{GroupMetrics, RaftGroup, Role, Transport};
 pub use log_store::LogStore;
 pub use proposer::{Proposer, ProposerLimits, QueueOffsetSource};
 pub use state_machine::{CheckpointPolicy, StateMachine};
-pub use storage::{open_storage, NodeStorage, StorageConfig};
+pub use storage::{open_storage, open_storage_with_fs, NodeStorage, StorageConfig};
 pub use types::{typ, NodeId, PeerNode, TypeConfig};

@@ -9,8 +9,13 @@
 //! idempotent). Checkpoints are taken every `checkpoint_every` entries or interval, after the
 //! metadata tables are flushed.
 //!
-//! Snapshots carry the metadata tables, the queue-offset table, the applied id, membership
-//! and the commitlog position just past the applied entry. Installing one resets the
+//! Snapshots are taken at segment boundaries (openraft.md §3.5): when the first entry of a
+//! new commitlog segment is applied, the state as of the last entry of the previous segment
+//! is captured and persisted (`snapshots/boundary.snap`, atomic replace). It carries the
+//! metadata tables, the queue-offset table, the applied id, membership and the commitlog
+//! position just past the applied entry. `build_snapshot` returns the newest boundary
+//! snapshot (the current state only while no segment has rolled yet), so a purge up to a
+//! snapshot's id always ends on a segment boundary. Installing one resets the
 //! dispatcher and, when the local log ends before the snapshot, restarts the commitlog at that
 //! position so record positions stay identical to the leader's. openraft never snapshots or
 //! purges by itself (`SnapshotPolicy::Never`).
@@ -20,7 +25,8 @@
 // openraft's trait methods return its `StorageError` (over 200 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -83,8 +89,17 @@ struct Inner {
     policy: CheckpointPolicy,
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    current: Option<(SnapshotMeta<NodeId, PeerNode>, Vec<u8>)>,
+    current: Option<StoredSnapshot>,
+    segment_size: u64,
+    snapshot_dir: Option<PathBuf>,
+    /// Newest segment-boundary snapshot.
+    boundary: Option<StoredSnapshot>,
 }
+
+const BOUNDARY_FILE: &str = "boundary.snap";
+
+/// A snapshot's metadata and bytes.
+type StoredSnapshot = (SnapshotMeta<NodeId, PeerNode>, Vec<u8>);
 
 /// The state machine of one node (cheap to clone; clones share state).
 #[derive(Clone)]
@@ -104,12 +119,19 @@ struct SnapshotPayload {
 
 impl StateMachine {
     /// Wrap opened store components; the membership comes from the dispatcher checkpoint.
+    /// Boundary snapshots are persisted under `snapshot_dir` (kept in memory only if `None`).
     pub fn new(
         log: CommitLog,
         dispatcher: Dispatcher,
         metadata: Metadata,
         policy: CheckpointPolicy,
+        snapshot_dir: Option<PathBuf>,
     ) -> Result<Self, SE> {
+        let boundary = match &snapshot_dir {
+            Some(d) => load_boundary(d)?,
+            None => None,
+        };
+        let segment_size = log.config().segment_size;
         let membership = if dispatcher.extra().is_empty() {
             StoredMembership::default()
         } else {
@@ -125,7 +147,10 @@ impl StateMachine {
                 policy,
                 since_checkpoint: 0,
                 last_checkpoint: Instant::now(),
-                current: None,
+                current: boundary.clone(),
+                segment_size,
+                snapshot_dir,
+                boundary,
             })),
         })
     }
@@ -162,6 +187,25 @@ impl StateMachine {
     /// Run `f` with the metadata tables.
     pub fn with_metadata<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
         f(&self.lock().metadata)
+    }
+
+    /// Id of the newest segment-boundary snapshot, if a segment has rolled.
+    pub fn boundary_snapshot(&self) -> Option<LogId<NodeId>> {
+        self.lock()
+            .boundary
+            .as_ref()
+            .and_then(|(m, _)| m.last_log_id)
+    }
+
+    /// Delete consumequeue and index files wholly below commitlog position `pos` (after the
+    /// log was purged).
+    pub async fn purge_derived_below(&self, pos: u64) -> Result<(), SE> {
+        self.blocking(move |g| {
+            g.dispatcher
+                .purge_below_pos(pos)
+                .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Delete, &e))
+        })
+        .await
     }
 
     /// The queue-offset source for the proposer.
@@ -266,6 +310,15 @@ impl Inner {
                 self.dispatcher.reset_applied(Some(prev), pos);
             }
         }
+        if let Some(a) = self.dispatcher.applied() {
+            let prev_end = self.dispatcher.next_pos();
+            if prev_end > 0
+                && stored.id.index == a.index + 1
+                && stored.pos / self.segment_size > (prev_end - 1) / self.segment_size
+            {
+                self.capture_boundary()?;
+            }
+        }
         let dispatched = self.dispatcher.dispatch(&stored).map_err(|err| {
             tracing::error!(index = lid.index, cause = %err, "dispatch failed; stopping");
             serr(ErrorSubject::Apply(lid), ErrorVerb::Write, &err)
@@ -313,17 +366,17 @@ impl Inner {
         }
     }
 
-    fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
-        self.checkpoint()?;
-        let cp = self.dispatcher.snapshot_checkpoint();
+    /// The snapshot of the state as applied right now.
+    fn snapshot_now(&self) -> Result<StoredSnapshot, SE> {
         let metadata = self
             .metadata
             .export()
             .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+        let next_pos = self.dispatcher.next_pos();
         let payload = SnapshotPayload {
             applied: self.applied(),
             membership: self.membership.clone(),
-            next_pos: cp.next_pos,
+            next_pos,
             queues: self.dispatcher.queue_table(),
             metadata,
         };
@@ -331,14 +384,36 @@ impl Inner {
             .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
         let meta = SnapshotMeta {
             last_log_id: payload.applied,
-            last_membership: payload.membership.clone(),
+            last_membership: payload.membership,
             snapshot_id: match payload.applied {
                 Some(l) => format!(
                     "{}-{}-{}-{}",
-                    l.leader_id.term, l.leader_id.node_id, l.index, cp.next_pos
+                    l.leader_id.term, l.leader_id.node_id, l.index, next_pos
                 ),
-                None => format!("empty-{}", cp.next_pos),
+                None => format!("empty-{next_pos}"),
             },
+        };
+        Ok((meta, bytes))
+    }
+
+    /// Capture and persist the state as of the last entry of the segment just finished.
+    fn capture_boundary(&mut self) -> Result<(), SE> {
+        let snap = self.snapshot_now()?;
+        if let Some(dir) = &self.snapshot_dir {
+            store_boundary(dir, &snap)?;
+        }
+        tracing::debug!(snapshot = %snap.0.snapshot_id, "segment-boundary snapshot");
+        self.boundary = Some(snap);
+        Ok(())
+    }
+
+    fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let (meta, bytes) = match &self.boundary {
+            Some(b) => b.clone(),
+            None => {
+                self.checkpoint()?;
+                self.snapshot_now()?
+            }
         };
         self.current = Some((meta.clone(), bytes.clone()));
         Ok(Snapshot {
@@ -379,7 +454,12 @@ impl Inner {
         }
         self.membership = p.membership;
         self.checkpoint()?;
-        self.current = Some((meta.clone(), data));
+        let snap = (meta.clone(), data);
+        if let Some(dir) = &self.snapshot_dir {
+            store_boundary(dir, &snap)?;
+        }
+        self.boundary = Some(snap.clone());
+        self.current = Some(snap);
         Ok(())
     }
 }
@@ -447,4 +527,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(d.clone())),
         }))
     }
+}
+
+fn load_boundary(dir: &Path) -> Result<Option<StoredSnapshot>, SE> {
+    let path = dir.join(BOUNDARY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => codec::decode_versioned(&bytes)
+            .map(Some)
+            .map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Atomic replace: temp file, fsync, rename, fsync the directory.
+fn store_boundary(dir: &Path, snap: &StoredSnapshot) -> Result<(), SE> {
+    let werr = |what: &str, e: std::io::Error| {
+        smerr(ErrorVerb::Write, format!("{what} {}: {e}", dir.display()))
+    };
+    let bytes = codec::encode_versioned(snap)
+        .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+    std::fs::create_dir_all(dir).map_err(|e| werr("create", e))?;
+    let tmp = dir.join(format!("{BOUNDARY_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| werr("create", e))?;
+        f.write_all(&bytes).map_err(|e| werr("write", e))?;
+        f.sync_all().map_err(|e| werr("fsync", e))?;
+    }
+    std::fs::rename(&tmp, dir.join(BOUNDARY_FILE)).map_err(|e| werr("rename", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| werr("fsync dir", e))?;
+    Ok(())
 }

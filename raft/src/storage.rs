@@ -7,10 +7,11 @@
 //! rolled back to the log's end before anything runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raftmq_store::commitlog::{CommitLog, CommitLogConfig, RecoveryReport};
 use raftmq_store::dispatch::{DispatchConfig, Dispatcher};
-use raftmq_store::io::StdFileSystem;
+use raftmq_store::io::{FileSystem, StdFileSystem};
 use raftmq_store::metadata::Metadata;
 use raftmq_store::StoreError;
 
@@ -48,13 +49,22 @@ pub fn open_storage(
     cfg: &StorageConfig,
     max_read_bytes: usize,
 ) -> Result<NodeStorage, OpenStorageError> {
+    open_storage_with_fs(root, cfg, max_read_bytes, StdFileSystem::arc())
+}
+
+/// [`open_storage`] through a given file system (fault injection in tests).
+pub fn open_storage_with_fs(
+    root: &Path,
+    cfg: &StorageConfig,
+    max_read_bytes: usize,
+    fs: Arc<dyn FileSystem>,
+) -> Result<NodeStorage, OpenStorageError> {
     let at = |dir: PathBuf| move |source| OpenStorageError { dir, source };
     let cl_dir = root.join("commitlog");
     let (commit_log, recovery) =
-        CommitLog::open(&cl_dir, cfg.commitlog.clone(), StdFileSystem::arc())
-            .map_err(at(cl_dir.clone()))?;
+        CommitLog::open(&cl_dir, cfg.commitlog.clone(), fs.clone()).map_err(at(cl_dir.clone()))?;
     let mut dispatcher =
-        Dispatcher::open(root, cfg.dispatch.clone()).map_err(at(root.to_path_buf()))?;
+        Dispatcher::open_with_fs(root, cfg.dispatch.clone(), fs).map_err(at(root.to_path_buf()))?;
     let meta_dir = root.join("meta");
     let metadata = Metadata::open(&meta_dir).map_err(at(meta_dir.clone()))?;
 
@@ -72,11 +82,17 @@ pub fn open_storage(
             dispatcher.reset_applied(st.last, st.next_pos);
         }
     }
-    let state_machine = StateMachine::new(commit_log.clone(), dispatcher, metadata, cfg.checkpoint)
-        .map_err(|e| OpenStorageError {
-            dir: root.to_path_buf(),
-            source: StoreError::Fatal(e.to_string()),
-        })?;
+    let state_machine = StateMachine::new(
+        commit_log.clone(),
+        dispatcher,
+        metadata,
+        cfg.checkpoint,
+        Some(root.join("snapshots")),
+    )
+    .map_err(|e| OpenStorageError {
+        dir: root.to_path_buf(),
+        source: StoreError::Fatal(e.to_string()),
+    })?;
     Ok(NodeStorage {
         log_store: LogStore::new(commit_log.clone(), max_read_bytes),
         commit_log,

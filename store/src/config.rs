@@ -50,9 +50,9 @@ pub struct CommitLogConfig {
     pub flush: FlushMode,
     /// Default `tolerate-tail-corruption`.
     pub recovery: RecoveryMode,
-    /// Most bytes the writer copies before it flushes, even if more appends are queued.
-    /// Bounds the latency of the first waiter in a burst. Default 4 MiB.
-    pub max_group_bytes: u64,
+    /// `flushIntervalCommitLog`: how often `Async` mode syncs dirty data, in milliseconds.
+    /// Default 500; 1..=60000. Unused in `Sync` mode (every group is synced).
+    pub flush_interval_ms: u64,
 }
 
 impl Default for CommitLogConfig {
@@ -62,7 +62,7 @@ impl Default for CommitLogConfig {
             index_file_size: DEFAULT_INDEX_FILE_SIZE,
             flush: FlushMode::Sync,
             recovery: RecoveryMode::TolerateTailCorruption,
-            max_group_bytes: 4 << 20,
+            flush_interval_ms: 500,
         }
     }
 }
@@ -86,10 +86,11 @@ impl CommitLogConfig {
                 format::INDEX_UNIT_LEN
             )));
         }
-        if self.max_group_bytes == 0 {
-            return Err(StoreError::InvalidArgument(
-                "max-group-bytes must be positive".into(),
-            ));
+        if !(1..=60_000).contains(&self.flush_interval_ms) {
+            return Err(StoreError::InvalidArgument(format!(
+                "flush-interval-ms {} must be within 1..=60000",
+                self.flush_interval_ms
+            )));
         }
         Ok(())
     }

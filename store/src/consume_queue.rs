@@ -1,7 +1,7 @@
 //! Consumequeue: the per-(topic, queue) index from logical queue offset to commitlog position.
 //!
 //! Owns the files under `consumequeue/<topic>/<queueId>/`: fixed-size mapped files of 20-byte
-//! big-endian units `(phys offset i64, size i32, tags code i64)` (protocol.md §7.3), named by
+//! big-endian units `(phys offset i64, size i32, tags code i64)` (RocketMQ's layout), named by
 //! the 20-digit byte offset of their first unit within the queue. Unit `n` lives at byte
 //! `n * 20` of the queue, so lookup by queue offset is O(1).
 //!
@@ -20,6 +20,8 @@ use crate::io::{FileSystem, MappedFile};
 pub const CQ_UNIT_SIZE: u64 = 20;
 /// `mapedFileSizeConsumeQueue` default: 300,000 units (6,000,000 bytes) per file.
 pub const DEFAULT_UNITS_PER_FILE: u64 = 300_000;
+/// Largest queue offset whose byte position fits the file naming (byte offset in an i64).
+pub const MAX_QUEUE_OFFSET: i64 = i64::MAX / CQ_UNIT_SIZE as i64 - 1;
 /// Size of a placeholder unit written in front of a queue that starts past offset 0.
 pub const PLACEHOLDER_SIZE: i32 = i32::MAX;
 
@@ -180,31 +182,109 @@ impl ConsumeQueue {
         Ok(cq)
     }
 
+    /// Finds the write position without outside help: the written prefix of the newest file
+    /// that has one (after a power cut, newer files may hold only zeros). Without a dispatch
+    /// checkpoint this is a best guess; [`ConsumeQueue::restore_end`] makes it exact.
     fn recover(&mut self) -> Result<()> {
         let Some(first) = self.files.first() else {
             return Ok(());
         };
         let first_base = first.base;
-        let last = self.files.last().expect("invariant: files is non-empty");
         let mut buf = vec![0u8; self.file_size as usize];
-        last.map.read_at(0, &mut buf)?;
-        let written = buf
-            .chunks_exact(CQ_UNIT_SIZE as usize)
-            .take_while(|u| CqUnit::decode(u).is_written())
-            .count() as u64;
-        self.max_offset = ((last.base + written * CQ_UNIT_SIZE) / CQ_UNIT_SIZE) as i64;
+        let mut end = first_base;
+        for f in self.files.iter().rev() {
+            f.map.read_at(0, &mut buf)?;
+            let written = buf
+                .chunks_exact(CQ_UNIT_SIZE as usize)
+                .take_while(|u| CqUnit::decode(u).is_written())
+                .count() as u64;
+            if written > 0 {
+                end = f.base + written * CQ_UNIT_SIZE;
+                break;
+            }
+        }
+        self.max_offset = (end / CQ_UNIT_SIZE) as i64;
         // min offset: the first real (non-placeholder) unit of the first file.
-        let first_map = Arc::clone(&self.files[0].map);
-        first_map.read_at(0, &mut buf)?;
+        self.files[0].map.read_at(0, &mut buf)?;
         let lead = buf
             .chunks_exact(CQ_UNIT_SIZE as usize)
-            .take_while(|u| {
-                let unit = CqUnit::decode(u);
-                unit.is_placeholder()
-            })
+            .take_while(|u| CqUnit::decode(u).is_placeholder())
             .count() as u64;
         self.min_offset =
             (((first_base + lead * CQ_UNIT_SIZE) / CQ_UNIT_SIZE) as i64).min(self.max_offset);
+        Ok(())
+    }
+
+    /// Declares that the queue ends exactly at `next` (the offset a dispatch checkpoint
+    /// recorded, whose units were flushed before it was written): checks that the unit before
+    /// `next` is there, then zeroes and removes whatever lies past it, durably.
+    pub fn restore_end(&mut self, next: i64) -> Result<()> {
+        if next > MAX_QUEUE_OFFSET {
+            return Err(StoreError::corruption(
+                &self.dir,
+                0,
+                format!("checkpoint end {next} beyond {MAX_QUEUE_OFFSET}"),
+            ));
+        }
+        if next < self.min_offset {
+            return Err(StoreError::corruption(
+                &self.dir,
+                0,
+                format!(
+                    "checkpoint end {next} is below the queue's min offset {}",
+                    self.min_offset
+                ),
+            ));
+        }
+        if next > self.min_offset {
+            let pos = (next - 1) as u64 * CQ_UNIT_SIZE;
+            let unit = match self.file_index(pos) {
+                Some(i) => {
+                    let f = &self.files[i];
+                    let mut b = [0u8; CQ_UNIT_SIZE as usize];
+                    f.map.read_at(pos - f.base, &mut b)?;
+                    Some(CqUnit::decode(&b))
+                }
+                None => None,
+            };
+            if !unit.is_some_and(|u| u.is_written()) {
+                return Err(StoreError::corruption(
+                    &self.dir,
+                    pos,
+                    format!(
+                        "unit {} is missing but the dispatch checkpoint covers it",
+                        next - 1
+                    ),
+                ));
+            }
+        }
+        self.cut_at(next)?;
+        self.max_offset = next;
+        Ok(())
+    }
+
+    /// Zeroes everything from logical `offset` to the end of its file (durably) and removes
+    /// every later file. An empty file at the cut is removed too, unless it is the first.
+    fn cut_at(&mut self, offset: i64) -> Result<()> {
+        let from = offset as u64 * CQ_UNIT_SIZE;
+        let keep = match self.file_index(from) {
+            Some(i) if from > self.files[i].base || i == 0 => i + 1,
+            Some(i) => i,
+            None if self.files.first().is_some_and(|f| from < f.base) => 0,
+            None => self.files.len(),
+        };
+        if let Some(f) = keep.checked_sub(1).and_then(|i| self.files.get(i)) {
+            let file_end = f.base + self.file_size;
+            if from < file_end && from >= f.base {
+                let zeros = vec![0u8; (file_end - from) as usize];
+                f.map.write_at(from - f.base, &zeros)?;
+                f.map.flush_range(from - f.base, file_end - from)?;
+            }
+        }
+        self.remove_files_from(keep)?;
+        if self.dirty_from.is_some_and(|d| d >= from) {
+            self.dirty_from = None;
+        }
         Ok(())
     }
 
@@ -265,11 +345,11 @@ impl ConsumeQueue {
     /// Writes the unit for logical `offset`.
     ///
     /// `offset == max_offset` appends. `offset < max_offset` rewrites in place (re-dispatch
-    /// after a crash writes the same bytes at the same position). An empty queue may start at
-    /// Any jump past `max_offset` is a [`StoreError::QueueOffsetGap`]; a queue that must begin
-    /// past offset 0 is first moved there with [`ConsumeQueue::start_at`].
+    /// after a crash writes the same bytes at the same position). Any jump past `max_offset`
+    /// is a [`StoreError::QueueOffsetGap`]; a queue that must begin past offset 0 is first
+    /// moved there with [`ConsumeQueue::start_at`].
     pub fn put(&mut self, offset: i64, unit: CqUnit) -> Result<()> {
-        if offset < 0 || unit.size <= 0 || unit.phys_offset < 0 {
+        if !(0..MAX_QUEUE_OFFSET).contains(&offset) || unit.size <= 0 || unit.phys_offset < 0 {
             return Err(StoreError::InvalidArgument(format!(
                 "consumequeue {}/{}: bad unit {unit:?} at offset {offset}",
                 self.topic, self.queue_id
@@ -306,9 +386,9 @@ impl ConsumeQueue {
                 self.topic, self.queue_id
             )));
         }
-        if offset < 0 {
+        if !(0..=MAX_QUEUE_OFFSET).contains(&offset) {
             return Err(StoreError::InvalidArgument(format!(
-                "negative queue offset {offset}"
+                "queue offset {offset} outside 0..={MAX_QUEUE_OFFSET}"
             )));
         }
         self.remove_files_from(0)?;
@@ -398,30 +478,8 @@ impl ConsumeQueue {
             return Ok(());
         }
         let offset = offset.max(self.min_offset);
-        let from = offset as u64 * CQ_UNIT_SIZE;
-        let end = self.max_offset as u64 * CQ_UNIT_SIZE;
-        // Whole files past the cut go; the file holding the cut is zeroed from it.
-        let keep = match self.file_index(from) {
-            Some(i) if from > self.files[i].base || i == 0 => i + 1,
-            Some(i) => i,
-            None => self.files.len(),
-        };
-        if let Some(f) = keep.checked_sub(1).and_then(|i| self.files.get(i)) {
-            let file_end = f.base + self.file_size;
-            let stop = end.min(file_end);
-            if from < stop && from >= f.base {
-                let zeros = vec![0u8; (stop - from) as usize];
-                f.map.write_at(from - f.base, &zeros)?;
-                f.map.flush_range(from - f.base, stop - from)?;
-            }
-        }
-        self.remove_files_from(keep)?;
+        self.cut_at(offset)?;
         self.max_offset = offset;
-        if let Some(d) = self.dirty_from {
-            if d >= from {
-                self.dirty_from = None;
-            }
-        }
         Ok(())
     }
 
@@ -440,7 +498,9 @@ impl ConsumeQueue {
             let last_off = ((f.base + self.file_size) / CQ_UNIT_SIZE) as i64 - 1;
             let last = self.get(last_off)?;
             match last {
-                Some(u) if u.phys_offset + i64::from(u.size.max(0)) <= pos => drop += 1,
+                Some(u) if u.phys_offset.saturating_add(i64::from(u.size.max(0))) <= pos => {
+                    drop += 1
+                }
                 _ => break,
             }
         }

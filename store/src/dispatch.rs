@@ -63,6 +63,14 @@ impl Default for DispatchConfig {
     }
 }
 
+impl DispatchConfig {
+    /// Units per file for a RocketMQ `mapedFileSizeConsumeQueue` in bytes (rounded up to
+    /// whole 20-byte units, as RocketMQ does).
+    pub fn cq_units_for_file_size(bytes: u64) -> u64 {
+        bytes.div_ceil(crate::consume_queue::CQ_UNIT_SIZE).max(1)
+    }
+}
+
 /// One message of an applied entry, as the send path reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatchedMessage {
@@ -81,7 +89,9 @@ pub struct DispatchedMessage {
 }
 
 /// Called with (topic, queue id, new max offset) after a queue advanced: long polling wakes
-/// suspended pulls from here.
+/// suspended pulls from here. It runs inside `dispatch`, with the dispatcher borrowed
+/// mutably (and, through [`crate::store::Store`], its write lock held), so it must only hand
+/// the event off (notify a channel or a condition), never read the store itself.
 pub type QueueAdvancedHook = Box<dyn Fn(&str, i32, i64) + Send + Sync>;
 
 /// Builds and queries the consumequeues and the key index from committed entries.
@@ -90,13 +100,17 @@ pub struct Dispatcher {
     cq_root: PathBuf,
     fs: Arc<dyn FileSystem>,
     cfg: DispatchConfig,
-    queues: HashMap<(String, i32), ConsumeQueue>,
+    queues: QueueTable,
     index: IndexStore,
     applied: Option<EntryId>,
     next_pos: u64,
     extra: Vec<u8>,
     hook: Option<QueueAdvancedHook>,
     reader: Option<Arc<dyn PhysReader + Send + Sync>>,
+    /// Set when a write, flush or file operation failed half-way: the files no longer match
+    /// the in-memory state, so every later mutation is refused until a reopen restores the
+    /// last checkpoint.
+    poisoned: Option<String>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -107,6 +121,53 @@ impl std::fmt::Debug for Dispatcher {
             .field("next_pos", &self.next_pos)
             .field("queues", &self.queues.len())
             .finish()
+    }
+}
+
+/// The open consumequeues, by topic then queue id (lookups by `&str` allocate nothing).
+#[derive(Default)]
+struct QueueTable(HashMap<String, BTreeMap<i32, ConsumeQueue>>);
+
+impl QueueTable {
+    fn get(&self, topic: &str, queue_id: i32) -> Option<&ConsumeQueue> {
+        self.0.get(topic)?.get(&queue_id)
+    }
+    fn get_mut(&mut self, topic: &str, queue_id: i32) -> Option<&mut ConsumeQueue> {
+        self.0.get_mut(topic)?.get_mut(&queue_id)
+    }
+    fn insert(&mut self, topic: &str, queue_id: i32, cq: ConsumeQueue) {
+        self.0
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, cq);
+    }
+    fn remove(&mut self, topic: &str, queue_id: i32) -> Option<ConsumeQueue> {
+        let qs = self.0.get_mut(topic)?;
+        let cq = qs.remove(&queue_id);
+        if qs.is_empty() {
+            self.0.remove(topic);
+        }
+        cq
+    }
+    fn keys(&self) -> Vec<(String, i32)> {
+        self.iter().map(|(t, q, _)| (t.to_owned(), q)).collect()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&str, i32, &ConsumeQueue)> {
+        self.0
+            .iter()
+            .flat_map(|(t, qs)| qs.iter().map(move |(q, cq)| (t.as_str(), *q, cq)))
+    }
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut ConsumeQueue> {
+        self.0.values_mut().flat_map(|qs| qs.values_mut())
+    }
+    fn drain(&mut self) -> Vec<ConsumeQueue> {
+        std::mem::take(&mut self.0)
+            .into_values()
+            .flat_map(|qs| qs.into_values())
+            .collect()
+    }
+    fn len(&self) -> usize {
+        self.0.values().map(BTreeMap::len).sum()
     }
 }
 
@@ -148,26 +209,17 @@ impl Dispatcher {
             cq_root,
             fs,
             cfg,
-            queues: HashMap::new(),
+            queues: QueueTable::default(),
             index,
             applied: checkpoint.applied,
             next_pos: checkpoint.next_pos,
             extra: checkpoint.extra.clone(),
             hook: None,
             reader: None,
+            poisoned: None,
         };
         d.open_queues()?;
-        d.trim_to(checkpoint.next_pos)?;
-        for ((topic, qid), next) in &checkpoint.queues {
-            let have = d.max_offset(topic, *qid);
-            if have != *next {
-                return Err(StoreError::corruption(
-                    d.cq_dir(topic, *qid),
-                    0,
-                    format!("consumequeue ends at {have} but the dispatch checkpoint says {next}"),
-                ));
-            }
-        }
+        d.restore_to_checkpoint(&checkpoint)?;
         tracing::info!(
             root = %d.root.display(),
             applied = ?d.applied,
@@ -221,10 +273,47 @@ impl Dispatcher {
                     qid,
                     self.cfg.cq_units_per_file,
                 )?;
-                self.queues.insert((topic.clone(), qid), cq);
+                self.queues.insert(&topic, qid, cq);
             }
         }
         Ok(())
+    }
+
+    /// Cuts every derived file back to exactly what `checkpoint` describes: queues end at
+    /// their recorded next offsets (queues it does not know are removed: all their units are
+    /// newer), and index entries at or past its position go. Units past a checkpoint may
+    /// survive a crash in the page cache, or only partly (a power cut keeps whichever pages
+    /// the kernel had written back), so positions alone cannot be trusted here.
+    fn restore_to_checkpoint(&mut self, checkpoint: &DispatchCheckpoint) -> Result<()> {
+        let keys = self.queues.keys();
+        for key in keys {
+            match checkpoint.queues.get(&key) {
+                Some(next) => {
+                    if let Some(cq) = self.queues.get_mut(&key.0, key.1) {
+                        cq.restore_end(*next)?;
+                    }
+                }
+                None => {
+                    if let Some(cq) = self.queues.remove(&key.0, key.1) {
+                        tracing::info!(topic = %key.0, queue_id = key.1, "removing queue newer than the checkpoint");
+                        cq.destroy()?;
+                    }
+                }
+            }
+        }
+        for ((topic, qid), next) in &checkpoint.queues {
+            if self.queues.get(topic, *qid).is_none() && *next > 0 {
+                return Err(StoreError::corruption(
+                    self.cq_dir(topic, *qid),
+                    0,
+                    format!("consumequeue is missing but the dispatch checkpoint says it ends at {next}"),
+                ));
+            }
+        }
+        let pos = i64::try_from(checkpoint.next_pos).map_err(|_| {
+            StoreError::InvalidArgument(format!("position {} beyond i64", checkpoint.next_pos))
+        })?;
+        self.index.truncate_from_pos(pos)
     }
 
     /// Drops units and index entries at commitlog position `pos` or later.
@@ -314,13 +403,51 @@ impl Dispatcher {
         if already {
             return Ok(planned.into_iter().map(|p| p.msg).collect());
         }
+        self.check_poison()?;
+        let advanced = self.guard(|d| d.write_planned(&planned))?;
+        self.applied = Some(entry.id);
+        self.next_pos = entry
+            .pos
+            .saturating_add(HEADER_LEN as u64)
+            .saturating_add(entry.payload.len() as u64);
+        if let Some(hook) = &self.hook {
+            for ((topic, qid), max) in &advanced {
+                hook(topic, *qid, *max);
+            }
+        }
+        Ok(planned.into_iter().map(|p| p.msg).collect())
+    }
 
+    /// True once a failed write or flush poisoned the dispatcher.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(StoreError::Fatal(format!("dispatcher poisoned: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a mutation; an error poisons the dispatcher and comes back as `Fatal`.
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.check_poison()?;
+        f(self).map_err(|e| {
+            tracing::error!(cause = %e, root = %self.root.display(), "derived files left inconsistent; dispatcher poisoned");
+            self.poisoned = Some(e.to_string());
+            StoreError::Fatal(format!("dispatcher poisoned: {e}"))
+        })
+    }
+
+    /// Writes the units and index entries of a checked entry; returns the queues that
+    /// advanced with their new max offsets.
+    fn write_planned(&mut self, planned: &[Planned]) -> Result<BTreeMap<(String, i32), i64>> {
         let mut advanced: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for p in &planned {
+        for p in planned {
             let m = &p.msg;
             if m.consumable {
-                let key = (m.topic.clone(), m.queue_id);
-                if !self.queues.contains_key(&key) {
+                if self.queues.get(&m.topic, m.queue_id).is_none() {
                     let dir = self.cq_dir(&m.topic, m.queue_id);
                     let cq = ConsumeQueue::open(
                         Arc::clone(&self.fs),
@@ -329,11 +456,11 @@ impl Dispatcher {
                         m.queue_id,
                         self.cfg.cq_units_per_file,
                     )?;
-                    self.queues.insert(key.clone(), cq);
+                    self.queues.insert(&m.topic, m.queue_id, cq);
                 }
                 let cq = self
                     .queues
-                    .get_mut(&key)
+                    .get_mut(&m.topic, m.queue_id)
                     .expect("invariant: queue inserted above");
                 cq.put(
                     m.queue_offset,
@@ -343,32 +470,25 @@ impl Dispatcher {
                         tags_code: m.tags_code,
                     },
                 )?;
-                advanced.insert(key, m.queue_offset + 1);
+                advanced.insert((m.topic.clone(), m.queue_id), m.queue_offset + 1);
             }
             if self.cfg.index_enabled && !p.keys.is_empty() {
                 self.index
                     .add_message(m.phys_offset, m.store_timestamp, &p.keys)?;
             }
         }
-        self.applied = Some(entry.id);
-        self.next_pos = entry.pos + HEADER_LEN as u64 + entry.payload.len() as u64;
-        if let Some(hook) = &self.hook {
-            for ((topic, qid), max) in &advanced {
-                hook(topic, *qid, *max);
-            }
-        }
-        Ok(planned.into_iter().map(|p| p.msg).collect())
+        Ok(advanced)
     }
 
     /// Decodes and checks every message of a `Messages` entry.
     fn plan(&self, entry: &StoredEntry, already: bool) -> Result<Vec<Planned>> {
-        let base = entry.pos + HEADER_LEN as u64;
+        let base = entry.pos.saturating_add(HEADER_LEN as u64);
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut out = Vec::new();
         for item in iter_batch(&entry.payload) {
             let (off, view) =
                 item.map_err(|e| corruption(entry, format!("entry {}: {e}", entry.id.index)))?;
-            let expected_phys = base + off as u64;
+            let expected_phys = base.saturating_add(off as u64);
             if view.physical_offset() != expected_phys as i64 {
                 return Err(corruption(
                     entry,
@@ -433,13 +553,16 @@ impl Dispatcher {
     }
 
     /// Flushes every consumequeue and index file, then atomically writes the checkpoint.
+    /// A failure poisons the dispatcher: after a failed fsync nobody knows what is on disk.
     pub fn checkpoint(&mut self) -> Result<()> {
-        for cq in self.queues.values_mut() {
-            cq.flush()?;
-        }
-        self.index.flush()?;
-        let cp = self.snapshot_checkpoint();
-        cp.store(self.fs.as_ref(), &self.root)
+        self.guard(|d| {
+            for cq in d.queues.values_mut() {
+                cq.flush()?;
+            }
+            d.index.flush()?;
+            let cp = d.snapshot_checkpoint();
+            cp.store(d.fs.as_ref(), &d.root)
+        })
     }
 
     /// The checkpoint as it would be written now.
@@ -450,7 +573,7 @@ impl Dispatcher {
             queues: self
                 .queues
                 .iter()
-                .map(|(k, cq)| (k.clone(), cq.max_offset()))
+                .map(|(t, q, cq)| ((t.to_owned(), q), cq.max_offset()))
                 .collect(),
             index_end_phy: self.index.end_phy_offset(),
             extra: self.extra.clone(),
@@ -462,7 +585,7 @@ impl Dispatcher {
         let mut v: Vec<_> = self
             .queues
             .iter()
-            .map(|((t, q), cq)| (t.clone(), *q, cq.max_offset()))
+            .map(|(t, q, cq)| (t.to_owned(), q, cq.max_offset()))
             .collect();
         v.sort();
         v
@@ -472,7 +595,7 @@ impl Dispatcher {
     /// (the commitlog lost its tail). The applied position moves back to `pos` when it was
     /// past it; the caller sets the applied entry with [`Dispatcher::reset_applied`].
     pub fn truncate_from_pos(&mut self, pos: u64) -> Result<()> {
-        self.trim_to(pos)?;
+        self.guard(|d| d.trim_to(pos))?;
         if pos < self.next_pos {
             tracing::warn!(pos, next_pos = self.next_pos, "derived files rolled back");
             self.next_pos = pos;
@@ -495,12 +618,26 @@ impl Dispatcher {
         next_pos: u64,
         queues: &[(String, i32, i64)],
     ) -> Result<()> {
-        for (_, cq) in self.queues.drain() {
+        for (topic, _, next) in queues {
+            validate_topic_name(topic)?;
+            if !(0..=crate::consume_queue::MAX_QUEUE_OFFSET).contains(next) {
+                return Err(StoreError::InvalidArgument(format!(
+                    "queue {topic} cannot restart at {next}"
+                )));
+            }
+        }
+        self.guard(|d| d.reset_files(queues))?;
+        self.applied = applied;
+        self.next_pos = next_pos;
+        self.checkpoint()
+    }
+
+    fn reset_files(&mut self, queues: &[(String, i32, i64)]) -> Result<()> {
+        for cq in self.queues.drain() {
             cq.destroy()?;
         }
         self.index.truncate_from_pos(0)?;
         for (topic, qid, next) in queues {
-            validate_topic_name(topic)?;
             let dir = self.cq_dir(topic, *qid);
             let mut cq = ConsumeQueue::open(
                 Arc::clone(&self.fs),
@@ -512,40 +649,40 @@ impl Dispatcher {
             if *next > 0 {
                 cq.start_at(*next)?;
             }
-            self.queues.insert((topic.clone(), *qid), cq);
+            self.queues.insert(topic, *qid, cq);
         }
-        self.applied = applied;
-        self.next_pos = next_pos;
-        self.checkpoint()
+        Ok(())
     }
 
     /// Deletes consumequeue and index files wholly below commitlog position `pos`.
     pub fn purge_below_pos(&mut self, pos: u64) -> Result<()> {
         let pos = i64::try_from(pos)
             .map_err(|_| StoreError::InvalidArgument(format!("position {pos} beyond i64")))?;
-        for cq in self.queues.values_mut() {
-            cq.purge_below_pos(pos)?;
-        }
-        self.index.purge_below_pos(pos)
+        self.guard(|d| {
+            for cq in d.queues.values_mut() {
+                cq.purge_below_pos(pos)?;
+            }
+            d.index.purge_below_pos(pos)
+        })
     }
 
     /// Next offset to be written in a queue (0 for an unknown queue).
     pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map_or(0, ConsumeQueue::max_offset)
     }
 
     /// First readable offset of a queue (0 for an unknown queue).
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map_or(0, ConsumeQueue::min_offset)
     }
 
     /// The unit at `offset`, or `None` outside the queue's range.
     pub fn unit(&self, topic: &str, queue_id: i32, offset: i64) -> Result<Option<CqUnit>> {
-        match self.queues.get(&(topic.to_owned(), queue_id)) {
+        match self.queues.get(topic, queue_id) {
             Some(cq) => cq.get(offset),
             None => Ok(None),
         }
@@ -559,7 +696,7 @@ impl Dispatcher {
         offset: i64,
         max: usize,
     ) -> Result<Vec<(i64, CqUnit)>> {
-        let Some(cq) = self.queues.get(&(topic.to_owned(), queue_id)) else {
+        let Some(cq) = self.queues.get(topic, queue_id) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -591,7 +728,7 @@ impl Dispatcher {
         ts: i64,
         reader: &dyn PhysReader,
     ) -> Result<i64> {
-        match self.queues.get(&(topic.to_owned(), queue_id)) {
+        match self.queues.get(topic, queue_id) {
             Some(cq) => cq.search_offset_by_time(ts, reader),
             None => Ok(0),
         }
@@ -618,8 +755,14 @@ impl Dispatcher {
     /// Paths of a queue's files (for tools and tests).
     pub fn queue_files(&self, topic: &str, queue_id: i32) -> Vec<PathBuf> {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
+            .get(topic, queue_id)
             .map(ConsumeQueue::file_paths)
             .unwrap_or_default()
     }
 }
+
+// The state machine moves the dispatcher to its worker; pull paths share it.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Dispatcher>();
+};

@@ -1,4 +1,4 @@
-//! Hash index: message key → commitlog positions, RocketMQ's `index/` files (protocol.md §7.4).
+//! Hash index: message key → commitlog positions, RocketMQ's `index/` files.
 //!
 //! Owns the files under `index/`. One file is a 40-byte header (beginTimestamp,
 //! endTimestamp, beginPhyOffset, endPhyOffset, hashSlotCount, indexCount; big-endian), then
@@ -274,8 +274,8 @@ impl IndexFile {
         let time_diff = if self.header.begin_timestamp <= 0 {
             0
         } else {
-            ((store_timestamp - self.header.begin_timestamp) / 1000).clamp(0, i64::from(i32::MAX))
-                as i32
+            (store_timestamp.saturating_sub(self.header.begin_timestamp) / 1000)
+                .clamp(0, i64::from(i32::MAX)) as i32
         };
         let n = self.header.index_count;
         let entry = IndexEntry {
@@ -318,7 +318,10 @@ impl IndexFile {
         while self.valid_entry(n) && out.len() < max && steps < i64::from(self.header.index_count) {
             steps += 1;
             let e = self.read_entry(n)?;
-            let time = self.header.begin_timestamp + i64::from(e.time_diff) * 1000;
+            let time = self
+                .header
+                .begin_timestamp
+                .saturating_add(i64::from(e.time_diff) * 1000);
             if e.key_hash == hash && time >= begin && time <= end && seen.insert(e.phy_offset) {
                 out.push(e.phy_offset);
             }
@@ -330,19 +333,21 @@ impl IndexFile {
         Ok(())
     }
 
-    /// First entry number whose position is `>= pos` (entries are appended in commitlog
-    /// order), or `index_count` when none.
+    /// First entry number of the tail to drop for a cut at `pos`: entries are appended in
+    /// commitlog order, so walk back from the newest while entries are at or past `pos`, or
+    /// all zero (lost in a power cut while the header survived).
     fn first_entry_at_or_past(&self, pos: i64) -> Result<i32> {
-        let (mut lo, mut hi) = (1i32, self.header.index_count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.read_entry(mid)?.phy_offset >= pos {
-                hi = mid;
+        let mut n = self.header.index_count;
+        while n > 1 {
+            let e = self.read_entry(n - 1)?;
+            let lost = e.phy_offset == 0 && e.key_hash == 0 && e.prev == 0 && e.time_diff == 0;
+            if e.phy_offset >= pos || lost {
+                n -= 1;
             } else {
-                lo = mid + 1;
+                break;
             }
         }
-        Ok(lo)
+        Ok(n)
     }
 
     /// Removes entries at position `pos` or later, newest first, restoring each slot head to
@@ -361,7 +366,7 @@ impl IndexFile {
                 let prev = if e.prev >= 1 && e.prev < n { e.prev } else { 0 };
                 self.map.write_at(slot_pos, &prev.to_be_bytes())?;
                 if prev == 0 {
-                    self.header.hash_slot_count -= 1;
+                    self.header.hash_slot_count = self.header.hash_slot_count.saturating_sub(1);
                 }
             }
             self.map.write_at(self.entry_pos(n), &zero)?;
@@ -378,8 +383,10 @@ impl IndexFile {
             self.header.end_phy_offset = last.phy_offset;
             // Only whole seconds survive in an entry; round up so a time query still
             // reaches the last remaining entry.
-            self.header.end_timestamp =
-                self.header.begin_timestamp + i64::from(last.time_diff) * 1000 + 999;
+            self.header.end_timestamp = self
+                .header
+                .begin_timestamp
+                .saturating_add(i64::from(last.time_diff) * 1000 + 999);
         }
         self.map.write_at(0, &self.header.encode())?;
         self.map.flush_range(0, self.cfg.file_size())?;
@@ -389,7 +396,11 @@ impl IndexFile {
 
     fn flush(&mut self) -> Result<()> {
         if self.dirty {
-            self.map.flush_range(0, self.cfg.file_size())?;
+            // Header, slots and the entries in use; the unused tail was never written.
+            let used = self
+                .entry_pos(self.header.index_count)
+                .min(self.cfg.file_size());
+            self.map.flush_range(0, used)?;
             self.dirty = false;
         }
         Ok(())

@@ -5,7 +5,20 @@
 //! - [`format`]: record header, end-of-segment marker, entry-index unit, file names.
 //! - [`config`]: `CommitLogConfig`, `FlushMode`, `RecoveryMode`, `RetentionConfig`.
 //! - [`io`]: the `FileSystem` / `MappedFile` seam (real and fault-injecting).
+//! - [`segment`]: preallocated mapped files named by global offset.
 //! - [`commitlog`]: the Raft log as segment files, one writer thread, group commit.
+//! - [`dirlock`]: the `lock` and `abort` files of a store directory.
+//! - [`retention`]: which sealed segments `fileReservedTime` / `deleteWhen` / disk ratio let go.
+//!
+//! Layout of the derived-files side:
+//! - [`message`]: the RocketMQ stored-message codec (`StoredMessage`, `MessageView`,
+//!   batch iteration, in-place patches, tag hash, offsetMsgId).
+//! - [`consume_queue`]: per-queue 20-byte units, queue offset → commitlog position.
+//! - [`index_file`]: the key → position hash index (`index/` files).
+//! - [`dispatch`]: `Dispatcher`, committed entries → consumequeue and index; queries.
+//! - [`checkpoint`]: the dispatch checkpoint (what the derived files durably cover).
+//! - [`metadata`]: topic, group and consumer-offset tables (sled behind one module).
+//! - [`store`]: `Store`, one store root wiring the commitlog, dispatcher and metadata.
 //!
 //! No tokio, no openraft, no sockets: the raft layer adapts this crate, never the reverse.
 
@@ -15,6 +28,7 @@ pub mod dirlock;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod retention;
 pub mod segment;
 
 // Derived files side: stored-message codec, consumequeue, index, dispatcher, metadata.
@@ -24,5 +38,6 @@ pub mod dispatch;
 pub mod index_file;
 pub mod message;
 pub mod metadata;
+pub mod store;
 
 pub use error::{Result, StoreError};

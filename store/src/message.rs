@@ -1,10 +1,10 @@
 //! RocketMQ stored-message codec (the record layout a consumer receives in a pull body).
 //!
-//! Owns the byte layout of one stored message (big-endian, protocol.md §5.1), the
-//! properties string (§5.3), sysflag bits (§5.4), batch iteration, the in-place patches the
-//! write path needs (physical offset, queue offset, store timestamp, store host), the tag hash
-//! code (§6.3) and the offsetMsgId (§6.1). It knows nothing of the Raft record header around
-//! a batch, of files, or of sockets.
+//! Owns the byte layout of one stored message (big-endian, as RocketMQ's `MessageDecoder`
+//! reads it), the properties string, sysflag bits, batch iteration, the in-place patches the
+//! write path needs (physical offset, queue offset, store timestamp, store host), the tag
+//! hash code and the offsetMsgId. It knows nothing of the Raft record header around a batch,
+//! of files, or of sockets.
 //!
 //! Main types: [`StoredMessage`] (owned, for encoding) and [`MessageView`] (borrowed decode
 //! over the stored bytes, used by the dispatcher so applying a batch copies nothing).
@@ -64,7 +64,7 @@ pub const NAME_VALUE_SEPARATOR: u8 = 0x01;
 /// Terminates every property pair, including the last.
 pub const PROPERTY_SEPARATOR: u8 = 0x02;
 
-/// Well-known property keys (protocol.md §5.3).
+/// Well-known property keys (RocketMQ `MessageConst`).
 pub mod property {
     pub const TAGS: &str = "TAGS";
     pub const KEYS: &str = "KEYS";
@@ -82,7 +82,7 @@ pub mod property {
     pub const TRANSACTION_ID: &str = "__transactionId__";
 }
 
-/// MessageSysFlag bits (protocol.md §5.4).
+/// MessageSysFlag bits (identical in RocketMQ 4.9 and 5.x).
 pub mod sysflag {
     pub const COMPRESSED: i32 = 0x1;
     pub const MULTI_TAGS: i32 = 0x2;
@@ -122,7 +122,7 @@ impl TransactionType {
         }
     }
 
-    /// Only NOT and COMMIT records get consumequeue units (protocol.md §7.3).
+    /// Only NOT and COMMIT records get consumequeue units (RocketMQ's dispatch rule).
     pub fn is_consumable(self) -> bool {
         matches!(self, TransactionType::Not | TransactionType::Commit)
     }
@@ -214,7 +214,7 @@ fn host_bytes(addr: &SocketAddr) -> Vec<u8> {
     v
 }
 
-/// offsetMsgId (protocol.md §6.1): store host address + port (i32) + physical offset (i64),
+/// offsetMsgId (RocketMQ `MessageDecoder.createMessageId`): store host address + port (i32) + physical offset (i64),
 /// upper-case hex; 32 chars for IPv4, 56 for IPv6.
 pub fn offset_msg_id(store_host: SocketAddr, phys_offset: i64) -> String {
     let mut bytes = host_bytes(&store_host);
@@ -340,6 +340,14 @@ impl StoredMessage {
 
     /// Encodes, rejecting a record larger than `max_size` bytes (`maxMessageSize`).
     pub fn encode_with_limit(&self, max_size: usize) -> MessageResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out, max_size)?;
+        Ok(out)
+    }
+
+    /// Appends the encoded record to `out` (building a batch without extra copies); returns
+    /// its length. On error `out` is unchanged.
+    pub fn encode_into(&self, out: &mut Vec<u8>, max_size: usize) -> MessageResult<usize> {
         let props = encode_properties(&self.properties);
         if props.len() > MAX_SHORT_LEN {
             return Err(MessageError::Invalid(format!(
@@ -375,7 +383,8 @@ impl StoredMessage {
             sys_flag |= sysflag::STOREHOST_V6;
         }
 
-        let mut out = Vec::with_capacity(size);
+        let start = out.len();
+        out.reserve(size);
         out.extend_from_slice(&(size as i32).to_be_bytes());
         out.extend_from_slice(&(if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
         out.extend_from_slice(&body_crc(&self.body).to_be_bytes());
@@ -400,8 +409,8 @@ impl StoredMessage {
         out.extend_from_slice(self.topic.as_bytes());
         out.extend_from_slice(&(props.len() as i16).to_be_bytes());
         out.extend_from_slice(props.as_bytes());
-        debug_assert_eq!(out.len(), size);
-        Ok(out)
+        debug_assert_eq!(out.len() - start, size);
+        Ok(size)
     }
 
     /// Decodes one message that must occupy all of `buf`.
@@ -742,6 +751,61 @@ pub fn patch_physical_offsets(buf: &mut [u8], base: u64) -> MessageResult<usize>
             .copy_from_slice(&(phys as i64).to_be_bytes());
     }
     Ok(frames.len())
+}
+
+/// One message of a SEND_BATCH_MESSAGE body (RocketMQ `MessageDecoder.encodeMessages`
+/// layout), borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireBatchItem<'a> {
+    pub flag: i32,
+    pub body: &'a [u8],
+    /// The inner properties string (`k 0x01 v 0x02`...), as sent.
+    pub properties: &'a str,
+}
+
+/// Splits a SEND_BATCH_MESSAGE body: per message `TOTALSIZE i32 | MAGICCODE i32 (0) |
+/// BODYCRC i32 (0) | FLAG i32 | BODYLEN i32 + body | PROPLEN i16 + properties`. Every
+/// length is checked against TOTALSIZE; the broker then stores each item as a full record
+/// with the batch header's topic, queue and properties added.
+pub fn decode_wire_batch(buf: &[u8]) -> MessageResult<Vec<WireBatchItem<'_>>> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < buf.len() {
+        let rest = &buf[off..];
+        let bad = |reason: String| MessageError::malformed(off, reason);
+        let total = read_i32(rest, 0).ok_or_else(|| bad("truncated TOTALSIZE".into()))?;
+        let total = usize::try_from(total)
+            .ok()
+            .filter(|t| *t >= 22 && *t <= rest.len())
+            .ok_or_else(|| bad(format!("TOTALSIZE {total} outside 22..={}", rest.len())))?;
+        let item = &rest[..total];
+        let flag = read_i32(item, 12).ok_or_else(|| bad("truncated FLAG".into()))?;
+        let body_len = read_i32(item, 16).ok_or_else(|| bad("truncated BODYLEN".into()))?;
+        let body_len = usize::try_from(body_len)
+            .ok()
+            .filter(|l| 20 + l + 2 <= total)
+            .ok_or_else(|| bad(format!("BODYLEN {body_len} does not fit TOTALSIZE {total}")))?;
+        let body = &item[20..20 + body_len];
+        let props_at = 20 + body_len;
+        let props_len = read_i16(item, props_at).ok_or_else(|| bad("truncated PROPLEN".into()))?;
+        let props_len = usize::try_from(props_len)
+            .ok()
+            .filter(|l| props_at + 2 + l == total)
+            .ok_or_else(|| {
+                bad(format!(
+                    "PROPLEN {props_len} does not end the message at TOTALSIZE {total}"
+                ))
+            })?;
+        let properties = std::str::from_utf8(&item[props_at + 2..props_at + 2 + props_len])
+            .map_err(|_| bad("properties are not UTF-8".into()))?;
+        out.push(WireBatchItem {
+            flag,
+            body,
+            properties,
+        });
+        off += total;
+    }
+    Ok(out)
 }
 
 /// Bytes needed from the start of a message to read its STORETIMESTAMP whatever its hosts.

@@ -66,7 +66,7 @@ pub struct SubscriptionGroupConfig {
 }
 
 impl SubscriptionGroupConfig {
-    /// A group with RocketMQ's defaults (protocol.md §6.5).
+    /// A group with RocketMQ's `SubscriptionGroupConfig` defaults.
     pub fn new(name: &str) -> SubscriptionGroupConfig {
         SubscriptionGroupConfig {
             group_name: name.to_owned(),

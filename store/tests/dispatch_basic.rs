@@ -574,3 +574,35 @@ fn reset_restarts_queues_at_snapshot_offsets() {
         .unwrap();
     assert_eq!(d.max_offset("A", 0), 8);
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Any payload (including mutated valid batches) gives a typed error or a dispatch,
+        /// never a panic.
+        #[test]
+        fn random_payloads_never_panic(flip in any::<usize>(), byte in any::<u8>(), pos in any::<u64>(), junk in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+            let mut log = LogBuilder::new();
+            let good = log.messages(&[msg("A", 0, 0, 1, "a"), msg("A", 0, 1, 2, "b")]);
+            let mut bytes = good.payload.to_vec();
+            let i = flip % bytes.len();
+            bytes[i] = byte;
+            let mutated = StoredEntry { payload: Bytes::from(bytes), ..good.clone() };
+            let _ = d.dispatch(&mutated);
+            let junk = StoredEntry { payload: Bytes::from(junk), pos, ..good.clone() };
+            let _ = d.dispatch(&junk);
+        }
+    }
+}
+
+#[test]
+fn rocketmq_file_size_maps_to_whole_units() {
+    assert_eq!(DispatchConfig::cq_units_for_file_size(6_000_000), 300_000);
+    assert_eq!(DispatchConfig::cq_units_for_file_size(6_000_001), 300_001);
+    assert_eq!(DispatchConfig::cq_units_for_file_size(0), 1);
+}

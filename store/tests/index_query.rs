@@ -189,3 +189,34 @@ fn damaged_files_are_errors() {
     )
     .is_err());
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// A damaged index file gives errors or odd answers, never a panic or an endless walk.
+        #[test]
+        fn random_file_content_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1..200), pos in any::<i64>()) {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut content = vec![0u8; CFG.file_size() as usize];
+            for (i, b) in bytes.iter().enumerate() {
+                let at = (i * 7919) % content.len();
+                content[at] = *b;
+            }
+            // Keep indexCount plausible so the damaged slots and entries are walked.
+            let count = 1 + i32::from(bytes[0] % 15);
+            content[36..40].copy_from_slice(&count.to_be_bytes());
+            std::fs::write(tmp.path().join("20240101000000000"), &content).unwrap();
+            let fs: Arc<dyn FileSystem> = StdFileSystem::arc();
+            if let Ok(mut idx) = IndexStore::open(fs, tmp.path(), CFG) {
+                let _ = idx.query("T", "a", 10, i64::MIN, i64::MAX);
+                let _ = idx.add_message(pos, pos, &keys("T", &["a"]));
+                let _ = idx.truncate_from_pos(pos);
+                let _ = idx.purge_below_pos(pos);
+                let _ = idx.query("T", "a", 10, i64::MIN, i64::MAX);
+            }
+        }
+    }
+}

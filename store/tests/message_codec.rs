@@ -1,4 +1,5 @@
-//! Stored-message codec against byte layouts written out by hand from protocol.md §5.
+//! Stored-message codec against byte layouts written out by hand from RocketMQ's
+//! stored-message format.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ fn sample() -> StoredMessage {
     }
 }
 
-/// The expected record, field by field in table order of protocol.md §5.1 (IPv4, V1).
+/// The expected record, field by field in RocketMQ's order (IPv4 hosts, V1 magic).
 fn hand_encoded_v1(m: &StoredMessage) -> Vec<u8> {
     let props =
         "TAGS\u{1}TagA\u{2}KEYS\u{1}k1 k2\u{2}UNIQ_KEY\u{1}0A00000900002A9F0000000000000001\u{2}";
@@ -45,7 +46,7 @@ fn hand_encoded_v1(m: &StoredMessage) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend((total as i32).to_be_bytes()); // 1 TOTALSIZE
     v.extend([0xDA, 0xA3, 0x20, 0xA7]); // 2 MAGICCODE V1
-    v.extend(1774740973i32.to_be_bytes()); // 3 BODYCRC of "Hello RocketMQ" (§5.2)
+    v.extend(1774740973i32.to_be_bytes()); // 3 BODYCRC: masked CRC32 of "Hello RocketMQ"
     v.extend(3i32.to_be_bytes()); // 4 QUEUEID
     v.extend(7i32.to_be_bytes()); // 5 FLAG
     v.extend(42i64.to_be_bytes()); // 6 QUEUEOFFSET
@@ -73,7 +74,7 @@ fn encode_matches_hand_written_v1_ipv4_layout() {
     let m = sample();
     let bytes = m.encode().unwrap();
     assert_eq!(bytes, hand_encoded_v1(&m));
-    // Fixed offsets quoted by protocol.md: store timestamp at 56, phys offset at 28.
+    // RocketMQ's fixed offsets: store timestamp at 56, phys offset at 28.
     assert_eq!(
         i64::from_be_bytes(bytes[56..64].try_into().unwrap()),
         1_700_000_000_456
@@ -230,6 +231,13 @@ fn batch_iteration_and_writer_patches() {
     let mut batch = a.encode().unwrap();
     let a_len = batch.len();
     batch.extend(b.encode().unwrap());
+    // encode_into appends the same bytes, and leaves the buffer alone on error.
+    let mut built = Vec::new();
+    assert_eq!(a.encode_into(&mut built, 1 << 20).unwrap(), a_len);
+    b.encode_into(&mut built, 1 << 20).unwrap();
+    assert_eq!(built, batch);
+    assert!(b.encode_into(&mut built, 10).is_err());
+    assert_eq!(built, batch);
 
     let frames = message::batch_frames(&batch).unwrap();
     assert_eq!(frames.len(), 2);
@@ -347,7 +355,52 @@ fn arb_message() -> impl Strategy<Value = StoredMessage> {
         )
 }
 
+fn wire_item(flag: i32, body: &[u8], props: &str) -> Vec<u8> {
+    let total = 4 + 4 + 4 + 4 + 4 + body.len() + 2 + props.len();
+    let mut v = Vec::new();
+    v.extend((total as i32).to_be_bytes());
+    v.extend(0i32.to_be_bytes()); // MAGICCODE 0
+    v.extend(0i32.to_be_bytes()); // BODYCRC 0
+    v.extend(flag.to_be_bytes());
+    v.extend((body.len() as i32).to_be_bytes());
+    v.extend(body);
+    v.extend((props.len() as i16).to_be_bytes());
+    v.extend(props.as_bytes());
+    v
+}
+
+#[test]
+fn wire_batch_bodies_split_into_items() {
+    let mut body = wire_item(1, b"first", "UNIQ_KEY\u{1}A\u{2}");
+    body.extend(wire_item(2, b"", ""));
+    body.extend(wire_item(3, b"third body", "KEYS\u{1}k\u{2}"));
+    let items = message::decode_wire_batch(&body).unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        (items[0].flag, items[0].body, items[0].properties),
+        (1, &b"first"[..], "UNIQ_KEY\u{1}A\u{2}")
+    );
+    assert_eq!(
+        (items[1].flag, items[1].body.len(), items[1].properties),
+        (2, 0, "")
+    );
+    assert_eq!(items[2].body, b"third body");
+    assert!(message::decode_wire_batch(&[]).unwrap().is_empty());
+    // Lengths that disagree with TOTALSIZE are rejected.
+    let mut bad = wire_item(1, b"abc", "");
+    bad[16..20].copy_from_slice(&100i32.to_be_bytes());
+    assert!(message::decode_wire_batch(&bad).is_err());
+    let mut short = wire_item(1, b"abc", "x");
+    short.pop();
+    assert!(message::decode_wire_batch(&short).is_err());
+}
+
 proptest! {
+    #[test]
+    fn random_bytes_never_panic_the_wire_batch_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = message::decode_wire_batch(&bytes);
+    }
+
     #[test]
     fn random_messages_round_trip(m in arb_message()) {
         let bytes = m.encode().unwrap();

@@ -82,3 +82,64 @@ fn crash_after_n_bytes_cuts_inside_a_record() {
         assert_entries(&log, 0, 5, |_| 1);
     }
 }
+
+#[test]
+fn torn_first_record_after_a_roll_puts_the_end_back_before_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFileSystem::new();
+    let (log, _) = open_with(dir.path(), fs.clone());
+    for i in 0..5 {
+        append_durable(&log, vec![entry(i, 1)]);
+    }
+    let seg = small_cfg().segment_size;
+    let p = log.state().next_pos;
+    let remaining = seg - p % seg;
+    // One byte too large for what is left: an end marker goes at `p`, the record to the next
+    // segment. The marker is written whole, the record only partly.
+    let big = raftmq_store::commitlog::NewEntry {
+        id: id(5, 1),
+        kind: raftmq_store::commitlog::EntryKind::Command,
+        payload: bytes::Bytes::from(vec![9u8; (remaining - 48 - 8 + 1) as usize]),
+    };
+    fs.crash_after_bytes(8 + 30);
+    assert!(log.append(vec![big], Box::new(|_| {})).is_err());
+    drop(log);
+    fs.restart();
+
+    let (log, report) = open_with(dir.path(), fs.clone());
+    assert!(report.cut_reason.is_some());
+    let st = log.state();
+    assert_eq!(st.next_index, 5);
+    assert_eq!(st.next_pos, p, "the end is where the marker was");
+    assert_eq!(log.segments().len(), 1, "the torn next segment is gone");
+    // A smaller entry 5 (say, from a new leader) fits where the marker was, as it does on
+    // every other replica.
+    let pos = append_durable(&log, vec![entry(5, 2)]);
+    assert_eq!(pos[0], p);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert!(report.clean);
+    assert_entries(&log, 0, 5, |_| 1);
+    assert_entries(&log, 5, 6, |_| 2);
+}
+
+#[test]
+fn absolute_consistency_accepts_a_clean_end_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFileSystem::new();
+    let (log, _) = open_with(dir.path(), fs.clone());
+    for i in 0..12 {
+        append_durable(&log, vec![entry(i, 1)]);
+    }
+    fs.crash();
+    drop(log);
+    fs.restart();
+    let cfg = raftmq_store::commitlog::CommitLogConfig {
+        recovery: RecoveryMode::AbsoluteConsistency,
+        ..small_cfg()
+    };
+    let (log, report) = CommitLog::open(dir.path(), cfg, fs).unwrap();
+    assert!(!report.clean);
+    assert_eq!(report.cut_reason, None);
+    assert_entries(&log, 0, 12, |_| 1);
+}

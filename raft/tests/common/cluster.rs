@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use raftmq_raft::network::{PeerListener, TransportConfig};
+use raftmq_raft::network::{PeerListener, Router, TransportConfig};
 use raftmq_raft::{
-    open_storage, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
+    open_storage_with_fs, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
     RaftGroupError, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::{CommitLog, CommitLogConfig};
+use raftmq_store::io::{FileSystem, StdFileSystem};
 use raftmq_store::message::{MessageView, StoredMessage};
 use tempfile::TempDir;
 
@@ -28,6 +30,9 @@ pub struct Node {
 
 pub struct Cluster {
     pub tmp: TempDir,
+    pub fs: Vec<Arc<dyn FileSystem>>,
+    /// `Some`: nodes talk through this in-memory router instead of TCP.
+    pub router: Option<Router>,
     pub peers: BTreeMap<NodeId, PeerNode>,
     pub nodes: Vec<Option<Node>>,
 }
@@ -77,6 +82,20 @@ pub fn message(queue_id: i32, body: &str) -> BytesMut {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with_fs((0..3).map(|_| StdFileSystem::arc()).collect()).await
+    }
+
+    /// Start with one file system per node (fault injection).
+    pub async fn start_with_fs(fs: Vec<Arc<dyn FileSystem>>) -> Cluster {
+        Cluster::start_with(fs, None).await
+    }
+
+    /// Start over the in-memory router (partitions), on the real store.
+    pub async fn start_routed(router: Router) -> Cluster {
+        Cluster::start_with((0..3).map(|_| StdFileSystem::arc()).collect(), Some(router)).await
+    }
+
+    async fn start_with(fs: Vec<Arc<dyn FileSystem>>, router: Option<Router>) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = vec![];
         let mut peers = BTreeMap::new();
@@ -91,6 +110,8 @@ impl Cluster {
         }
         let mut c = Cluster {
             tmp,
+            fs,
+            router,
             peers,
             nodes: vec![],
         };
@@ -111,7 +132,12 @@ impl Cluster {
         // A killed node's core lets go of its files asynchronously: retry until it has.
         let start = Instant::now();
         let storage = loop {
-            match open_storage(&dir, &storage_config(), cfg.replication_max_bytes) {
+            match open_storage_with_fs(
+                &dir,
+                &storage_config(),
+                cfg.replication_max_bytes,
+                self.fs[id as usize].clone(),
+            ) {
                 Ok(s) => break s,
                 Err(e) if start.elapsed() < Duration::from_secs(15) => {
                     let _ = e;
@@ -120,14 +146,15 @@ impl Cluster {
                 Err(e) => panic!("reopen n{id}: {e}"),
             }
         };
-        let listener = match listener {
-            Some(l) => l,
-            None => {
+        let transport = match (&self.router, listener) {
+            (Some(r), _) => Transport::Router(r.clone()),
+            (None, Some(l)) => Transport::Tcp(Some(l)),
+            (None, None) => {
                 let addr = self.peers[&id].raft_addr.clone();
                 let start = Instant::now();
                 loop {
                     match PeerListener::bind(&addr, TransportConfig::from_group(&cfg)).await {
-                        Ok(l) => break l,
+                        Ok(l) => break Transport::Tcp(Some(l)),
                         Err(e) if start.elapsed() < Duration::from_secs(15) => {
                             let _ = e;
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -140,7 +167,7 @@ impl Cluster {
         let sm = storage.state_machine.clone();
         let group = RaftGroup::start(
             &cfg,
-            Transport::Tcp(Some(listener)),
+            transport,
             storage.log_store,
             storage.state_machine,
             true,

@@ -65,6 +65,11 @@ impl EntryIndex {
         Ok(())
     }
 
+    /// The files holding units `[from, to)` (to sync them without holding the log lock).
+    pub fn files_for(&self, from: u64, to: u64) -> Vec<Arc<crate::segment::Segment>> {
+        self.files.overlapping(from * UNIT, to * UNIT)
+    }
+
     /// Makes the units of `[from, to)` durable.
     pub fn flush(&self, from: u64, to: u64) -> Result<()> {
         self.files.flush(from * UNIT, to * UNIT)

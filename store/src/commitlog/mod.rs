@@ -58,7 +58,9 @@ pub struct LogState {
 }
 
 /// Called once when an append is durable (Sync) or written to the page cache (Async);
-/// `Err` when the store was poisoned before that happened.
+/// `Err` when the store was poisoned before that happened. Runs on the flusher (Sync) or
+/// writer (Async) thread: keep it short and never call back into the `CommitLog` from it
+/// synchronously (send on a channel instead), or the log deadlocks.
 pub type Completion = Box<dyn FnOnce(std::io::Result<()>) + Send + 'static>;
 
 /// What `CommitLog::open` found.
@@ -242,6 +244,8 @@ pub(crate) struct Shared {
     pub(crate) poisoned: AtomicBool,
     /// One past the highest index known durable (maintained by the flusher).
     pub(crate) durable_next_index: AtomicU64,
+    /// Flush rounds that synced data (for group-commit statistics).
+    pub(crate) flushes: AtomicU64,
 }
 
 impl Shared {
@@ -366,6 +370,7 @@ impl CommitLog {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             durable_next_index: AtomicU64::new(next_index),
+            flushes: AtomicU64::new(0),
         });
         let (tx, writer) = writer::start(shared.clone(), meta, dirlock)?;
         Ok((
@@ -577,6 +582,17 @@ impl CommitLog {
     /// The configuration it was opened with.
     pub fn config(&self) -> &CommitLogConfig {
         &self.shared.cfg
+    }
+
+    /// Capacity and free space of the disk holding the log (retention's disk-ratio rule).
+    pub fn disk_space(&self) -> Result<crate::io::DiskSpace> {
+        self.shared.fs.disk_space(&self.shared.dir)
+    }
+
+    /// How many flush rounds synced data since open. Appends divided by this is the mean
+    /// group-commit size.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
     }
 
     /// True once a write or fsync failed; every later write returns `Fatal`.

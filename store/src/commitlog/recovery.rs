@@ -223,6 +223,7 @@ pub(crate) fn recover(
         }
     }
 
+    let (scan_pos, scan_index) = (cur.pos, cur.next_index);
     let cut = loop {
         match check_slot(&segments, &cur)? {
             Step::Record(h) => {
@@ -307,10 +308,10 @@ pub(crate) fn recover(
     segments.remove_below(first_pos)?;
     index.remove_below(first_index)?;
     index.remove_from(cur.next_index)?;
-    index.flush(
-        cur.next_index.saturating_sub(report.index_units_rebuilt),
-        cur.next_index,
-    )?;
+    // After a kill the scanned records may sit only in the page cache: make them durable
+    // before anything is acknowledged on top of them.
+    segments.flush(scan_pos, next_pos)?;
+    index.flush(scan_index, cur.next_index)?;
 
     report.elapsed = started.elapsed();
     Ok((

@@ -26,8 +26,10 @@ use crate::format::{self, IndexUnit, HEADER_LEN};
 
 /// How often the committed mark is written to the meta file at most.
 const COMMITTED_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
-/// How often dirty data is flushed in Async mode (RocketMQ flushes every 500 ms).
-const ASYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often entry-index units are synced at most (outside barriers).
+const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Size of an entry-index unit.
+const UNIT: u64 = format::INDEX_UNIT_LEN as u64;
 
 /// A request to the writer thread.
 pub(crate) enum Request {
@@ -64,19 +66,23 @@ pub(crate) enum Request {
 
 /// A job for the flusher thread.
 enum FlushJob {
-    /// Make everything below (pos, index) durable, then fire `done` (if any).
+    /// Make log bytes `[from, to)` and index units `[idx_from, idx_to)` durable, then fire
+    /// `done` (if any). `idx_to` is also the log's next index after this write.
     Data {
-        pos: u64,
-        index: u64,
+        from: u64,
+        to: u64,
+        idx_from: u64,
+        idx_to: u64,
         done: Option<Completion>,
     },
-    /// The log moved back (truncate/reset): everything before is already durable.
-    Rebase { pos: u64, index: u64 },
     /// Flush everything queued, then reply.
     Barrier { reply: SyncSender<Result<()>> },
     /// Flush, reply to pending work, exit.
     Stop,
 }
+
+/// What one append dirtied: log bytes `[from, to)` and index units `[idx_from, idx_to)`.
+type DirtySpan = (u64, u64, u64, u64);
 
 /// Starts the writer (which starts the flusher).
 pub(crate) fn start(
@@ -86,14 +92,19 @@ pub(crate) fn start(
 ) -> Result<(Sender<Request>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let (ftx, frx) = mpsc::channel();
-    let (pos, index) = {
+    // The segment holding the tail may contain stale bytes past it (a cut at recovery).
+    let stale_until = {
         let inner = shared.read();
-        (inner.next_pos, inner.next_index)
+        inner
+            .segments
+            .get(inner.next_pos)
+            .map(|s| s.end())
+            .unwrap_or(0)
     };
     let fshared = shared.clone();
     let flusher = std::thread::Builder::new()
         .name("commitlog-flush".into())
-        .spawn(move || flusher_loop(fshared, frx, pos, index))
+        .spawn(move || flusher_loop(fshared, frx))
         .map_err(|e| StoreError::io("spawn flusher", &shared.dir, e))?;
     let dir = shared.dir.clone();
     let mut w = Writer {
@@ -105,6 +116,7 @@ pub(crate) fn start(
         committed_dirty: false,
         last_meta_write: Instant::now(),
         buf: Vec::new(),
+        stale_until,
     };
     let writer = std::thread::Builder::new()
         .name("commitlog-writer".into())
@@ -124,6 +136,10 @@ struct Writer {
     last_meta_write: Instant,
     /// Reused encode buffer.
     buf: Vec<u8>,
+    /// Bytes of the log below this position may be stale records (left behind by a truncate
+    /// or a recovery cut). While writing there, the header after each batch is zeroed too, so
+    /// a stale record of an older term can never be read back as the continuation of the log.
+    stale_until: u64,
 }
 
 fn io_err(reason: &str) -> std::io::Error {
@@ -224,8 +240,7 @@ impl Writer {
         reply: SyncSender<Result<Vec<u64>>>,
     ) {
         match self.write_entries(&entries) {
-            Ok((positions, pos, index)) => {
-                let _ = reply.send(Ok(positions));
+            Ok((positions, (from, to, idx_from, idx_to))) => {
                 let done = match self.shared.cfg.flush {
                     FlushMode::Sync => Some(done),
                     FlushMode::Async => {
@@ -233,9 +248,19 @@ impl Writer {
                         None
                     }
                 };
-                if self.ftx.send(FlushJob::Data { pos, index, done }).is_err() {
+                let job = FlushJob::Data {
+                    from,
+                    to,
+                    idx_from,
+                    idx_to,
+                    done,
+                };
+                // Hand the flush over before replying: the sync starts while the caller
+                // wakes up.
+                if self.ftx.send(job).is_err() {
                     self.shared.poison("flusher thread is gone".into());
                 }
+                let _ = reply.send(Ok(positions));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -245,8 +270,8 @@ impl Writer {
 
     /// Encodes the whole batch first (so a rejected batch writes nothing), then copies it
     /// into the segments and the entry index under the write lock. Returns the record
-    /// positions and the new (next_pos, next_index).
-    fn write_entries(&mut self, entries: &[NewEntry]) -> Result<(Vec<u64>, u64, u64)> {
+    /// positions and what to flush: (from, to) bytes and (from, to) index units.
+    fn write_entries(&mut self, entries: &[NewEntry]) -> Result<(Vec<u64>, DirtySpan)> {
         self.shared.check_poison()?;
         let seg_size = self.shared.cfg.segment_size;
         let mut inner = self.shared.write();
@@ -280,6 +305,9 @@ impl Writer {
         }
         // Write. A failure here leaves the files half-written: poison.
         let mut positions = Vec::with_capacity(entries.len());
+        let (from, idx_from) = (inner.next_pos, inner.next_index);
+        let mut to = from;
+        let stale_until = &mut self.stale_until;
         let res: Result<()> = (|| {
             for (e, (marker_at, at, range)) in entries.iter().zip(plan) {
                 if let Some(m) = marker_at {
@@ -288,7 +316,12 @@ impl Writer {
                         u32::try_from(seg.end() - m).expect("invariant: segment size fits u32");
                     seg.write_at(m, &format::encode_end_marker(len))?;
                 }
+                let existed = inner.segments.get(at).is_some();
                 let seg = inner.segments.get_or_create(at)?;
+                if !existed {
+                    // Fresh preallocated file: all zeros, nothing stale.
+                    *stale_until = 0;
+                }
                 seg.write_at(at, &self.buf[range.clone()])?;
                 let record_len = u32::try_from(range.len()).expect("invariant: record fits u32");
                 inner.index.put(
@@ -306,13 +339,21 @@ impl Writer {
                 inner.last = Some(e.id);
                 positions.push(at);
             }
+            to = inner.next_pos;
+            if to < *stale_until {
+                if let Some(seg) = inner.segments.get(to) {
+                    let n = (seg.end() - to).min(HEADER_LEN as u64);
+                    seg.write_at(to, &[0u8; HEADER_LEN][..n as usize])?;
+                    to += n;
+                }
+            }
             Ok(())
         })();
         if let Err(e) = res {
             self.shared.poison(format!("append write failed: {e}"));
             return Err(StoreError::Fatal(format!("append write failed: {e}")));
         }
-        Ok((positions, inner.next_pos, inner.next_index))
+        Ok((positions, (from, to, idx_from, inner.next_index)))
     }
 
     fn store_meta(&mut self) -> Result<()> {
@@ -379,12 +420,23 @@ impl Writer {
             };
             (u.pos + u64::from(u.record_len), Some(id))
         };
-        // 1. Zero the header at the cut (or the end marker there) and make it durable: from
-        //    now on recovery stops at the cut, whatever else survives a crash.
+        // 1. Zero every truncated byte of the segment holding the cut (the header there
+        //    first) and make it durable: recovery then stops at the cut whatever else survives
+        //    a crash, and no old record is left to be mistaken for a later one. Truncated
+        //    tails are uncommitted, hence short.
         if let Some(seg) = inner.segments.get(cut_pos) {
-            let n = (seg.end() - cut_pos).min(HEADER_LEN as u64) as usize;
-            seg.write_at(cut_pos, &[0u8; HEADER_LEN][..n])?;
-            seg.flush(cut_pos, cut_pos + n as u64)?;
+            let stop = inner
+                .next_pos
+                .max(cut_pos + HEADER_LEN as u64)
+                .min(seg.end());
+            let zeros = vec![0u8; (stop - cut_pos).min(64 * 1024) as usize];
+            let mut p = cut_pos;
+            while p < stop {
+                let n = (stop - p).min(zeros.len() as u64);
+                seg.write_at(p, &zeros[..n as usize])?;
+                p += n;
+            }
+            seg.flush(cut_pos, stop)?;
         }
         // 2. Zero the entry-index units and drop whole index files above the cut.
         let old_next = inner.next_index;
@@ -408,14 +460,13 @@ impl Writer {
         inner.next_index = from;
         inner.next_pos = cut_pos;
         inner.last = new_last;
+        // Old records of this segment may lie past the cut.
+        self.stale_until = inner.segments.get(cut_pos).map(|s| s.end()).unwrap_or(0);
         drop(inner);
+        // Everything before the cut was flushed by the barrier.
+        self.shared.durable_next_index.store(from, Ordering::SeqCst);
         tracing::debug!(from, cut_pos, "commitlog truncated");
-        self.ftx
-            .send(FlushJob::Rebase {
-                pos: cut_pos,
-                index: from,
-            })
-            .map_err(|_| StoreError::Fatal("flusher thread is gone".into()))
+        Ok(())
     }
 
     fn purge(&mut self, upto: EntryId) -> Result<()> {
@@ -485,15 +536,11 @@ impl Writer {
         inner.next_pos = next_pos;
         inner.last = None;
         drop(inner);
+        self.stale_until = 0;
         self.shared
             .durable_next_index
             .store(purged.index + 1, Ordering::SeqCst);
-        self.ftx
-            .send(FlushJob::Rebase {
-                pos: next_pos,
-                index: purged.index + 1,
-            })
-            .map_err(|_| StoreError::Fatal("flusher thread is gone".into()))
+        Ok(())
     }
 
     fn stop_flusher(&mut self) {
@@ -528,67 +575,93 @@ impl Writer {
     }
 }
 
-/// Flusher state: what is durable so far.
+/// Flusher state: the dirty ranges not yet made durable.
 struct Flusher {
     shared: Arc<Shared>,
-    flushed_pos: u64,
-    flushed_index: u64,
-    target_pos: u64,
-    target_index: u64,
+    dirty: Option<(u64, u64)>,
+    dirty_index: Option<(u64, u64)>,
+    next_index: Option<u64>,
     last_flush: Instant,
+    last_index_flush: Instant,
+}
+
+fn widen(r: &mut Option<(u64, u64)>, from: u64, to: u64) {
+    if from >= to {
+        return;
+    }
+    *r = Some(match *r {
+        None => (from, to),
+        Some((a, b)) => (a.min(from), b.max(to)),
+    });
 }
 
 impl Flusher {
-    fn flush(&mut self) -> Result<()> {
+    /// Syncs the dirty log bytes. The entry index is derived data (recovery rebuilds it from
+    /// the records), so its units are synced only every `INDEX_FLUSH_INTERVAL` or when
+    /// `all` is set (barriers, shutdown); that keeps one sync per group on the hot path.
+    fn flush(&mut self, all: bool) -> Result<()> {
         self.shared.check_poison()?;
-        if self.target_pos != self.flushed_pos || self.target_index != self.flushed_index {
-            let (segs, index_from, index_to) = {
-                let inner = self.shared.read();
-                (
-                    inner
-                        .segments
-                        .overlapping(self.flushed_pos, self.target_pos),
-                    self.flushed_index.min(self.target_index),
-                    self.target_index,
-                )
-            };
-            let res = (|| {
+        let dirty = self.dirty.take();
+        let index_due = all || self.last_index_flush.elapsed() >= INDEX_FLUSH_INTERVAL;
+        let dirty_index = if index_due {
+            self.dirty_index.take()
+        } else {
+            None
+        };
+        let res: Result<()> = (|| {
+            if let Some((from, to)) = dirty {
+                // Collect the files under the read lock, msync without it: the writer keeps
+                // copying while we wait for the disk.
+                let segs = self.shared.read().segments.overlapping(from, to);
                 for s in &segs {
-                    s.flush(self.flushed_pos, self.target_pos)?;
+                    s.flush(from, to)?;
                 }
-                self.shared.read().index.flush(index_from, index_to)
-            })();
-            if let Err(e) = res {
-                let reason = format!("commitlog flush failed: {e}");
-                self.shared.poison(reason.clone());
-                return Err(StoreError::Fatal(reason));
             }
-            self.flushed_pos = self.target_pos;
-            self.flushed_index = self.target_index;
-            self.shared
-                .durable_next_index
-                .store(self.flushed_index, Ordering::SeqCst);
+            if let Some((from, to)) = dirty_index {
+                let files = self.shared.read().index.files_for(from, to);
+                for f in &files {
+                    f.flush(from * UNIT, to * UNIT)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let reason = format!("commitlog flush failed: {e}");
+            self.shared.poison(reason.clone());
+            return Err(StoreError::Fatal(reason));
+        }
+        if dirty.is_some() {
+            self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        if index_due {
+            self.last_index_flush = Instant::now();
+            // Records and their units are both durable below this index: the committed mark
+            // may point anywhere below it (recovery starts its scan there).
+            if let Some(n) = self.next_index.take() {
+                self.shared.durable_next_index.store(n, Ordering::SeqCst);
+            }
         }
         self.last_flush = Instant::now();
         Ok(())
     }
 }
 
-fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>, pos: u64, index: u64) {
+fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
     let asynchronous = shared.cfg.flush == FlushMode::Async;
+    let interval = Duration::from_millis(shared.cfg.flush_interval_ms);
     let mut f = Flusher {
         shared,
-        flushed_pos: pos,
-        flushed_index: index,
-        target_pos: pos,
-        target_index: index,
+        dirty: None,
+        dirty_index: None,
+        next_index: None,
         last_flush: Instant::now(),
+        last_index_flush: Instant::now(),
     };
     let mut completions: Vec<Completion> = Vec::new();
     let mut barriers: Vec<SyncSender<Result<()>>> = Vec::new();
     loop {
         let first = if asynchronous {
-            match rx.recv_timeout(ASYNC_FLUSH_INTERVAL) {
+            match rx.recv_timeout(interval) {
                 Ok(j) => Some(j),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(FlushJob::Stop),
@@ -601,29 +674,28 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>, pos: u64, index: u6
         jobs.extend(rx.try_iter());
         for job in jobs {
             match job {
-                FlushJob::Data { pos, index, done } => {
-                    f.target_pos = pos;
-                    f.target_index = index;
+                FlushJob::Data {
+                    from,
+                    to,
+                    idx_from,
+                    idx_to,
+                    done,
+                } => {
+                    widen(&mut f.dirty, from, to);
+                    widen(&mut f.dirty_index, idx_from, idx_to);
+                    f.next_index = Some(idx_to);
                     completions.extend(done);
-                }
-                FlushJob::Rebase { pos, index } => {
-                    f.flushed_pos = pos;
-                    f.flushed_index = index;
-                    f.target_pos = pos;
-                    f.target_index = index;
                 }
                 FlushJob::Barrier { reply } => barriers.push(reply),
                 FlushJob::Stop => stop = true,
             }
         }
-        let due = !asynchronous
-            || stop
-            || !barriers.is_empty()
-            || f.last_flush.elapsed() >= ASYNC_FLUSH_INTERVAL;
+        let due =
+            !asynchronous || stop || !barriers.is_empty() || f.last_flush.elapsed() >= interval;
         if !due {
             continue;
         }
-        let res = f.flush();
+        let res = f.flush(stop || !barriers.is_empty());
         let io_res = || match &res {
             Ok(()) => Ok(()),
             Err(e) => Err(io_err(&e.to_string())),

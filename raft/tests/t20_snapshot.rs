@@ -1,0 +1,146 @@
+//! Segment-boundary snapshots and purge: a follower that was down while the leader purged
+//! its log comes back through the snapshot path plus the retained log, with record positions
+//! identical to the leader's.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{Cluster, QUEUES, TOPIC};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
+    let mut c = Cluster::start().await;
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let victim = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let pad = "y".repeat(1000);
+
+    // With everyone up, a purge to the newest boundary goes through on the leader.
+    let mut acks = vec![];
+    for i in 0..100 {
+        let body = format!("a-{i}-{pad}");
+        let r = c.send(leader, i % QUEUES, &body).await.unwrap();
+        acks.push((i % QUEUES, r[0].queue_offset, r[0].phys_offset, body));
+    }
+    let n = c.node(leader);
+    common::wait_until("followers matched", Duration::from_secs(10), || {
+        let m = n.group.metrics();
+        let ok = m.replication.values().all(|v| *v == m.last_log_index);
+        async move { ok }
+    })
+    .await;
+    let first = n
+        .group
+        .compact(&n.sm, &n.log, false, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        first.is_some(),
+        "nothing purged although every member matched"
+    );
+    assert!(n.log.state().first_pos > 0);
+
+    // Now a follower is down while the leader writes and purges again.
+    c.kill(victim);
+    for i in 100..400 {
+        let body = format!("b-{i}-{pad}");
+        let r = c.send(leader, i % QUEUES, &body).await.unwrap();
+        acks.push((i % QUEUES, r[0].queue_offset, r[0].phys_offset, body));
+    }
+    let n = c.node(leader);
+    assert_eq!(
+        n.group
+            .compact(&n.sm, &n.log, false, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        None,
+        "purged below what a member has matched"
+    );
+    let purged = n
+        .group
+        .compact(&n.sm, &n.log, true, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("forced purge");
+    assert!(purged > first.unwrap());
+    // The other follower purges independently.
+    let o = c.node(other);
+    o.group
+        .compact(&o.sm, &o.log, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    c.restart(victim).await;
+    let leader_state = c.node(leader).log.state();
+    common::wait_until(
+        "restarted follower caught up",
+        Duration::from_secs(30),
+        || {
+            let (a, b) = (c.node(leader).log.state(), c.node(victim).log.state());
+            async move { a.next_index == b.next_index && a.next_pos == b.next_pos }
+        },
+    )
+    .await;
+    let v = c.node(victim);
+    // It never purged by itself: a purge mark at or past the leader's means it installed the
+    // leader's snapshot (openraft purges the follower's log up to the installed snapshot).
+    let vm = v.group.metrics();
+    assert!(
+        vm.purged_index >= Some(purged) && vm.snapshot_index >= Some(purged),
+        "the follower did not come back through a snapshot: {vm:?}"
+    );
+    // Queues continue where the leader's do.
+    for q in 0..QUEUES {
+        let want = c
+            .node(leader)
+            .sm
+            .with_dispatcher(|d| d.max_offset(TOPIC, q));
+        common::wait_until("queue caught up", Duration::from_secs(10), || {
+            let got = v.sm.with_dispatcher(|d| d.max_offset(TOPIC, q));
+            async move { got == want }
+        })
+        .await;
+    }
+    // Every acked message the leader still retains is on the follower at the same place.
+    for (q, off, phys, body) in &acks {
+        if (*phys as u64) < v.log.state().first_pos {
+            continue;
+        }
+        let (p, b) = c
+            .read_body(victim, *q, *off)
+            .unwrap_or_else(|| panic!("follower lacks {q}/{off}"));
+        assert_eq!((&b, p), (body, *phys));
+    }
+    // Byte-identical from the leader's first retained position on.
+    let end = leader_state.next_pos;
+    let start = c
+        .node(leader)
+        .log
+        .state()
+        .first_pos
+        .max(v.log.state().first_pos);
+    let seg = 64 * 1024u64;
+    let mut pos = start;
+    while pos < end {
+        let len = (seg - pos % seg).min(end - pos) as usize;
+        assert!(
+            c.node(leader).log.read_at(pos, len).unwrap() == v.log.read_at(pos, len).unwrap(),
+            "logs differ in [{pos}, {})",
+            pos + len as u64
+        );
+        pos += len as u64;
+    }
+    // And new sends flow to it.
+    let r = c.send(leader, 1, "after-snapshot").await.unwrap();
+    common::wait_until(
+        "new send dispatched on the follower",
+        Duration::from_secs(10),
+        || {
+            let got = c.read_body(victim, 1, r[0].queue_offset).map(|(_, b)| b);
+            async move { got.as_deref() == Some("after-snapshot") }
+        },
+    )
+    .await;
+}
