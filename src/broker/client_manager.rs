@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::BrokerState;
-use crate::remoting::body::{ConsumerData, SubscriptionData};
+use crate::remoting::body::{ConsumerData, MessageQueue, SubscriptionData};
 use crate::remoting::header::client::NotifyConsumerIdsChangedRequestHeader;
-use crate::remoting::{ConnContext, RemotingCommand, RequestCode};
+use crate::remoting::{ConnContext, LanguageCode, RemotingCommand, RequestCode};
 
 /// Silent channels expire after this long.
 pub const CHANNEL_EXPIRED: Duration = Duration::from_secs(120);
@@ -27,6 +27,29 @@ pub struct Channel {
     pub client_id: String,
     pub ctx: ConnContext,
     pub last_update: Instant,
+    /// Language and MQVersion of the client's last heartbeat.
+    pub language: LanguageCode,
+    pub version: i32,
+}
+
+/// Who the client on a connection says it is (from its HEART_BEAT frame).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub language: LanguageCode,
+    pub version: i32,
+}
+
+impl Channel {
+    fn new(info: &ClientInfo, ctx: &ConnContext) -> Self {
+        Channel {
+            client_id: info.client_id.clone(),
+            ctx: ctx.clone(),
+            last_update: Instant::now(),
+            language: info.language,
+            version: info.version,
+        }
+    }
 }
 
 /// A parsed subscription: what the pull filter uses.
@@ -95,6 +118,8 @@ struct ConsumerGroup {
     /// By connection id.
     channels: HashMap<u64, Channel>,
     subscriptions: BTreeMap<String, Subscription>,
+    /// The latest heartbeat's consumer data (consume type, model, where to start, raw subs).
+    data: Option<ConsumerData>,
 }
 
 #[derive(Default)]
@@ -115,16 +140,12 @@ impl ClientManager {
     }
 
     /// Register a producer channel.
-    pub fn register_producer(&self, group: &str, client_id: &str, ctx: &ConnContext) {
+    pub fn register_producer(&self, group: &str, info: &ClientInfo, ctx: &ConnContext) {
         let mut t = self.lock();
-        t.producers.entry(group.to_string()).or_default().insert(
-            ctx.id(),
-            Channel {
-                client_id: client_id.to_string(),
-                ctx: ctx.clone(),
-                last_update: Instant::now(),
-            },
-        );
+        t.producers
+            .entry(group.to_string())
+            .or_default()
+            .insert(ctx.id(), Channel::new(info, ctx));
     }
 
     /// Register a consumer channel and its subscriptions; returns true if the group's
@@ -132,32 +153,25 @@ impl ClientManager {
     pub fn register_consumer(
         &self,
         data: &ConsumerData,
-        client_id: &str,
+        info: &ClientInfo,
         ctx: &ConnContext,
     ) -> bool {
         let mut t = self.lock();
         let g = t.consumers.entry(data.group_name.clone()).or_default();
+        g.data = Some(data.clone());
         let new_channel = g
             .channels
-            .insert(
-                ctx.id(),
-                Channel {
-                    client_id: client_id.to_string(),
-                    ctx: ctx.clone(),
-                    last_update: Instant::now(),
-                },
-            )
-            .is_none_or(|old| old.client_id != client_id);
+            .insert(ctx.id(), Channel::new(info, ctx))
+            .is_none_or(|old| old.client_id != info.client_id);
         let mut sub_changed = false;
         for d in &data.subscription_data_set {
             let s = Subscription::from_data(d);
             match g.subscriptions.get(&s.topic) {
-                Some(old) if old.expression == s.expression && old.sub_version >= s.sub_version => {
-                }
                 Some(old) if old.expression == s.expression => {
-                    // Same filter, newer version: no rebalance needed.
-                    let _ = old;
-                    g.subscriptions.insert(s.topic.clone(), s);
+                    // Same filter (maybe a newer version): no rebalance needed.
+                    if s.sub_version > old.sub_version {
+                        g.subscriptions.insert(s.topic.clone(), s);
+                    }
                 }
                 _ => {
                     g.subscriptions.insert(s.topic.clone(), s);
@@ -187,6 +201,23 @@ impl ClientManager {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// The latest consumer data a member of `group` sent.
+    pub fn consumer_data(&self, group: &str) -> Option<ConsumerData> {
+        self.lock()
+            .consumers
+            .get(group)
+            .and_then(|g| g.data.clone())
+    }
+
+    /// Channels of a producer group.
+    pub fn producer_channels(&self, group: &str) -> Vec<Channel> {
+        self.lock()
+            .producers
+            .get(group)
+            .map(|chs| chs.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Channels of a consumer group.
@@ -273,6 +304,60 @@ impl ClientManager {
     }
 }
 
+/// A queue lock older than this is free for anyone (`rocketmq.broker.rebalance.lockMaxLiveTime`).
+pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
+
+/// Orderly-consumption queue locks: group → queue → (client id, last renewal). Held in memory
+/// on the node that answers, so they are lost on failover, as in RocketMQ.
+#[derive(Default)]
+pub struct LockTable {
+    locks: Mutex<HashMap<String, GroupLocks>>,
+}
+
+/// One group's locks: queue → (holder client id, last renewal).
+type GroupLocks = HashMap<MessageQueue, (String, Instant)>;
+
+impl LockTable {
+    /// Lock (or renew) what is free, expired or already held by `client_id`; returns the
+    /// queues `client_id` now holds among `mqs`.
+    pub fn lock(&self, group: &str, client_id: &str, mqs: &[MessageQueue]) -> Vec<MessageQueue> {
+        let now = Instant::now();
+        let mut t = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let g = t.entry(group.to_string()).or_default();
+        let mut ok = vec![];
+        for mq in mqs {
+            let free = match g.get(mq) {
+                None => true,
+                Some((holder, at)) => {
+                    holder == client_id || now.duration_since(*at) > LOCK_MAX_LIVE
+                }
+            };
+            if free {
+                g.insert(mq.clone(), (client_id.to_string(), now));
+                ok.push(mq.clone());
+            }
+        }
+        ok
+    }
+
+    /// Release the queues of `mqs` that `client_id` holds.
+    pub fn unlock(&self, group: &str, client_id: &str, mqs: &[MessageQueue]) {
+        let mut t = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = t.get_mut(group) {
+            for mq in mqs {
+                if g.get(mq).is_some_and(|(holder, _)| holder == client_id) {
+                    g.remove(mq);
+                }
+            }
+        }
+    }
+
+    /// Forget every lock (this node stopped leading).
+    pub fn clear(&self) {
+        self.locks.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// Every 10 s, drop channels silent for 120 s and notify their groups.
 pub async fn run_expiry(state: Arc<BrokerState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -301,5 +386,35 @@ mod tests {
         assert_eq!(s.expression_type, "TAG");
         let all = Subscription::parse("T", "*", 0, "TAG");
         assert!(all.is_all() && all.matches_code(7) && all.matches_tag(None));
+    }
+
+    #[test]
+    fn locks_are_exclusive_renewable_and_released() {
+        let t = LockTable::default();
+        let q0 = MessageQueue::new("T", "b", 0);
+        let q1 = MessageQueue::new("T", "b", 1);
+        assert_eq!(
+            t.lock("g", "c1", std::slice::from_ref(&q0)),
+            vec![q0.clone()]
+        );
+        assert_eq!(
+            t.lock("g", "c2", &[q0.clone(), q1.clone()]),
+            vec![q1.clone()]
+        );
+        assert_eq!(
+            t.lock("g", "c1", std::slice::from_ref(&q0)),
+            vec![q0.clone()]
+        );
+        assert_eq!(
+            t.lock("other", "c2", std::slice::from_ref(&q0)),
+            vec![q0.clone()]
+        );
+        t.unlock("g", "c2", std::slice::from_ref(&q0));
+        assert!(
+            t.lock("g", "c2", std::slice::from_ref(&q0)).is_empty(),
+            "c2 cannot unlock c1's lock"
+        );
+        t.unlock("g", "c1", std::slice::from_ref(&q0));
+        assert_eq!(t.lock("g", "c2", std::slice::from_ref(&q0)), vec![q0]);
     }
 }

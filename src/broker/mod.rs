@@ -132,6 +132,7 @@ pub struct BrokerState {
     pub node: Node,
     pub topics: topic::TopicManager,
     pub clients: client_manager::ClientManager,
+    pub locks: client_manager::LockTable,
     pub polls: long_polling::LongPolling,
     pub offsets: offset_committer::OffsetCommitter,
     pub registrar: role::Registrar,
@@ -246,6 +247,7 @@ impl Broker {
         let state = Arc::new(BrokerState {
             topics: topic::TopicManager::new(&cfg),
             clients: client_manager::ClientManager::default(),
+            locks: client_manager::LockTable::default(),
             offsets: offset_committer::OffsetCommitter::default(),
             registrar: role::Registrar::new(&cfg, addr),
             polls,

@@ -171,6 +171,10 @@ pub async fn run(state: Arc<BrokerState>) {
                 Err(e) => tracing::warn!(cause = %e, "cannot create system topics"),
             }
         }
+        if last.is_some_and(|l| l.is_leader) && !role.is_leader {
+            // Queue locks live on the leader only; a new leader starts with none.
+            state.locks.clear();
+        }
         if last != Some(role) {
             tracing::info!(term = role.term, leader = ?role.leader, is_leader = role.is_leader,
                 ready = role.ready, "role changed; registering with nameservers");

@@ -1,9 +1,13 @@
-//! HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38).
+//! HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38),
+//! LOCK_BATCH_MQ (41) and UNLOCK_BATCH_MQ (42).
 
 use std::sync::Arc;
 
+use crate::broker::client_manager::ClientInfo;
 use crate::broker::BrokerState;
-use crate::remoting::body::{GetConsumerListByGroupResponseBody, HeartbeatData};
+use crate::remoting::body::{
+    GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
+};
 use crate::remoting::header::client::{
     GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader,
 };
@@ -16,13 +20,16 @@ pub async fn heartbeat(
 ) -> ProcessResult {
     let body = req.body.clone().unwrap_or_default();
     let hb: HeartbeatData = json::from_slice(&body)?;
+    let info = ClientInfo {
+        client_id: hb.client_id.clone(),
+        language: req.language,
+        version: req.version,
+    };
     for p in &hb.producer_data_set {
-        state
-            .clients
-            .register_producer(&p.group_name, &hb.client_id, ctx);
+        state.clients.register_producer(&p.group_name, &info, ctx);
     }
     for c in &hb.consumer_data_set {
-        if state.clients.register_consumer(c, &hb.client_id, ctx) {
+        if state.clients.register_consumer(c, &info, ctx) {
             tracing::info!(group = %c.group_name, client = %hb.client_id, "consumer group changed");
             state.clients.notify_changed(&c.group_name);
         }
@@ -69,4 +76,21 @@ pub fn consumer_list(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
         consumer_id_list: ids,
     })?;
     Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
+}
+
+pub fn lock_batch(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let body: LockBatchRequestBody = json::from_slice(req.body.as_deref().unwrap_or_default())?;
+    let ok = state
+        .locks
+        .lock(&body.consumer_group, &body.client_id, &body.mq_set);
+    let resp = json::to_vec(&LockBatchResponseBody { lock_ok_mq_set: ok })?;
+    Ok(Some(RemotingCommand::response_to(&req).with_body(resp)))
+}
+
+pub fn unlock_batch(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let body: LockBatchRequestBody = json::from_slice(req.body.as_deref().unwrap_or_default())?;
+    state
+        .locks
+        .unlock(&body.consumer_group, &body.client_id, &body.mq_set);
+    Ok(Some(RemotingCommand::response_to(&req)))
 }

@@ -3,7 +3,7 @@
 //! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
 //! - [`pull`]: PULL_MESSAGE with tag filtering and long polling.
 //! - [`offset`]: consumer offsets, queue min/max, time search.
-//! - [`heartbeat`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP.
+//! - [`heartbeat`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, queue locks.
 //! - [`admin`]: topic administration and broker information.
 //! - [`query`]: VIEW_MESSAGE_BY_ID, QUERY_MESSAGE.
 
@@ -42,6 +42,12 @@ pub const CODES: &[RequestCode] = &[
     RequestCode::HeartBeat,
     RequestCode::UnregisterClient,
     RequestCode::GetConsumerListByGroup,
+    RequestCode::LockBatchMq,
+    RequestCode::UnlockBatchMq,
+    RequestCode::GetConsumerConnectionList,
+    RequestCode::GetProducerConnectionList,
+    RequestCode::GetTopicStatsInfo,
+    RequestCode::GetConsumeStats,
     RequestCode::UpdateAndCreateTopic,
     RequestCode::DeleteTopicInBroker,
     RequestCode::GetAllTopicConfig,
@@ -90,6 +96,12 @@ impl Processor for BrokerProcessor {
                 RequestCode::HeartBeat => heartbeat::heartbeat(state, ctx, req).await,
                 RequestCode::UnregisterClient => heartbeat::unregister(state, ctx, req),
                 RequestCode::GetConsumerListByGroup => heartbeat::consumer_list(state, req),
+                RequestCode::LockBatchMq => heartbeat::lock_batch(state, req),
+                RequestCode::UnlockBatchMq => heartbeat::unlock_batch(state, req),
+                RequestCode::GetConsumerConnectionList => admin::consumer_connections(state, req),
+                RequestCode::GetProducerConnectionList => admin::producer_connections(state, req),
+                RequestCode::GetTopicStatsInfo => admin::topic_stats(state, req),
+                RequestCode::GetConsumeStats => admin::consume_stats(state, req),
                 RequestCode::UpdateAndCreateTopic => admin::create_topic(state, req).await,
                 RequestCode::DeleteTopicInBroker => admin::delete_topic(state, req).await,
                 RequestCode::GetAllTopicConfig => admin::all_topic_config(state, req),
