@@ -1,6 +1,6 @@
 //! The broker's request processors, one module per family, behind one [`Processor`].
 //!
-//! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
+//! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE, CONSUMER_SEND_MSG_BACK.
 //! - [`pull`]: PULL_MESSAGE with tag filtering and long polling.
 //! - [`offset`]: consumer offsets, queue min/max, time search.
 //! - [`heartbeat`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, queue locks.
@@ -32,6 +32,7 @@ pub const CODES: &[RequestCode] = &[
     RequestCode::SendMessage,
     RequestCode::SendMessageV2,
     RequestCode::SendBatchMessage,
+    RequestCode::ConsumerSendMsgBack,
     RequestCode::PullMessage,
     RequestCode::QueryConsumerOffset,
     RequestCode::UpdateConsumerOffset,
@@ -82,6 +83,7 @@ impl Processor for BrokerProcessor {
                 RequestCode::SendMessage
                 | RequestCode::SendMessageV2
                 | RequestCode::SendBatchMessage => send::process(state, ctx, req).await,
+                RequestCode::ConsumerSendMsgBack => send::send_back(state, req).await,
                 RequestCode::PullMessage => pull::process(state, ctx, req).await,
                 RequestCode::QueryConsumerOffset => offset::query_consumer_offset(state, req),
                 RequestCode::UpdateConsumerOffset => {

@@ -13,7 +13,7 @@ use crate::remoting::header::offset::{
 use crate::remoting::{ProcessResult, RemotingCommand, ResponseCode};
 
 /// The stored message at a commitlog offset (its size read from its own TOTALSIZE).
-fn message_at(state: &BrokerState, offset: i64) -> Result<bytes::Bytes, String> {
+pub(crate) fn message_at(state: &BrokerState, offset: i64) -> Result<bytes::Bytes, String> {
     let st = state.node.log.state();
     if offset < st.first_pos as i64 || offset + 4 > st.next_pos as i64 {
         return Err(format!("offset {offset} is outside the commitlog"));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use raftmq_raft::RaftGroupError;
 use raftmq_store::message::{
-    offset_msg_id, parse_properties, property, sysflag, MessageError, StoredMessage,
+    self, offset_msg_id, parse_properties, property, sysflag, MessageError, StoredMessage,
 };
 use raftmq_store::metadata::TopicConfig;
 
@@ -335,6 +335,103 @@ async fn resolve_topic(
             Ok(t)
         }
         SendTopic::Refused(c, r) => Err(Refusal::Code(c, r)),
+    }
+}
+
+/// CONSUMER_SEND_MSG_BACK (36): a consumer could not process the message at commitlog
+/// `offset`; store a copy in the group's retry topic (`%RETRY%<group>`), or in its dead-letter
+/// topic (`%DLQ%<group>`) once it was reconsumed `maxReconsumeTimes` (16) times or when
+/// `delayLevel` < 0. The copy keeps body, flag, tags and keys, counts one more reconsume, and
+/// records the original topic (`RETRY_TOPIC`) and id (`ORIGIN_MESSAGE_ID`). Delay levels are
+/// not applied: the copy is consumable at once.
+pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    use crate::remoting::header::client::ConsumerSendMsgBackRequestHeader;
+    let h: ConsumerSendMsgBackRequestHeader = req.decode_header()?;
+    if let Err(e) = state.node.check_writable() {
+        return Ok(Some(error_response(state, &req, e)));
+    }
+    let bytes = match super::query::message_at(state, h.offset) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Some(RemotingCommand::error_to(
+                &req,
+                ResponseCode::SystemError,
+                format!("look message by offset failed, {}: {e}", h.offset),
+            )))
+        }
+    };
+    let view = match message::MessageView::parse(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Some(RemotingCommand::error_to(
+                &req,
+                ResponseCode::SystemError,
+                e.to_string(),
+            )))
+        }
+    };
+    let mut m = view.to_owned_message();
+    let max_times = h.max_reconsume_times.unwrap_or(16);
+    let dead = h.delay_level < 0 || m.reconsume_times >= max_times;
+    let topic = if dead {
+        format!("{}{}", crate::broker::topic::DLQ_PREFIX, h.group)
+    } else {
+        format!("{}{}", crate::broker::topic::RETRY_PREFIX, h.group)
+    };
+    match state.topics.get(&state.node, &topic) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = state
+                .topics
+                .put(&state.node, crate::broker::topic::retry_topic(&topic))
+                .await
+            {
+                return Ok(Some(error_response(state, &req, e)));
+            }
+            state.registrar.register_soon();
+        }
+        Err(e) => return Ok(Some(error_response(state, &req, e))),
+    }
+    let origin_topic = h.origin_topic.clone().unwrap_or_else(|| m.topic.clone());
+    let origin_id = h
+        .origin_msg_id
+        .clone()
+        .or_else(|| view.uniq_key().map(String::from))
+        .unwrap_or_else(|| view.offset_msg_id());
+    let set = |props: &mut Vec<(String, String)>, k: &str, v: String| {
+        if !props.iter().any(|(pk, _)| pk == k) {
+            props.push((k.to_string(), v));
+        }
+    };
+    set(&mut m.properties, property::RETRY_TOPIC, origin_topic);
+    set(&mut m.properties, property::ORIGIN_MESSAGE_ID, origin_id);
+    m.topic = topic;
+    m.queue_id = 0;
+    m.reconsume_times += 1;
+    m.store_host = state.addr;
+    let encoded = match m.encode_with_limit(state.cfg.max_message_size) {
+        Ok(b) => b,
+        Err(e) => return illegal(&req, encode_error(e)),
+    };
+    match state.node.proposer.send(BytesMut::from(&encoded[..])).await {
+        Ok(appended) => {
+            if let Some(a) = appended.last() {
+                state
+                    .polls
+                    .advanced(&a.topic, a.queue_id, a.queue_offset + 1);
+            }
+            Ok(Some(RemotingCommand::response_to(&req)))
+        }
+        Err(RaftGroupError::NotLeader { .. }) => Ok(Some(not_leader(
+            state,
+            &req,
+            state.node.leader_addr().as_deref(),
+        ))),
+        Err(e) => Ok(Some(RemotingCommand::error_to(
+            &req,
+            ResponseCode::SystemError,
+            format!("store failed: {e}"),
+        ))),
     }
 }
 
