@@ -242,11 +242,33 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
             .wait_for_ready_leader(std::time::Duration::from_secs(30))
             .await
         {
-            Ok(role) => println!(
-                "raftmq dev: ready (leader n{}, term {}); clients use -n {ns_addr}",
-                role.leader.unwrap_or_default(),
-                role.term
-            ),
+            Ok(role) => {
+                // Ready for clients once the leader's route (with TBW102) is on the nameserver.
+                let ns = raftmq::remoting::RemotingClient::new(
+                    ns_addr.to_string(),
+                    raftmq::remoting::ClientConfig::default(),
+                );
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                loop {
+                    let req = raftmq::remoting::RemotingCommand::request(
+                        raftmq::remoting::RequestCode::GetRouteinfoByTopic,
+                    )
+                    .with_ext("topic", "TBW102");
+                    let routed = matches!(
+                        ns.invoke(req, std::time::Duration::from_secs(3)).await,
+                        Ok(resp) if resp.code == 0
+                    );
+                    if routed || tokio::time::Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                println!(
+                    "raftmq dev: ready (leader n{}, term {}); clients use -n {ns_addr}",
+                    role.leader.unwrap_or_default(),
+                    role.term
+                );
+            }
             Err(e) => tracing::warn!(cause = %e, "no leader elected yet"),
         }
     }

@@ -163,3 +163,114 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(drain(&leader, "%DLQ%CG", 1, "*").await.len(), 1);
 }
+
+/// Records the NOTIFY_CONSUMER_IDS_CHANGED requests a client receives.
+struct Notified(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl raftmq::remoting::Processor for Notified {
+    fn process<'a>(
+        &'a self,
+        _ctx: &'a raftmq::remoting::ConnContext,
+        req: RemotingCommand,
+    ) -> raftmq::remoting::BoxFuture<'a, raftmq::remoting::ProcessResult> {
+        Box::pin(async move {
+            if req.code == RequestCode::NotifyConsumerIdsChanged.code() {
+                let _ = self
+                    .0
+                    .send(req.ext_opt_str("consumerGroup").unwrap_or("").to_string());
+            }
+            Ok(None)
+        })
+    }
+}
+
+fn heartbeat(client_id: &str) -> RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": client_id,
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": "CG-n",
+            "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": "Bad", "subString": "*", "subVersion": 1}],
+            "unitMode": false
+        }]
+    });
+    RemotingCommand::request(RequestCode::HeartBeat).with_body(serde_json::to_vec(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let first = raftmq::remoting::RemotingClient::with_handler(
+        leader.clone(),
+        raftmq::remoting::ClientConfig::default(),
+        std::sync::Arc::new(Notified(tx)),
+    );
+    // The first member's own registration changes the group: it is told too.
+    assert_eq!(first.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("CG-n"));
+    // A repeated heartbeat changes nothing: no notification.
+    assert_eq!(first.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    // A second member joins: the first is notified at once.
+    let second = Cluster::client(&leader);
+    assert_eq!(second.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("CG-n"));
+    assert!(
+        rx.try_recv().is_err(),
+        "exactly one notification per change"
+    );
+    // The second member's connection closes: the first is notified again.
+    drop(second);
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("CG-n"));
+    let resp = first
+        .invoke(
+            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+                .with_ext("consumerGroup", "CG-n"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+    assert_eq!(v["consumerIdList"], serde_json::json!(["c1"]));
+
+    // A pull with FLAG_COMMIT_OFFSET stores the group's offset (heartbeat subscription used).
+    for i in 0..3 {
+        let resp = first
+            .invoke(send_req("Bad", 0, "", format!("{i}").as_bytes()), RPC)
+            .await
+            .unwrap();
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    }
+    let pull = pull_req("CG-n", "Bad", 0, 1, "*", 0)
+        .with_ext("sysFlag", 0x1)
+        .with_ext("commitOffset", 2);
+    let resp = first.invoke(pull, RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap()).len(), 2);
+    let query = RemotingCommand::request(RequestCode::QueryConsumerOffset)
+        .with_ext("consumerGroup", "CG-n")
+        .with_ext("topic", "Bad")
+        .with_ext("queueId", 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = first.invoke(query.clone(), RPC).await.unwrap();
+        if resp.code == 0 && resp.ext_fields["offset"] == "2" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{resp:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

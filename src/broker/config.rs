@@ -81,7 +81,6 @@ pub struct BrokerConfig {
 const BROKER_IGNORED_KEYS: &[&str] = &[
     "brokerId",
     "brokerRole",
-    "enableDLegerCommitLog",
     "storePathCommitLog",
     "storePathConsumeQueue",
     "storePathIndex",
@@ -258,6 +257,12 @@ impl BrokerConfig {
             trace_on: r.bool_or("traceOn", d.trace_on)?,
             region_id: r.string("regionId").unwrap_or(d.region_id),
         };
+        if !r.bool_or("enableDLegerCommitLog", true)? {
+            tracing::warn!(
+                origin = %props.origin,
+                "enableDLegerCommitLog=false has no effect: every raftmq broker is a Raft group"
+            );
+        }
         r.recognise_ignored(BROKER_IGNORED_KEYS);
         cfg.validate()?;
         Ok((cfg, r.leftovers()))
@@ -339,7 +344,8 @@ mod tests {
         let text = "brokerClusterName=C\nbrokerName=broker-b\nlistenPort=20911\n\
                     namesrvAddr=127.0.0.1:9876;127.0.0.1:9877\nenableDLegerCommitLog=true\n\
                     dLegerGroup=broker-b\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913\n\
-                    dLegerSelfId=n1\nflushDiskType=SYNC_FLUSH\nmaxMessageSize=1048576\nlistenPrt=1\n";
+                    dLegerSelfId=n1\nflushDiskType=SYNC_FLUSH\nmaxMessageSize=1048576\nlistenPrt=1\n\
+                    brokerRole=SYNC_MASTER\n";
         let props = Properties::parse(text, "t.conf").unwrap();
         let cfg = BrokerConfig::from_properties(&props).unwrap();
         assert_eq!(cfg.broker_name, "broker-b");
@@ -352,7 +358,7 @@ mod tests {
         assert_eq!(g.peers.len(), 3);
         let (_, left) = BrokerConfig::from_properties_checked(&props).unwrap();
         assert_eq!(left.unknown, vec![("listenPrt".to_string(), 11)]);
-        assert_eq!(left.ignored, vec![("enableDLegerCommitLog".to_string(), 5)]);
+        assert_eq!(left.ignored, vec![("brokerRole".to_string(), 12)]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ fn spawn(args: &[&str], prefix: &str, log: PathBuf) -> (Child, String) {
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -47,10 +47,19 @@ fn spawn(args: &[&str], prefix: &str, log: PathBuf) -> (Child, String) {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("process printed its banner");
-    (child, addr)
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => (child, addr),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            panic!(
+                "{args:?} printed no banner ({e}); log tail:\n{}",
+                tail.join("\n")
+            );
+        }
+    }
 }
 
 pub struct Node {
@@ -76,8 +85,18 @@ impl Cluster {
     /// As [`Cluster::start`], with extra `broker.conf` lines for every node.
     pub fn start_with(n: usize, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let ns_conf = dir.path().join("namesrv.conf");
+        std::fs::write(
+            &ns_conf,
+            format!(
+                "bindAddress=127.0.0.1\nlistenPort=0\nkvConfigPath={}\n",
+                dir.path().join("namesrv-kv").display()
+            ),
+        )
+        .unwrap();
+        let ns_conf = ns_conf.to_string_lossy().to_string();
         let (ns_child, namesrv) = spawn(
-            &["namesrv", "-p", "0", "--listen", "127.0.0.1"],
+            &["namesrv", "-c", &ns_conf],
             "raftmq namesrv listening on",
             dir.path().join("namesrv.log"),
         );
