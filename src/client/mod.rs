@@ -69,7 +69,8 @@ pub use error::{BrokerErrorKind, ClientError, ClientResult};
 pub use message::{Message, MessageExt, UniqIdGenerator};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
 pub use remoting::body::MessageQueue;
-pub use route::{RouteTable, TopicRoute};
+use route::RouteTable;
+pub use route::TopicRoute;
 
 /// Settings shared by every producer and consumer of one [`ClientInstance`].
 #[derive(Debug, Clone)]
