@@ -147,6 +147,21 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
             (resp, start.elapsed())
         }
     });
+    // The same on a follower: woken when the entry is committed and applied there.
+    let follower_pull = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let c = Cluster::client(&follower);
+            let resp = c
+                .invoke(
+                    pull_req("lp", "Orders", 0, max, "*", 15_000),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            (resp, Instant::now())
+        }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent_at = Instant::now();
     let resp = lc
@@ -167,6 +182,14 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     assert!(
         sent_at.elapsed() < Duration::from_secs(2),
         "woken by the send, not a timeout"
+    );
+    let (resp, woke_at) = follower_pull.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"late");
+    assert!(
+        woke_at.duration_since(sent_at) < Duration::from_secs(3),
+        "the follower's held pull woke on apply ({:?})",
+        woke_at.duration_since(sent_at)
     );
     // Without a send, a held pull ends with PULL_NOT_FOUND after its suspend time.
     let start = Instant::now();

@@ -133,7 +133,7 @@ pub struct BrokerState {
     pub topics: topic::TopicManager,
     pub clients: client_manager::ClientManager,
     pub locks: client_manager::LockTable,
-    pub polls: long_polling::LongPolling,
+    pub polls: Arc<long_polling::LongPolling>,
     pub offsets: offset_committer::OffsetCommitter,
     pub registrar: role::Registrar,
 }
@@ -202,6 +202,13 @@ impl Broker {
                 })?
         };
         let sm = storage.state_machine.clone();
+        let polls = Arc::new(long_polling::LongPolling::default());
+        {
+            let polls = polls.clone();
+            sm.set_queue_advanced_hook(Box::new(move |topic: &str, q: i32, max: i64| {
+                polls.advanced(topic, q, max)
+            }));
+        }
         let log = storage.commit_log.clone();
         // Only the lowest-numbered member initialises a pristine group; the others join when
         // it reaches them. (Every member initialising at once makes each start an election of
@@ -222,7 +229,6 @@ impl Broker {
             ProposerLimits::from_group(&group_cfg),
         );
         let peer_broker_addrs = parse_peer_broker_addrs(&cfg.peer_broker_addrs)?;
-        let polls = long_polling::LongPolling::default();
 
         // Bind the remoting port before anything registers with a nameserver.
         let node = Node {
@@ -262,7 +268,7 @@ impl Broker {
             tokio::spawn(role::run(state.clone())),
             tokio::spawn(client_manager::run_expiry(state.clone())),
             tokio::spawn(offset_committer::run(state.clone())),
-            tokio::spawn(long_polling::run_sweep(state.clone())),
+            tokio::spawn(long_polling::run_prune(state.clone())),
         ];
         Ok(Broker {
             state,

@@ -260,11 +260,6 @@ pub async fn process(
             "store returned no message",
         )));
     };
-    if let Some(last) = appended.last() {
-        state
-            .polls
-            .advanced(&last.topic, last.queue_id, last.queue_offset + 1);
-    }
     let msg_id = appended
         .iter()
         .map(|a| offset_msg_id(state.addr, a.phys_offset))
@@ -414,14 +409,7 @@ pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> Proces
         Err(e) => return illegal(&req, encode_error(e)),
     };
     match state.node.proposer.send(BytesMut::from(&encoded[..])).await {
-        Ok(appended) => {
-            if let Some(a) = appended.last() {
-                state
-                    .polls
-                    .advanced(&a.topic, a.queue_id, a.queue_offset + 1);
-            }
-            Ok(Some(RemotingCommand::response_to(&req)))
-        }
+        Ok(_) => Ok(Some(RemotingCommand::response_to(&req))),
         Err(RaftGroupError::NotLeader { .. }) => Ok(Some(not_leader(
             state,
             &req,
