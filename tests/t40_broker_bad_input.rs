@@ -152,9 +152,30 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
             .with_ext("originMsgId", "U1")
             .with_ext("originTopic", "Bad")
     };
-    let resp = c.invoke(back(0), RPC).await.unwrap();
+    // Level 1 (1 s): the retry copy waits in the schedule topic, then arrives.
+    let sent_back = std::time::Instant::now();
+    let resp = c.invoke(back(1), RPC).await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    let retry = drain(&leader, "%RETRY%CG", 1, "*").await;
+    assert!(
+        drain(&leader, "%RETRY%CG", 1, "*").await.is_empty(),
+        "not before its delay"
+    );
+    let retry = loop {
+        let r = drain(&leader, "%RETRY%CG", 1, "*").await;
+        if !r.is_empty() {
+            break r;
+        }
+        assert!(
+            sent_back.elapsed() < Duration::from_secs(10),
+            "retry copy never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        sent_back.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        sent_back.elapsed()
+    );
     assert_eq!(retry.len(), 1);
     let r = &retry[&(0, 0)];
     assert_eq!(r.body, b"first");
@@ -162,6 +183,41 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     let resp = c.invoke(back(-1), RPC).await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(drain(&leader, "%DLQ%CG", 1, "*").await.len(), 1);
+
+    // A message sent with DELAY=1 is held ~1 s, then delivered to its queue (a held pull
+    // wakes for it).
+    let max: i64 = c
+        .invoke(
+            RemotingCommand::request(RequestCode::GetMaxOffset)
+                .with_ext("topic", "Bad")
+                .with_ext("queueId", 0),
+            RPC,
+        )
+        .await
+        .unwrap()
+        .ext_fields["offset"]
+        .parse()
+        .unwrap();
+    let sent_at = std::time::Instant::now();
+    let resp = c
+        .invoke(send_req("Bad", 0, &props(&[("DELAY", "1")]), b"later"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let resp = c
+        .invoke(
+            pull_req("g", "Bad", 0, max, "*", 8_000),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"later");
+    let waited = sent_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }
 
 /// Records the NOTIFY_CONSUMER_IDS_CHANGED requests a client receives.

@@ -14,6 +14,8 @@
 //! - [`long_polling`]: held pulls, woken when their queue advances.
 //! - [`client_manager`]: producer/consumer channels, subscriptions, NOTIFY_CONSUMER_IDS_CHANGED.
 //! - [`role`]: leadership changes → nameserver registration (leader as brokerId 0).
+//! - [`schedule`]: delay levels (SCHEDULE_TOPIC_XXXX) and delayed retries.
+//! - [`offset_committer`]: batched, replicated consumer offset commits.
 //!
 //! This module never touches segment files directly: it reads through the commitlog and
 //! dispatcher handles and writes only through the group.
@@ -24,6 +26,7 @@ pub mod long_polling;
 pub mod offset_committer;
 pub mod processor;
 pub mod role;
+pub mod schedule;
 pub mod topic;
 
 use std::collections::BTreeMap;
@@ -203,9 +206,14 @@ impl Broker {
         };
         let sm = storage.state_machine.clone();
         let polls = Arc::new(long_polling::LongPolling::default());
+        let schedule_wake = Arc::new(tokio::sync::Notify::new());
         {
             let polls = polls.clone();
+            let wake = schedule_wake.clone();
             sm.set_queue_advanced_hook(Box::new(move |topic: &str, q: i32, max: i64| {
+                if topic == raftmq_store::dispatch::SCHEDULE_TOPIC {
+                    wake.notify_one();
+                }
                 polls.advanced(topic, q, max)
             }));
         }
@@ -269,6 +277,7 @@ impl Broker {
             tokio::spawn(client_manager::run_expiry(state.clone())),
             tokio::spawn(offset_committer::run(state.clone())),
             tokio::spawn(long_polling::run_prune(state.clone())),
+            tokio::spawn(schedule::run(state.clone(), schedule_wake)),
         ];
         Ok(Broker {
             state,
