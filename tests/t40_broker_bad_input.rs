@@ -330,3 +330,53 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = Cluster::client(&leader);
+    // SEND_MESSAGE (10) with full header names, as the Go client sends single messages,
+    // with a compressed body (sysFlag 0x1): stored and returned byte for byte.
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let v1 = RemotingCommand::request(RequestCode::SendMessage)
+        .with_ext("producerGroup", "PG")
+        .with_ext("topic", "V1")
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("defaultTopicQueueNums", 4)
+        .with_ext("queueId", 1)
+        .with_ext("sysFlag", 1)
+        .with_ext("bornTimestamp", 1)
+        .with_ext("flag", 7)
+        .with_ext("properties", props(&[("TAGS", "Z")]))
+        .with_body(body.clone());
+    let resp = c.invoke(v1, RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(resp.ext_fields["queueId"], "1");
+    // A oneway send: no answer, but stored.
+    c.invoke_oneway(send_req("V1", 1, &props(&[("TAGS", "Z")]), b"oneway"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        let got = drain(&leader, "V1", 4, "*").await;
+        if got.len() == 2 {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "oneway send not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(got[&(1, 0)].body, body);
+    assert_eq!(got[&(1, 1)].body, b"oneway");
+    let resp = c
+        .invoke(pull_req("g", "V1", 1, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    let raw = resp.body.unwrap();
+    let view = raftmq_store::message::MessageView::parse(&raw).unwrap();
+    assert_eq!(view.sys_flag() & 1, 1, "compressed flag kept");
+    assert_eq!(view.flag(), 7);
+}
