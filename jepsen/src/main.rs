@@ -30,6 +30,9 @@ CHECKS (each reports counts and a few examples):
                 after another was acknowledged landing below it; a consumer skipping offsets
                 or going back between polls or inside one poll (an assign resets it).
                                                                                [fails the run]
+  offsets       committed consumer offsets as a register per (group, queue): a fetch must not
+                return an offset superseded by a later acknowledged commit (rolled back), nor
+                one never committed (0 and \"none\" are the initial value).    [fails the run]
   availability  per fault window: sends ok/failed during it and the time from its end to the
                 first acknowledged send; the longest stretch without an acknowledged send,
                 in and outside fault windows. Fails only if sends were attempted after a
@@ -57,8 +60,8 @@ HISTORY FORMAT: one JSON object per line, an invocation then its completion per 
   {\"time_ns\":4,\"process\":5,\"type\":\"ok\",\"f\":\"poll\",\"reads\":[{\"queue\":\"q0\",\"offset\":0,\"value\":\"0-1\"}]}
   {\"time_ns\":5,\"process\":\"nemesis\",\"type\":\"invoke\",\"f\":\"fault\",\"fault\":\"kill\",\"phase\":\"start\",\"targets\":[\"n1\"]}
   {\"time_ns\":6,\"process\":\"nemesis\",\"type\":\"ok\",\"f\":\"fault\"}
-type: invoke | ok | fail (did not happen) | info (unknown). f: send | poll | commit | assign |
-fault. Values must be unique; time_ns must not decrease; errors name the line.";
+type: invoke | ok | fail (did not happen) | info (unknown). f: send | poll | commit | fetch |
+assign | fault. Values must be unique; time_ns must not decrease; errors name the line.";
 
 #[derive(Parser)]
 #[command(
@@ -117,8 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     let started = Instant::now();
     eprintln!("reading {}", path.display());
-    let history = History::load(&path, |n| eprintln!("  {n} lines read"))
-        .with_context(|| format!("reading history {}", path.display()))?;
+    // Errors name the file or the line already.
+    let history = History::load(&path, |n| eprintln!("  {n} lines read"))?;
     eprintln!(
         "  {} operations in {:.1?}",
         history.len(),
@@ -147,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 fn print_summary(r: &checker::CheckResults) {
     let s = &r.stats;
     println!(
-        "{} operations over {:.1} s: {} sends ({} ok, {} fail, {} info), {} polls ({} ok, {} messages), {} fault windows",
+        "{} operations over {:.3} s: {} sends ({} ok, {} fail, {} info), {} polls ({} ok, {} messages), {} fault windows",
         s.operations,
         s.duration_ns as f64 / 1e9,
         s.sends,
@@ -205,6 +208,15 @@ fn print_summary(r: &checker::CheckResults) {
         o.nonmonotonic_poll,
         o.int_poll_skip,
         o.int_nonmonotonic_poll
+    );
+    let c = &r.offsets;
+    println!(
+        "  {} offsets       {} commits, {} fetches: {} stale, {} never committed",
+        mark(c.holds()),
+        c.commits_ok,
+        c.fetches_ok,
+        c.stale,
+        c.phantom
     );
     let a = &r.availability;
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |n| format!("{:.0} ms", n as f64 / 1e6));

@@ -18,13 +18,13 @@ use crate::history::{History, OpF, OpType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("encoding results: {0}")]
+    #[error("encoding results")]
     Json(#[from] serde_json::Error),
 }
 
@@ -112,7 +112,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     let _ = writeln!(
         h,
         "<h2>History</h2><table><tr><th>operations</th><td>{}</td></tr>\
-         <tr><th>duration</th><td>{:.1} s</td></tr>\
+         <tr><th>duration</th><td>{:.3} s</td></tr>\
          <tr><th>sends (ok / fail / info)</th><td>{} ({} / {} / {})</td></tr>\
          <tr><th>polls (ok)</th><td>{} ({})</td></tr><tr><th>messages read</th><td>{}</td></tr>\
          <tr><th>queues</th><td>{}</td></tr><tr><th>offset commits</th><td>{}</td></tr>\
@@ -136,7 +136,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     h.push_str(
         "<h2>Properties</h2><table><tr><th>property</th><th>holds</th><th>counts</th></tr>\n",
     );
-    let props: [(&str, bool, Value); 6] = [
+    let props: [(&str, bool, Value); 7] = [
         ("lost", results.lost.holds(), counts(&results.lost)),
         (
             "unexpected",
@@ -154,6 +154,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
             counts(&results.inconsistent),
         ),
         ("order", results.order.holds(), counts(&results.order)),
+        ("offsets", results.offsets.holds(), counts(&results.offsets)),
         (
             "availability",
             results.availability.holds(),
@@ -213,12 +214,13 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     }
 
     h.push_str("<h2>Examples</h2>\n");
-    let examples: [(&str, Value); 6] = [
+    let examples: [(&str, Value); 7] = [
         ("lost", json!(results.lost.examples)),
         ("unexpected", json!(results.unexpected.examples)),
         ("duplicate", json!(results.duplicate.examples)),
         ("inconsistent", json!(results.inconsistent.examples)),
         ("order", json!(results.order.examples)),
+        ("offsets", json!(results.offsets.examples)),
         ("failed faults", json!(results.failed_faults)),
     ];
     for (name, ex) in examples {

@@ -46,6 +46,8 @@ pub struct GroupMetrics {
     pub state: String,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// Last committed index known to this node (when the group knows its commitlog).
+    pub committed_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub snapshot_index: Option<u64>,
     /// Leader only: matched index per member.
@@ -75,6 +77,7 @@ pub struct RaftGroup {
     router: Option<Router>,
     server: Option<PeerServer>,
     watcher: JoinHandle<()>,
+    commit_log: Option<raftmq_store::commitlog::CommitLog>,
 }
 
 impl RaftGroup {
@@ -164,7 +167,13 @@ impl RaftGroup {
             router,
             server,
             watcher,
+            commit_log: None,
         })
+    }
+
+    /// Let metrics report the committed index from this commitlog.
+    pub fn set_commit_log(&mut self, log: raftmq_store::commitlog::CommitLog) {
+        self.commit_log = Some(log);
     }
 
     pub fn id(&self) -> NodeId {
@@ -195,6 +204,11 @@ impl RaftGroup {
             state: format!("{:?}", m.state),
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
+            committed_index: self
+                .commit_log
+                .as_ref()
+                .and_then(|l| l.committed())
+                .map(|c| c.index),
             purged_index: m.purged.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             replication: m
@@ -315,11 +329,12 @@ impl RaftGroup {
         tracing::info!(node = self.id, target, "leadership transfer starts");
 
         self.transferring.send_replace(true);
+        let pause = AdminRequest::PauseElect {
+            millis: u64::try_from((timeout + self.cfg.election_timeout_max).as_millis())
+                .unwrap_or(u64::MAX),
+        };
         for o in &others {
-            if let Err(e) = self
-                .admin(*o, AdminRequest::SetElect(false), &membership)
-                .await
-            {
+            if let Err(e) = self.admin(*o, pause, &membership).await {
                 tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot pause a voter's election timer");
             }
         }
@@ -331,10 +346,7 @@ impl RaftGroup {
         self.raft.runtime_config().heartbeat(true);
         self.raft.runtime_config().elect(true);
         for o in &others {
-            if let Err(e) = self
-                .admin(*o, AdminRequest::SetElect(true), &membership)
-                .await
-            {
+            if let Err(e) = self.admin(*o, AdminRequest::ResumeElect, &membership).await {
                 tracing::warn!(node = self.id, peer = *o, cause = %e, "cannot resume a voter's election timer");
             }
         }

@@ -21,6 +21,7 @@
 //! - [`log_store`]: [`LogStore`], openraft's log storage over the commitlog.
 //! - [`state_machine`]: [`StateMachine`], apply = dispatch; metadata; snapshots.
 //! - [`storage`]: [`open_storage`] of one node's store root.
+//! - [`node`]: [`start_node`], everything a broker needs in one call.
 //! - [`proposer`]: [`Proposer`], group commit of sends and the per-term queue-offset sequencer.
 //! - [`network`]: the peer transport (frames, client, server) and an in-memory router for tests.
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod node;
 pub mod proposer;
 pub mod state_machine;
 pub mod storage;
@@ -42,6 +44,7 @@ pub use config::RaftGroupConfig;
 pub use error::{ConfigError, RaftGroupError};
 pub use group::{GroupMetrics, RaftGroup, Role, Transport};
 pub use log_store::LogStore;
+pub use node::{start_node, BrokerNode};
 pub use proposer::{Proposer, ProposerLimits, QueueOffsetSource};
 pub use state_machine::{CheckpointPolicy, StateMachine};
 pub use storage::{open_storage, open_storage_with_fs, NodeStorage, StorageConfig};

@@ -184,6 +184,12 @@ impl StateMachine {
         f(&self.lock().dispatcher)
     }
 
+    /// Call `hook(topic, queue_id, new max offset)` whenever a queue advances (only committed
+    /// messages are ever dispatched): long polling wakes suspended pulls from here.
+    pub fn set_queue_advanced_hook(&self, hook: raftmq_store::dispatch::QueueAdvancedHook) {
+        self.lock().dispatcher.set_queue_advanced_hook(hook);
+    }
+
     /// Run `f` with the metadata tables.
     pub fn with_metadata<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
         f(&self.lock().metadata)

@@ -310,3 +310,67 @@ async fn oversized_append_maps_to_payload_too_large() {
     }
     raft.shutdown().await.unwrap();
 }
+
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let mut buf = [0u8; 1024];
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "server kept the connection open");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_closes_on_oversized_hello_and_garbage_requests() {
+    use tokio::io::AsyncWriteExt;
+    let (_server, addr, raft) = one_listener("g", 1).await;
+
+    // A first frame claiming 1 MiB is refused before any handshake.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+    assert!(read_until_closed(&mut s).await.is_empty());
+
+    // A valid handshake, then an undecodable request: the connection is closed, unanswered.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let hello = raftmq_raft::network::Hello {
+        version: frame::PROTOCOL_VERSION,
+        group: "g".into(),
+        from: 0,
+        to: 1,
+    };
+    let body = raftmq_raft::codec::encode(&hello).unwrap();
+    s.write_all(&frame::encode(FrameKind::Hello, 0, &body, 1 << 20).unwrap())
+        .await
+        .unwrap();
+    s.write_all(&frame::encode(FrameKind::AppendEntries, 7, b"garbage", 1 << 20).unwrap())
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    let ok = frame::encode(FrameKind::HelloOk, 0, &[], 1 << 20).unwrap();
+    assert_eq!(
+        got,
+        ok.to_vec(),
+        "expected the hello answer and nothing else"
+    );
+
+    // The node keeps serving well-formed peers.
+    let f = TcpNetworkFactory::new(tcfg("g", 0));
+    let body = raftmq_raft::codec::encode(&vote_req()).unwrap();
+    assert_eq!(
+        f.peer(1, &addr)
+            .call(FrameKind::Vote, &body)
+            .await
+            .unwrap()
+            .kind,
+        FrameKind::VoteResponse
+    );
+    raft.shutdown().await.unwrap();
+}

@@ -47,6 +47,14 @@ fn check_acks_on(c: &Cluster, node: usize, acks: &[Ack]) {
 async fn three_nodes_dispatch_the_same_committed_messages() {
     let c = Arc::new(Cluster::start().await);
     let leader = c.wait_leader(Duration::from_secs(20)).await;
+    // A follower reports queue advances (what long polling listens to).
+    let advanced = Arc::new(std::sync::Mutex::new(BTreeMap::<i32, i64>::new()));
+    let seen = advanced.clone();
+    c.node((leader + 1) % 3)
+        .sm
+        .set_queue_advanced_hook(Box::new(move |_topic: &str, q: i32, max: i64| {
+            seen.lock().unwrap().insert(q, max);
+        }));
 
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
     let mut tasks = vec![];
@@ -78,6 +86,14 @@ async fn three_nodes_dispatch_the_same_committed_messages() {
     c.wait_dispatched(&counts, Duration::from_secs(20)).await;
     for n in 0..3 {
         check_acks_on(&c, n, &acks);
+    }
+    let advanced = advanced.lock().unwrap().clone();
+    for q in 0..QUEUES {
+        assert_eq!(
+            advanced.get(&q).copied().unwrap_or(0),
+            counts[q as usize],
+            "hook of queue {q}"
+        );
     }
     // Group commit: concurrent sends share entries.
     let entries = c.node(leader).group.metrics().last_log_index.unwrap();

@@ -28,6 +28,19 @@ pub enum Step {
     Send(Send),
     Poll(Poll),
     Assign(u64),
+    /// Consumer-offset commit by a process of group "g".
+    Commit {
+        process: u64,
+        queue: String,
+        offset: u64,
+        outcome: OpType,
+    },
+    /// Fetch of group "g"'s committed offset, answered with `result`.
+    Fetch {
+        process: u64,
+        queue: String,
+        result: Option<u64>,
+    },
     Fault {
         kind: String,
         phase: Phase,
@@ -146,6 +159,38 @@ impl Scenario {
                     ops.push(Op::new(t, Process::Client(*p), OpType::Invoke, OpF::Assign));
                     ops.push(Op::new(done, Process::Client(*p), OpType::Ok, OpF::Assign));
                 }
+                Step::Commit {
+                    process,
+                    queue,
+                    offset,
+                    outcome,
+                } => {
+                    let mut inv =
+                        Op::new(t, Process::Client(*process), OpType::Invoke, OpF::Commit);
+                    inv.group = Some("g".into());
+                    inv.queue = Some(Queue::new(queue.as_str()));
+                    inv.offset = Some(*offset);
+                    ops.push(inv);
+                    ops.push(Op::new(
+                        done,
+                        Process::Client(*process),
+                        *outcome,
+                        OpF::Commit,
+                    ));
+                }
+                Step::Fetch {
+                    process,
+                    queue,
+                    result,
+                } => {
+                    let mut inv = Op::new(t, Process::Client(*process), OpType::Invoke, OpF::Fetch);
+                    inv.group = Some("g".into());
+                    inv.queue = Some(Queue::new(queue.as_str()));
+                    ops.push(inv);
+                    let mut ok = Op::new(done, Process::Client(*process), OpType::Ok, OpF::Fetch);
+                    ok.offset = *result;
+                    ops.push(ok);
+                }
                 Step::Fault {
                     kind,
                     phase,
@@ -184,6 +229,23 @@ pub fn send(process: u64, value: &str, queue: &str, offset: u64, outcome: OpType
         offset,
         outcome,
     })
+}
+
+pub fn commit(process: u64, offset: u64, outcome: OpType) -> Step {
+    Step::Commit {
+        process,
+        queue: "q0".into(),
+        offset,
+        outcome,
+    }
+}
+
+pub fn fetch(process: u64, result: Option<u64>) -> Step {
+    Step::Fetch {
+        process,
+        queue: "q0".into(),
+        result,
+    }
 }
 
 pub fn queue(name: &str) -> Queue {

@@ -183,7 +183,12 @@ impl TcpNetwork {
         match tokio::time::timeout(ttl, call).await {
             Err(_) => Err(timeout_error(action, self.self_id, self.target, ttl)),
             Ok(Err(e)) => {
-                tracing::debug!(target_node = self.target, cause = %e, ?action, "peer rpc failed");
+                if matches!(e, TransportError::RequestTooLarge { .. }) && entries <= 1 {
+                    tracing::error!(target_node = self.target, cause = %e, ?action,
+                        "a single request exceeds the frame limit; raise max_frame_bytes");
+                } else {
+                    tracing::debug!(target_node = self.target, cause = %e, ?action, "peer rpc failed");
+                }
                 Err(to_rpc_error(e, action, entries))
             }
             Ok(Ok(Ok(resp))) => Ok(resp),

@@ -113,8 +113,11 @@ impl Hello {
 /// Administrative requests between group members (leadership transfer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
-    /// Switch the receiver's election timer on or off.
-    SetElect(bool),
+    /// Switch the receiver's election timer off for at most `millis`; it comes back on by
+    /// itself, so a requester that dies mid-transfer cannot leave the group unable to elect.
+    PauseElect { millis: u64 },
+    /// Switch the receiver's election timer back on.
+    ResumeElect,
     /// Make the receiver start an election now.
     Elect,
 }
@@ -123,8 +126,17 @@ impl AdminRequest {
     /// Carry out the request on the local node.
     pub async fn execute(self, raft: &crate::types::typ::Raft) -> Result<(), String> {
         match self {
-            AdminRequest::SetElect(on) => {
-                raft.runtime_config().elect(on);
+            AdminRequest::PauseElect { millis } => {
+                raft.runtime_config().elect(false);
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    raft.runtime_config().elect(true);
+                });
+                Ok(())
+            }
+            AdminRequest::ResumeElect => {
+                raft.runtime_config().elect(true);
                 Ok(())
             }
             AdminRequest::Elect => raft.trigger().elect().await.map_err(|e| e.to_string()),

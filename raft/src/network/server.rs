@@ -22,6 +22,9 @@ use super::{Hello, TransportConfig, TransportError};
 use crate::codec;
 use crate::types::typ;
 
+/// Largest first frame accepted from a peer that has not completed the handshake.
+const HELLO_MAX_FRAME: usize = 4096;
+
 /// A bound, not yet serving, peer listener (so the address is known before Raft starts).
 pub struct PeerListener {
     listener: TcpListener,
@@ -126,7 +129,7 @@ async fn serve_connection(
     // Handshake.
     let first = tokio::time::timeout(
         cfg.handshake_timeout,
-        read_frame(&mut rd, &mut buf, cfg.max_frame_bytes, &addr),
+        read_frame(&mut rd, &mut buf, HELLO_MAX_FRAME, &addr),
     )
     .await
     .map_err(|_| TransportError::Closed { addr: addr.clone() })??;
@@ -169,10 +172,13 @@ async fn serve_connection(
     let (tx, rx) = mpsc::channel::<Bytes>(cfg.max_inflight_per_connection);
     let writer = tokio::spawn(write_responses(wr, rx));
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight_per_connection));
+    // Set by a request task that could not decode its request: the connection is closed.
+    let bad = Arc::new(tokio::sync::Notify::new());
     let result = loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes, &addr) => f,
             _ = stop.changed() => break Err(TransportError::Closed { addr: addr.clone() }),
+            _ = bad.notified() => break Err(TransportError::Closed { addr: addr.clone() }),
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -191,6 +197,7 @@ async fn serve_connection(
         let raft = raft.clone();
         let tx = tx.clone();
         let cfg = cfg.clone();
+        let bad = bad.clone();
         tokio::spawn(async move {
             let req_id = frame.req_id;
             match handle(&raft, frame, cfg.max_frame_bytes).await {
@@ -202,7 +209,10 @@ async fn serve_connection(
                         tracing::error!(cause = %e, req_id, "response exceeds the frame limit")
                     }
                 },
-                Err(e) => tracing::warn!(cause = %e, req_id, "undecodable peer request"),
+                Err(e) => {
+                    tracing::warn!(cause = %e, req_id, "undecodable peer request; closing the connection");
+                    bad.notify_one();
+                }
             }
             drop(permit);
         });

@@ -127,6 +127,15 @@ impl Cluster {
     }
 
     async fn open_node(&self, id: NodeId, listener: Option<PeerListener>) -> Node {
+        self.open_node_with(id, listener, true).await
+    }
+
+    async fn open_node_with(
+        &self,
+        id: NodeId,
+        listener: Option<PeerListener>,
+        bootstrap: bool,
+    ) -> Node {
         let dir = self.dir(id);
         let cfg = group_config(id, &self.peers);
         // A killed node's core lets go of its files asynchronously: retry until it has.
@@ -170,7 +179,7 @@ impl Cluster {
             transport,
             storage.log_store,
             storage.state_machine,
-            true,
+            bootstrap,
         )
         .await
         .unwrap();
@@ -182,6 +191,22 @@ impl Cluster {
             sm,
             log: storage.commit_log,
         }
+    }
+
+    /// Start a new, empty node `id` (not a member yet: it waits to be added).
+    pub async fn add_node(&mut self, id: NodeId) -> PeerNode {
+        assert_eq!(id as usize, self.nodes.len());
+        let probe =
+            RaftGroupConfig::new("broker-a", id, [(id, PeerNode::new("127.0.0.1:1"))].into());
+        let l = PeerListener::bind("127.0.0.1:0", TransportConfig::from_group(&probe))
+            .await
+            .unwrap();
+        let node = PeerNode::new(l.local_addr().unwrap().to_string());
+        self.peers.insert(id, node.clone());
+        self.fs.push(StdFileSystem::arc());
+        let n = self.open_node_with(id, Some(l), false).await;
+        self.nodes.push(Some(n));
+        node
     }
 
     /// Drop a node without shutting it down (its files stay as they are).

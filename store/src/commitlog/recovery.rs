@@ -147,6 +147,13 @@ pub(crate) fn recover(
     };
     let first_index = meta.start_index;
     let first_pos = meta.start_pos;
+    if first_index > super::MAX_INDEX + 1 || first_pos > super::MAX_POS {
+        return Err(StoreError::corruption(
+            segments.dir().join(super::meta::META_FILE),
+            0,
+            format!("meta start ({first_index}, {first_pos}) is out of range"),
+        ));
+    }
 
     // Clean start: trust the end recorded at shutdown once it checks out.
     if let (true, Some((ni, np))) = (clean, meta.clean_end) {
