@@ -12,6 +12,7 @@
 //! * [`nemesis`]: faults (kill, pause, partition, net) with recorded windows, on a seeded
 //!   schedule;
 //! * [`recorder`]: appends operations to the history file while a run goes on;
+//! * [`run`]: one chaos run (nodes up, seeded nemesis schedule, fault windows recorded);
 //! * [`setup`]: checks for (and installs) the network tools namespace mode needs.
 //!
 //! The checker reads only the history file; it knows nothing of clusters, sockets or the
@@ -25,4 +26,5 @@ pub mod nemesis;
 pub mod netns;
 pub mod recorder;
 pub mod report;
+pub mod run;
 pub mod setup;

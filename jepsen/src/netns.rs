@@ -292,6 +292,30 @@ pub fn delete_leftovers(prefix: &str) -> Result<usize, NetError> {
     Ok(n)
 }
 
+/// Deletes harness namespaces (`rj<pid>x...`) whose creating process no longer runs: what an
+/// interrupted run left behind. Namespaces of live runs are kept. Returns the names deleted.
+pub fn delete_stale() -> Result<Vec<String>, NetError> {
+    let list = ip(&["netns", "list"])?;
+    let mut gone = Vec::new();
+    for line in list.lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("rj")
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            ip(&["netns", "delete", name])?;
+            gone.push(name.to_owned());
+        }
+    }
+    Ok(gone)
+}
+
 /// Whether this process may create network namespaces (tries one and deletes it).
 pub fn namespaces_available() -> bool {
     let name = format!("{}-probe", unique_prefix());

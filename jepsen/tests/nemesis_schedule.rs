@@ -163,3 +163,42 @@ fn the_same_seed_gives_the_same_choices() {
         assert_eq!(d.len(), 3);
     }
 }
+
+#[test]
+fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
+    let (dir, mut c) = namesrv_cluster(3, NetMode::Namespaces);
+    let rec = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+    let ns = c.node(0).unwrap().netns().unwrap().to_owned();
+    let show = |ns: &str| {
+        let tc = raftmq_jepsen::netns::run(
+            std::process::Command::new("ip").args(["netns", "exec", ns, "tc", "qdisc", "show"]),
+        )
+        .unwrap();
+        let nft = raftmq_jepsen::netns::run(
+            std::process::Command::new("ip").args(["netns", "exec", ns, "nft", "list", "ruleset"]),
+        )
+        .unwrap();
+        (tc, nft)
+    };
+    {
+        let mut nem = Nemesis::new(&mut c, &rec, 3);
+        let applied = nem.effective_net_fault();
+        let (active, targets) = nem.start_on(FaultKind::Net, &[0]).unwrap();
+        let (tc, nft) = show(&ns);
+        if applied.delay_ms > 0 {
+            assert!(tc.contains("netem"), "{tc}");
+        } else {
+            assert!(applied.loss_pct >= 30);
+            assert!(nft.contains("numgen random mod 100"), "{nft}");
+        }
+        nem.end(FaultKind::Net, &active, &targets).unwrap();
+    }
+    let (tc, nft) = show(&ns);
+    assert!(
+        !tc.contains("netem") && !nft.contains("numgen"),
+        "{tc}\n{nft}"
+    );
+    let results = checker::check(&load(&rec), &CheckConfig::default());
+    assert_eq!(results.stats.fault_windows, 1);
+    assert_eq!(results.stats.failed_faults, 0);
+}

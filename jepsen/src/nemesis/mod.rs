@@ -201,6 +201,10 @@ pub struct Nemesis<'a> {
     firewall: Option<Firewall>,
     leader: LeaderProbe<'a>,
     net_fault: NetFault,
+    /// Whether the kernel has netem (probed at the first `net` fault).
+    netem: Option<bool>,
+    /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
+    members: Vec<usize>,
 }
 
 /// The result of one scheduled fault.
@@ -212,6 +216,8 @@ pub struct FaultRecord {
     pub start_error: Option<String>,
     /// Error text if the end (heal, restart, resume) failed.
     pub end_error: Option<String>,
+    /// What exactly was applied, when the kind alone does not say (the `net` degradation).
+    pub detail: Option<String>,
 }
 
 impl<'a> Nemesis<'a> {
@@ -222,7 +228,10 @@ impl<'a> Nemesis<'a> {
             NetMode::Namespaces => Firewall::detect().ok(),
             NetMode::Loopback => None,
         };
+        let members = (0..cluster.len()).collect();
         Nemesis {
+            netem: None,
+            members,
             cluster,
             recorder,
             rng: Rng::new(seed),
@@ -240,6 +249,13 @@ impl<'a> Nemesis<'a> {
     /// Sets how the leader is found (for example by asking the nodes for their role).
     pub fn with_leader(mut self, probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
         self.leader = Box::new(probe);
+        self
+    }
+
+    /// Restricts faults to these cluster indices (default: every node). Targets such as
+    /// "minority" are computed over this set.
+    pub fn with_members(mut self, members: Vec<usize>) -> Self {
+        self.members = members;
         self
     }
 
@@ -284,7 +300,11 @@ impl<'a> Nemesis<'a> {
     /// applies it, recording the start. Returns the active fault and the target names, or the
     /// error recorded as `fail`.
     pub fn start(&mut self, kind: FaultKind) -> StartResult {
-        let n = self.cluster.len();
+        let n = self.members.len();
+        let members = self.members.clone();
+        let leader_index = (self.leader)(self.cluster);
+        // The leader as a position among the members.
+        let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
         match kind {
             FaultKind::Kill | FaultKind::Pause | FaultKind::Net => {
                 let target = Target::ALL[usize::try_from(self.rng.below(5)).unwrap_or(0)];
@@ -293,9 +313,8 @@ impl<'a> Nemesis<'a> {
                 } else {
                     target
                 };
-                let leader = (self.leader)(self.cluster);
                 let idx = match target.resolve(n, leader, &mut self.rng) {
-                    Ok(idx) => idx,
+                    Ok(pos) => pos.into_iter().map(|p| members[p]).collect::<Vec<_>>(),
                     Err(e) => {
                         let t = vec![format!("{target:?}").to_lowercase()];
                         return self.fail_start(kind, t, e);
@@ -306,7 +325,6 @@ impl<'a> Nemesis<'a> {
             FaultKind::Partition => {
                 let grudge = match self.rng.below(3) {
                     0 => {
-                        let leader = (self.leader)(self.cluster);
                         let one = leader.unwrap_or_else(|| {
                             usize::try_from(self.rng.below(n as u64)).unwrap_or(0)
                         });
@@ -315,7 +333,31 @@ impl<'a> Nemesis<'a> {
                     1 => partition::split(n, &mut self.rng).1,
                     _ => partition::bridge(n, &mut self.rng),
                 };
+                let grudge: Grudge = grudge
+                    .into_iter()
+                    .map(|(a, peers)| (members[a], peers.into_iter().map(|p| members[p]).collect()))
+                    .collect();
                 self.start_partition(grudge)
+            }
+        }
+    }
+
+    /// The `net` degradation actually applied: the configured one, or, when it needs netem
+    /// and the kernel has none, packet loss only (at least 30%), which nftables provides.
+    pub fn effective_net_fault(&mut self) -> NetFault {
+        let f = self.net_fault;
+        if f.delay_ms == 0 && f.jitter_ms == 0 && f.reorder_pct == 0 {
+            return f;
+        }
+        let netem = *self
+            .netem
+            .get_or_insert_with(|| net::netem_available(self.cluster));
+        if netem {
+            f
+        } else {
+            NetFault {
+                loss_pct: f.loss_pct.max(30),
+                ..NetFault::default()
             }
         }
     }
@@ -343,6 +385,11 @@ impl<'a> Nemesis<'a> {
         if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &targets, None) {
             return Err((e, targets));
         }
+        let net_fault = if kind == FaultKind::Net {
+            self.effective_net_fault()
+        } else {
+            self.net_fault
+        };
         let (res, active) = match kind {
             FaultKind::Kill => (kill::kill(self.cluster, idx), Active::Killed(idx.to_vec())),
             FaultKind::Pause => (
@@ -350,7 +397,7 @@ impl<'a> Nemesis<'a> {
                 Active::Paused(idx.to_vec()),
             ),
             FaultKind::Net => (
-                net::apply(self.cluster, idx, &self.net_fault),
+                net::apply(self.cluster, idx, &net_fault),
                 Active::Degraded(idx.to_vec()),
             ),
             FaultKind::Partition => (
@@ -484,7 +531,16 @@ impl<'a> Nemesis<'a> {
                 targets: Vec::new(),
                 start_error: None,
                 end_error: None,
+                detail: None,
             };
+            if kind == FaultKind::Net {
+                let f = self.effective_net_fault();
+                let mut d = f.describe();
+                if f != self.net_fault {
+                    d.push_str(" (no netem in this kernel: loss instead of delay)");
+                }
+                rec.detail = Some(d);
+            }
             match self.start(kind) {
                 Ok((active, targets)) => {
                     rec.targets.clone_from(&targets);
