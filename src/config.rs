@@ -25,7 +25,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -616,5 +616,9 @@ mod tests {
     fn missing_file_is_io_error_with_path() {
         let err = Properties::load(Path::new("/nonexistent/raftmq/namesrv.conf")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/raftmq/namesrv.conf"));
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the io error is the source"
+        );
     }
 }

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use raftmq::client::consumer::PullOptions;
 use raftmq::client::{
-    BrokerErrorKind, ClientConfig, ClientError, ClientInstance, Message, MessageQueue, Producer,
-    ProducerConfig, PullConsumer, PullStatus, SendStatus,
+    BrokerErrorKind, ClientConfig, ClientError, ClientEvent, ClientInstance, Message, MessageQueue,
+    Producer, ProducerConfig, PullConsumer, PullStatus, SendStatus,
 };
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::bodies::{
@@ -31,10 +32,12 @@ use raftmq::remoting::header::client::UnregisterClientRequestHeader;
 use raftmq::remoting::header::namesrv::RegisterBrokerRequestHeader;
 use raftmq::remoting::header::offset::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    QueryMessageRequestHeader, QueryMessageResponseHeader, SearchOffsetRequestHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader, UNIQUE_KEY_QUERY,
 };
 use raftmq::remoting::header::pull::{
-    PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
+    PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
+    PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq::remoting::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
 use raftmq::remoting::{
@@ -72,6 +75,8 @@ struct FakeState {
     not_leader: AtomicBool,
     /// Remark of that answer (a follower names the leader there).
     refuse_remark: Mutex<Option<String>>,
+    /// Send NOTIFY_CONSUMER_IDS_CHANGED back on every heartbeat with a consumer group.
+    notify_on_heartbeat: AtomicBool,
     /// UNREGISTER_CLIENT requests: (clientID, producerGroup, consumerGroup).
     unregistered: Mutex<Vec<UnregisterClientRequestHeader>>,
     /// Delay before every answer, in ms.
@@ -119,7 +124,8 @@ impl FakeState {
             sys_flag: h.sys_flag,
             born_timestamp: h.born_timestamp,
             born_host: ctx.peer_addr(),
-            store_timestamp: 1,
+            // Synthetic store clock: increases with the physical offset.
+            store_timestamp: 1_000_000 + phys,
             store_host: self.store_host(),
             reconsume_times: 0,
             prepared_transaction_offset: 0,
@@ -280,6 +286,45 @@ impl FakeState {
         }
     }
 
+    /// VIEW_MESSAGE_BY_ID and QUERY_MESSAGE by scanning every stored record.
+    fn lookup(&self, req: &RemotingCommand) -> RemotingCommand {
+        let queues = self.queues.lock().unwrap();
+        let all = queues.values().flatten();
+        if req.code == RequestCode::ViewMessageById.code() {
+            let h: ViewMessageRequestHeader = req.decode_header().unwrap();
+            return match all
+                .into_iter()
+                .find(|r| codec::MessageView::parse(r).unwrap().physical_offset() == h.offset)
+            {
+                Some(r) => RemotingCommand::response_to(req).with_body(r.clone()),
+                None => RemotingCommand::error_to(req, ResponseCode::SystemError, "no message"),
+            };
+        }
+        let h: QueryMessageRequestHeader = req.decode_header().unwrap();
+        let unique = req.ext_opt_bool(UNIQUE_KEY_QUERY) == Some(true);
+        let mut body = Vec::new();
+        for r in all {
+            let v = codec::MessageView::parse(r).unwrap();
+            let hit = if unique {
+                v.uniq_key() == Some(h.key.as_str())
+            } else {
+                v.keys().any(|k| k == h.key)
+            };
+            if v.topic() == h.topic && hit {
+                body.extend_from_slice(r);
+            }
+        }
+        if body.is_empty() {
+            return RemotingCommand::error_to(req, ResponseCode::QueryNotFound, "not found");
+        }
+        RemotingCommand::response_to(req)
+            .with_header(&QueryMessageResponseHeader {
+                index_last_update_timestamp: 0,
+                index_last_update_phyoffset: 0,
+            })
+            .with_body(body)
+    }
+
     fn offsets(&self, req: &RemotingCommand) -> RemotingCommand {
         let code = RequestCode::from_code(req.code).unwrap();
         let offset = |o: i64| {
@@ -314,6 +359,18 @@ impl FakeState {
                 offset(q.get(&(h.topic, h.queue_id)).map_or(0, |v| v.len() as i64))
             }
             RequestCode::GetMinOffset => offset(0),
+            RequestCode::SearchOffsetByTimestamp => {
+                let h: SearchOffsetRequestHeader = req.decode_header().unwrap();
+                let q = self.queues.lock().unwrap();
+                let recs = q.get(&(h.topic, h.queue_id)).cloned().unwrap_or_default();
+                let at = recs
+                    .iter()
+                    .position(|r| {
+                        codec::MessageView::parse(r).unwrap().store_timestamp() >= h.timestamp
+                    })
+                    .unwrap_or(recs.len());
+                offset(at as i64)
+            }
             _ => RemotingCommand::not_supported(req),
         }
     }
@@ -349,6 +406,13 @@ impl Processor for FakeProcessor {
                 Some(RequestCode::PullMessage) => st.pull(&req).await,
                 Some(RequestCode::HeartBeat) => {
                     let hb: HeartbeatData = json::from_slice(req.body.as_deref().unwrap()).unwrap();
+                    if st.notify_on_heartbeat.load(Ordering::SeqCst) {
+                        for g in &hb.consumer_data_set {
+                            let n = RemotingCommand::request(RequestCode::NotifyConsumerIdsChanged)
+                                .with_ext("consumerGroup", &g.group_name);
+                            ctx.invoke_oneway(n).await.unwrap();
+                        }
+                    }
                     st.heartbeats.lock().unwrap().push(hb);
                     RemotingCommand::response_to(&req)
                 }
@@ -356,8 +420,10 @@ impl Processor for FakeProcessor {
                     RequestCode::UpdateConsumerOffset
                     | RequestCode::QueryConsumerOffset
                     | RequestCode::GetMaxOffset
-                    | RequestCode::GetMinOffset,
+                    | RequestCode::GetMinOffset
+                    | RequestCode::SearchOffsetByTimestamp,
                 ) => st.offsets(&req),
+                Some(RequestCode::ViewMessageById | RequestCode::QueryMessage) => st.lookup(&req),
                 _ => RemotingCommand::not_supported(&req),
             };
             Ok(Some(resp))
@@ -370,13 +436,18 @@ impl Processor for FakeProcessor {
 struct FakeBroker {
     state: Arc<FakeState>,
     addr: String,
-    _server: ServerHandle,
+    server: Option<ServerHandle>,
     ns: NamesrvClient,
 }
 
 impl FakeBroker {
     async fn start(ns: &Namesrv) -> FakeBroker {
-        let state = Arc::new(FakeState::default());
+        Self::start_with(ns, Arc::new(FakeState::default())).await
+    }
+
+    /// A node serving `state`; nodes sharing one state act as replicas holding the same
+    /// bytes (the store host in records is the first node's address).
+    async fn start_with(ns: &Namesrv, state: Arc<FakeState>) -> FakeBroker {
         let server = RemotingServer::bind(
             "127.0.0.1:0",
             Arc::new(FakeProcessor(state.clone())),
@@ -384,16 +455,27 @@ impl FakeBroker {
         )
         .await
         .unwrap();
-        *state.addr.lock().unwrap() = Some(server.local_addr());
+        state
+            .addr
+            .lock()
+            .unwrap()
+            .get_or_insert(server.local_addr());
         FakeBroker {
             addr: server.local_addr().to_string(),
             state,
-            _server: server,
+            server: Some(server),
             ns: NamesrvClient::new(
                 &[ns.local_addr().to_string()],
                 remoting::ClientConfig::default(),
                 Duration::from_secs(5),
             ),
+        }
+    }
+
+    /// Stops serving clients while staying registered (an unreachable node).
+    async fn stop_serving(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
         }
     }
 
@@ -636,6 +718,38 @@ async fn offsets_round_trip_and_pull_statuses() {
     assert_eq!(r.messages.len(), 1);
     assert_eq!(&r.messages[0].body[..], b"m1");
     assert_eq!(r.next_begin_offset, 2);
+
+    // An offset can ride along with a pull (FLAG_COMMIT_OFFSET).
+    let opts = PullOptions {
+        commit_offset: Some(2),
+        ..PullOptions::default()
+    };
+    c.pull_with(&q, 2, &opts).await.unwrap();
+    let h = b.state.pulls.lock().unwrap().last().cloned().unwrap();
+    assert!(h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0);
+    assert!(h.sys_flag & PULL_FLAG_SUSPEND == 0);
+    assert_eq!(h.commit_offset, 2);
+    assert!(matches!(
+        c.pull(&q, 0, 0, Duration::from_secs(1)).await,
+        Err(ClientError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn oneway_sends_arrive() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 2)]).await;
+    let p = producer(&ns).await;
+    for i in 0..4 {
+        p.send_oneway(Message::new(TOPIC, format!("o{i}")).with_tags("T"))
+            .await
+            .unwrap();
+    }
+    wait_for("four oneway messages", Duration::from_secs(5), || {
+        b.state.stored(TOPIC) == 4
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -917,7 +1031,7 @@ async fn refusing_node_naming_the_leader_is_followed_before_the_nameserver_knows
     // n1 has won an election the nameserver has not heard of; n0 says so in its remark.
     n0.state.not_leader.store(true, Ordering::SeqCst);
     *n0.state.refuse_remark.lock().unwrap() = Some(format!(
-        "[NOT_LEADER] this node is a follower, leader is {}",
+        "[NOT_LEADER] broker g1 n0 is a follower; the leader is {}",
         n1.addr
     ));
     let r = p.send(Message::new(TOPIC, "redirected")).await.unwrap();
@@ -1004,4 +1118,235 @@ async fn shutdown_unregisters_the_groups() {
     let un = b.state.unregistered.lock().unwrap().clone();
     assert!(un.iter().any(|h| h.producer_group.as_deref() == Some("PG")));
     assert!(un.iter().any(|h| h.consumer_group.as_deref() == Some("CG")));
+}
+
+/// TEST DOUBLE: a nameserver that counts route lookups and answers with a fixed route in
+/// fastjson's form (unquoted numeric `brokerAddrs` keys, as a Java nameserver sends to old
+/// clients).
+struct CountingNamesrv {
+    lookups: AtomicUsize,
+    route_json: String,
+}
+
+impl Processor for CountingNamesrv {
+    fn process<'a>(
+        &'a self,
+        _ctx: &'a ConnContext,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, ProcessResult> {
+        Box::pin(async move {
+            if req.code != RequestCode::GetRouteinfoByTopic.code() {
+                return Ok(Some(RemotingCommand::not_supported(&req)));
+            }
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that concurrent callers overlap.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Some(
+                RemotingCommand::response_to(&req).with_body(self.route_json.clone().into_bytes()),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_route_lookup_and_read_fastjson_routes() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    let route_json = format!(
+        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{}"}},"brokerName":"broker-a","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":2,"topicSysFlag":0,"writeQueueNums":2}}]}}"#,
+        b.addr
+    );
+    let counting = Arc::new(CountingNamesrv {
+        lookups: AtomicUsize::new(0),
+        route_json,
+    });
+    let server = RemotingServer::bind("127.0.0.1:0", counting.clone(), ServerConfig::default())
+        .await
+        .unwrap();
+    let p = Arc::new(
+        Producer::start(
+            ClientConfig::new(&server.local_addr().to_string()),
+            ProducerConfig::new("PG"),
+        )
+        .await
+        .unwrap(),
+    );
+    let sends: Vec<_> = (0..16)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move { p.send(Message::new(TOPIC, format!("m{i}"))).await })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap().unwrap().queue.broker_name, "broker-a");
+    }
+    assert_eq!(b.state.stored(TOPIC), 16);
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn send_waits_out_an_election_with_no_leader_in_the_route() {
+    let ns = namesrv().await;
+    let n0 = FakeBroker::start(&ns).await;
+    let n1 = FakeBroker::start(&ns).await;
+    n0.register("g1", 0, 1, &[(TOPIC, 1)]).await;
+    n1.register("g1", 1, 1, &[(TOPIC, 1)]).await;
+    let mut cfg = ProducerConfig::new("PG");
+    cfg.retry_times_when_send_failed = 100;
+    cfg.retry_backoff = Duration::from_millis(20);
+    cfg.send_timeout = Duration::from_secs(10);
+    let p = Arc::new(Producer::start(client_config(&ns), cfg).await.unwrap());
+    p.send(Message::new(TOPIC, "before")).await.unwrap();
+
+    // The leader dies: its server stops and its nameserver connection closes, so the
+    // nameserver drops it and the group has no brokerId 0 until n1 registers as leader.
+    drop(n0);
+    let sender = {
+        let p = p.clone();
+        tokio::spawn(async move { p.send(Message::new(TOPIC, "during")).await })
+    };
+    // Wait until the producer has fetched the leaderless route (and is backing off).
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let route = p.instance().route(TOPIC).await.unwrap();
+        if route.leader_addr("g1").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "producer never saw the leaderless route"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!sender.is_finished());
+    n1.register("g1", 0, 2, &[(TOPIC, 1)]).await;
+    let r = sender.await.unwrap().unwrap();
+    let (host, _) = codec::decode_offset_msg_id(&r.offset_msg_id).unwrap();
+    assert_eq!(host.to_string(), n1.addr);
+    assert_eq!(n1.state.stored(TOPIC), 1);
+}
+
+#[tokio::test]
+async fn lookups_by_id_key_uniq_key_and_time() {
+    let ns = namesrv().await;
+    let mut n0 = FakeBroker::start(&ns).await;
+    // n1 serves the same bytes, as a replica does.
+    let n1 = FakeBroker::start_with(&ns, n0.state.clone()).await;
+    n0.register("g1", 0, 1, &[(TOPIC, 1)]).await;
+    n1.register("g1", 1, 1, &[(TOPIC, 1)]).await;
+    let p = producer(&ns).await;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = Message::new(TOPIC, format!("m{i}")).with_keys([format!("k{i}"), "common".into()]);
+        sent.push(p.send(m).await.unwrap());
+    }
+    let inst = p.instance();
+    let m = inst
+        .view_message(&sent[1].offset_msg_id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (&m.body[..], m.msg_id()),
+        (&b"m1"[..], sent[1].msg_id.as_str())
+    );
+
+    let by_key = inst
+        .query_messages_by_key(TOPIC, "k2", 32, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(&by_key[0].body[..], b"m2");
+    let common = inst
+        .query_messages_by_key(TOPIC, "common", 32, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(common.len(), 3);
+    assert!(inst
+        .query_messages_by_key(TOPIC, "nope", 32, 0, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    let by_uniq = inst
+        .query_messages_by_uniq_key(TOPIC, &sent[0].msg_id, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(by_uniq.len(), 1);
+    assert_eq!(&by_uniq[0].body[..], b"m0");
+
+    let c = PullConsumer::start(client_config(&ns), "CG").await.unwrap();
+    let q = MessageQueue::new(TOPIC, "g1", 0);
+    let third = c
+        .pull(&q, 2, 1, Duration::from_secs(3))
+        .await
+        .unwrap()
+        .messages[0]
+        .clone();
+    assert_eq!(c.search_offset(&q, third.store_timestamp).await.unwrap(), 2);
+    assert_eq!(
+        c.search_offset(&q, third.store_timestamp - 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(c.search_offset(&q, 0).await.unwrap(), 0);
+
+    // The store host stops answering: with the topic named, its group's replica answers.
+    n0.stop_serving().await;
+    assert!(inst
+        .view_message(&sent[2].offset_msg_id, None)
+        .await
+        .is_err());
+    let m = inst
+        .view_message(&sent[2].offset_msg_id, Some(TOPIC))
+        .await
+        .unwrap();
+    assert_eq!(&m.body[..], b"m2");
+}
+
+#[tokio::test]
+async fn consumer_ids_changed_notifications_reach_event_subscribers() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    b.state.notify_on_heartbeat.store(true, Ordering::SeqCst);
+    let instance = ClientInstance::start(client_config(&ns)).unwrap();
+    let mut events = instance.events();
+    let c = PullConsumer::with_instance(instance.clone(), "CG").unwrap();
+    c.subscribe(TOPIC, "*").unwrap();
+    c.fetch_subscribe_queues(TOPIC).await.unwrap();
+    assert!(instance.send_heartbeat_now().await >= 1);
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        ClientEvent::ConsumerIdsChanged {
+            group: "CG".into(),
+            broker: b.addr.clone(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn heartbeat_task_stops_when_the_last_handle_is_dropped() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    let mut cfg = client_config(&ns);
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    let p = Producer::start(cfg, ProducerConfig::new("PG"))
+        .await
+        .unwrap();
+    p.fetch_publish_queues(TOPIC).await.unwrap();
+    wait_for("periodic heartbeats", Duration::from_secs(5), || {
+        b.state.heartbeats.lock().unwrap().len() >= 3
+    })
+    .await;
+    drop(p);
+    // A heartbeat already on the wire may still land; after that, silence for ten periods.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = b.state.heartbeats.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.state.heartbeats.lock().unwrap().len(), before);
 }

@@ -1,8 +1,9 @@
 //! The operation history: what clients and the nemesis did, one JSON object per line.
 //!
 //! Owns the record format ([`Op`]), reading and writing JSON-lines files with line-numbered
-//! errors, and [`History`], which pairs every invocation with its completion and validates the
-//! whole record once so the checkers can trust it. It knows nothing of brokers, sockets or
+//! errors, the [`Recorder`] that appends operations while a run goes on, and [`History`],
+//! which pairs every invocation with its completion and validates the whole record once so
+//! the checkers can trust it. It knows nothing of brokers, sockets or
 //! checks.
 //!
 //! # Format
@@ -29,8 +30,13 @@
 //! * `f = poll`: the invocation may carry the `queue` and `offset` it pulls from; `ok` carries
 //!   `reads`, the messages returned, in order.
 //! * `f = commit`: a consumer-offset commit of `offset` for `group` on `queue`.
+//! * `f = fetch`: the broker's committed offset for `group` on `queue`; `ok` carries it in
+//!   `offset` (absent when nothing is committed).
 //! * `f = assign`: the consumer's queues were (re)assigned; its read positions reset
 //!   (all queues, or only `queue` if given).
+//! * `f = role`: an observer asked every node for its Raft role; `ok` carries `nodes`, a list
+//!   of `{"node", "role", "term"}` (`role` is `leader`, `follower`, `candidate`, `learner` or
+//!   `down`).
 //! * `f = fault`: a nemesis action; `phase` `start` opens a window of kind `fault` on
 //!   `targets`, `phase` `end` closes the oldest open window of that kind. A fault completing
 //!   with `fail` or `info` was not (surely) applied, so the run proves nothing.
@@ -43,6 +49,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -53,18 +61,18 @@ pub const PROGRESS_EVERY: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A line is not a valid operation record.
-    #[error("line {line}: not a valid operation: {source}")]
+    #[error("line {line}, column {column}: not a valid operation: {reason}")]
     Parse {
         line: usize,
-        #[source]
-        source: serde_json::Error,
+        column: usize,
+        reason: String,
     },
     /// A line parses but breaks a rule of the format.
     #[error("line {line}: {reason}")]
@@ -150,7 +158,9 @@ pub enum OpF {
     Poll,
     Commit,
     Assign,
+    Fetch,
     Fault,
+    Role,
 }
 
 impl fmt::Display for OpF {
@@ -160,6 +170,8 @@ impl fmt::Display for OpF {
             OpF::Poll => "poll",
             OpF::Commit => "commit",
             OpF::Assign => "assign",
+            OpF::Fetch => "fetch",
+            OpF::Role => "role",
             OpF::Fault => "fault",
         })
     }
@@ -171,6 +183,17 @@ impl fmt::Display for OpF {
 pub enum Phase {
     Start,
     End,
+}
+
+/// One node's role as a `role` observation saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRole {
+    pub node: String,
+    /// `leader`, `follower`, `candidate`, `learner`, or `down` when it did not answer.
+    pub role: String,
+    /// Raft term the node reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
 }
 
 /// One message returned by a poll.
@@ -201,7 +224,7 @@ pub struct Op {
     /// Messages a successful poll returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<Vec<Read>>,
-    /// Consumer group of a commit.
+    /// Consumer group of a commit or fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Fault kind (`kill`, `pause`, `partition`, ...).
@@ -211,6 +234,9 @@ pub struct Op {
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,
+    /// Roles a successful `role` observation saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeRole>>,
     /// Error text of a `fail` or `info` completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -233,6 +259,7 @@ impl Op {
             fault: None,
             phase: None,
             targets: None,
+            nodes: None,
             error: None,
         }
     }
@@ -304,7 +331,19 @@ impl Op {
 
 /// Parses one line. `line` is 1-based and used only for the error.
 pub fn parse_line(text: &str, line: usize) -> Result<Op, HistoryError> {
-    serde_json::from_str(text).map_err(|source| HistoryError::Parse { line, source })
+    serde_json::from_str(text).map_err(|e| {
+        // serde's message ends with its own " at line 1 column N"; report the file's line.
+        let text = e.to_string();
+        let reason = match text.rfind(" at line ") {
+            Some(cut) => text[..cut].to_owned(),
+            None => text,
+        };
+        HistoryError::Parse {
+            line,
+            column: e.column(),
+            reason,
+        }
+    })
 }
 
 /// Reads a JSON-lines file into operations with their 1-based line numbers. Blank lines are
@@ -354,6 +393,56 @@ pub fn write_jsonl<'a>(
         w.write_all(b"\n").map_err(io)?;
     }
     w.flush().map_err(io)
+}
+
+/// Appends operations to a history file as they happen, from any number of threads.
+///
+/// The time of each operation is taken under the same lock that writes its line, so `time_ns`
+/// never decreases in the file, and the file is a valid history as long as every process
+/// completes the operation it invoked.
+pub struct Recorder {
+    path: PathBuf,
+    start: Instant,
+    inner: Mutex<BufWriter<File>>,
+}
+
+impl Recorder {
+    /// Creates (truncates) `path`; times count from now.
+    pub fn create(path: &Path) -> Result<Self, HistoryError> {
+        let file = File::create(path).map_err(|source| HistoryError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Recorder {
+            path: path.to_owned(),
+            start: Instant::now(),
+            inner: Mutex::new(BufWriter::new(file)),
+        })
+    }
+
+    /// Stamps `op` with the current time, writes it, and returns the stamped operation.
+    pub fn record(&self, mut op: Op) -> Result<Op, HistoryError> {
+        let io = |source| HistoryError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // A panic while holding the lock leaves at worst a partial line, which the reader
+        // reports with its line number.
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        serde_json::to_writer(&mut *w, &op).map_err(|e| io(std::io::Error::other(e)))?;
+        w.write_all(b"\n").map_err(io)?;
+        Ok(op)
+    }
+
+    /// Writes buffered lines to the file.
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        w.flush().map_err(|source| HistoryError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
 }
 
 /// A validated history: operations in time order, each invocation paired with its completion.
@@ -534,6 +623,14 @@ fn inherit(done: &mut Op, inv: &Op) {
                 done.offset = inv.offset;
             }
         }
+        OpF::Fetch => {
+            if done.group.is_none() {
+                done.group.clone_from(&inv.group);
+            }
+            if done.queue.is_none() {
+                done.queue.clone_from(&inv.queue);
+            }
+        }
         OpF::Assign => {
             if done.queue.is_none() {
                 done.queue.clone_from(&inv.queue);
@@ -550,7 +647,7 @@ fn inherit(done: &mut Op, inv: &Op) {
                 done.targets.clone_from(&inv.targets);
             }
         }
-        OpF::Poll => {}
+        OpF::Poll | OpF::Role => {}
     }
 }
 
@@ -584,6 +681,8 @@ fn validate_fields(op: &Op, line: usize) -> Result<(), HistoryError> {
             need(op.queue.is_some(), "a \"queue\"")?;
             need(op.offset.is_some(), "an \"offset\"")?;
         }
+        (OpF::Fetch, OpType::Invoke) => need(op.queue.is_some(), "a \"queue\"")?,
+        (OpF::Role, OpType::Ok) => need(op.nodes.is_some(), "\"nodes\"")?,
         (OpF::Fault, _) => {
             need(op.fault.is_some(), "a \"fault\" kind")?;
             need(op.phase.is_some(), "a \"phase\"")?;
@@ -618,7 +717,7 @@ mod tests {
     #[test]
     fn bad_json_names_its_line() {
         let err = parse_line("{\"time_ns\": 1,", 42).unwrap_err();
-        assert!(err.to_string().starts_with("line 42:"), "{err}");
+        assert!(err.to_string().starts_with("line 42, column 14: "), "{err}");
     }
 
     #[test]
@@ -679,6 +778,30 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_recording_gives_a_valid_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let rec = Recorder::create(&path).unwrap();
+        std::thread::scope(|s| {
+            for p in 0..4u64 {
+                let rec = &rec;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        let v = format!("{p}-{i}");
+                        rec.record(Op::send_invoke(0, p, &v, None)).unwrap();
+                        rec.record(Op::send_ok(0, p, &v, "q", p * 1000 + i))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        rec.flush().unwrap();
+        let h = History::load(&path, |_| {}).unwrap();
+        assert_eq!(h.len(), 1600);
+        assert!(h.ops().windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+    }
+
+    #[test]
     fn jsonl_round_trip_and_line_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.jsonl");
@@ -697,6 +820,9 @@ mod tests {
 
         std::fs::write(&path, "\n{\"time_ns\":1}\n").unwrap();
         let err = read_jsonl(&path, |_| {}).unwrap_err().to_string();
-        assert!(err.starts_with("line 2: not a valid operation"), "{err}");
+        assert!(
+            err.starts_with("line 2, column 13: not a valid operation: missing field"),
+            "{err}"
+        );
     }
 }

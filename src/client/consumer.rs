@@ -23,7 +23,7 @@ use crate::remoting::body::{
 };
 use crate::remoting::header::offset::{
     GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
-    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::remoting::header::pull::{
     PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
@@ -239,8 +239,11 @@ impl PullConsumer {
 
     /// Stops heartbeating this group and tells the brokers (UNREGISTER_CLIENT).
     pub async fn shutdown(self) {
-        self.instance.unregister_consumer_group(&self.group);
-        self.core().unregister_client(None, Some(&self.group)).await;
+        let core = self.core().clone();
+        let group = self.group.clone();
+        // Dropping removes the group from the heartbeats.
+        drop(self);
+        core.unregister_client(None, Some(&group)).await;
     }
 
     /// The readable queues of `topic`.
@@ -422,6 +425,23 @@ impl PullConsumer {
             .await
     }
 
+    /// The first offset of `queue` whose message was stored at or after `timestamp_ms`
+    /// (SEARCH_OFFSET_BY_TIMESTAMP).
+    pub async fn search_offset(
+        &self,
+        queue: &MessageQueue,
+        timestamp_ms: i64,
+    ) -> ClientResult<i64> {
+        let header = SearchOffsetRequestHeader {
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            timestamp: timestamp_ms,
+            boundary_type: None,
+        };
+        self.offset_request(queue, RequestCode::SearchOffsetByTimestamp, &header)
+            .await
+    }
+
     async fn offset_request<H: CommandHeader>(
         &self,
         queue: &MessageQueue,
@@ -450,6 +470,7 @@ impl PullConsumer {
         let mut route = core.route(&queue.topic).await?;
         let mut refreshed = false;
         loop {
+            let sent_at = tokio::time::Instant::now();
             let addr = route
                 .read_addr(&queue.broker_name)
                 .map(str::to_owned)
@@ -471,7 +492,7 @@ impl PullConsumer {
                 return outcome.map(|resp| (addr, resp));
             }
             refreshed = true;
-            route = core.refresh_route(&queue.topic).await?;
+            route = core.route_newer_than(&queue.topic, sent_at).await?;
         }
     }
 }

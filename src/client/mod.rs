@@ -7,13 +7,17 @@
 //!   nameserver list, connections per address, the route cache and a background task
 //!   (owned by a guard, stopped when the last handle drops) that refreshes routes and sends
 //!   HEART_BEAT for every registered group. Producers and consumers register their groups
-//!   here, so push consumers and rebalancing can be added as further users of the instance.
+//!   here, and broker-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED) arrive as
+//!   [`ClientEvent`]s, so push consumers and rebalancing can be added as further users of
+//!   the instance.
 //! - [`route`]: GET_ROUTEINFO_BY_TOPIC, the route cache, leader (brokerId 0) addresses and
 //!   the write/read queues of a topic.
-//! - [`producer`]: [`Producer`] — SEND_MESSAGE_V2 with round-robin queue selection, retry on
-//!   another queue or on a new leader after a route refresh, and oneway sends.
+//! - [`producer`]: [`Producer`] — SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE with round-robin
+//!   queue selection; retries on another group, on the leader a refusing node names, or on
+//!   a new leader after a route refresh; oneway sends.
 //! - [`consumer`]: [`PullConsumer`] — PULL_MESSAGE (tag subscriptions, long polling),
-//!   consumer offsets (query/update), min/max queue offsets.
+//!   consumer offsets (query/update), min/max queue offsets, offset by timestamp.
+//! - [`query`]: message lookups by offsetMsgId and by key / UNIQ_KEY on a [`ClientInstance`].
 //! - [`message`]: [`Message`], [`MessageExt`] (decoded with the store crate's stored-message
 //!   codec) and the UNIQ_KEY generator.
 //! - [`error`]: [`ClientError`], with broker codes classified by [`BrokerErrorKind`].
@@ -40,6 +44,7 @@ pub mod consumer;
 pub mod error;
 pub mod message;
 pub mod producer;
+pub mod query;
 pub mod route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -47,20 +52,26 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::remoting::body::{ConsumerData, HeartbeatData, ProducerData};
-use crate::remoting::header::client::UnregisterClientRequestHeader;
-use crate::remoting::{self, json, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::header::client::{
+    NotifyConsumerIdsChangedRequestHeader, UnregisterClientRequestHeader,
+};
+use crate::remoting::{
+    self, json, BoxFuture, ConnContext, ProcessResult, Processor, RemotingClient, RemotingCommand,
+    RequestCode, ResponseCode,
+};
 
 pub use consumer::{PullConsumer, PullResult, PullStatus};
 pub use error::{BrokerErrorKind, ClientError, ClientResult};
 pub use message::{Message, MessageExt, UniqIdGenerator};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
 pub use remoting::body::MessageQueue;
-pub use route::{RouteTable, TopicRoute};
+use route::RouteTable;
+pub use route::TopicRoute;
 
 /// Settings shared by every producer and consumer of one [`ClientInstance`].
 #[derive(Debug, Clone)]
@@ -123,6 +134,49 @@ impl ClientConfig {
     }
 }
 
+/// What brokers tell a client on their own initiative, delivered to
+/// [`ClientInstance::events`] subscribers (a push consumer rebalances on these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// NOTIFY_CONSUMER_IDS_CHANGED: the membership of a consumer group changed.
+    ConsumerIdsChanged {
+        /// The group.
+        group: String,
+        /// The broker that said so.
+        broker: String,
+    },
+}
+
+/// Answers the requests brokers send to clients: NOTIFY_CONSUMER_IDS_CHANGED becomes a
+/// [`ClientEvent`]; everything else is REQUEST_CODE_NOT_SUPPORTED (this client has no
+/// transactions and no running-info dump yet).
+#[derive(Debug)]
+struct ServerRequests {
+    events: broadcast::Sender<ClientEvent>,
+}
+
+impl Processor for ServerRequests {
+    fn process<'a>(
+        &'a self,
+        ctx: &'a ConnContext,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, ProcessResult> {
+        Box::pin(async move {
+            if req.code == RequestCode::NotifyConsumerIdsChanged.code() {
+                let h: NotifyConsumerIdsChangedRequestHeader = req.decode_header()?;
+                tracing::debug!(group = %h.consumer_group, broker = %ctx.peer_addr(), "consumer ids changed");
+                // No subscriber is fine: nobody rebalances yet.
+                let _ = self.events.send(ClientEvent::ConsumerIdsChanged {
+                    group: h.consumer_group,
+                    broker: ctx.peer_addr().to_string(),
+                });
+                return Ok(Some(RemotingCommand::response_to(&req)));
+            }
+            Ok(Some(RemotingCommand::not_supported(&req)))
+        })
+    }
+}
+
 /// Connections by address and the request helpers every module uses.
 #[derive(Debug)]
 pub(crate) struct Transport {
@@ -131,13 +185,21 @@ pub(crate) struct Transport {
     clients: Mutex<HashMap<String, Arc<RemotingClient>>>,
     /// Wakes the background task to heartbeat at once (a route brought new brokers).
     wake: Arc<Notify>,
+    /// Serves broker-initiated requests on every connection.
+    handler: Arc<ServerRequests>,
 }
 
 impl Transport {
     fn client(&self, addr: &str) -> Arc<RemotingClient> {
         lock(&self.clients)
             .entry(addr.to_owned())
-            .or_insert_with(|| Arc::new(RemotingClient::new(addr, self.remoting.clone())))
+            .or_insert_with(|| {
+                Arc::new(RemotingClient::with_handler(
+                    addr,
+                    self.remoting.clone(),
+                    self.handler.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -150,7 +212,8 @@ impl Transport {
         self.invoke_timeout(addr, cmd, self.timeout).await
     }
 
-    /// Request with an explicit timeout (the connect time is bounded separately).
+    /// Request with an explicit timeout covering connect and answer. A connect that does
+    /// not finish in time is a [`ClientError::Connect`]: nothing was sent.
     pub(crate) async fn invoke_timeout(
         &self,
         addr: &str,
@@ -158,8 +221,18 @@ impl Transport {
         timeout: Duration,
     ) -> ClientResult<RemotingCommand> {
         let code = cmd.code;
-        self.client(addr)
-            .invoke(cmd, timeout)
+        let start = tokio::time::Instant::now();
+        let conn = match tokio::time::timeout(timeout, self.client(addr).connection()).await {
+            Ok(conn) => conn.map_err(|e| ClientError::from_remoting(addr, code, e))?,
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    addr: addr.to_owned(),
+                    reason: format!("not connected within {timeout:?}"),
+                })
+            }
+        };
+        let left = timeout.saturating_sub(start.elapsed());
+        conn.invoke(cmd, left)
             .await
             .map_err(|e| ClientError::from_remoting(addr, code, e))
     }
@@ -186,7 +259,8 @@ pub(crate) struct ClientCore {
     pub(crate) net: Transport,
     pub(crate) routes: RouteTable,
     pub(crate) uniq: UniqIdGenerator,
-    producer_groups: Mutex<BTreeSet<String>>,
+    /// Producer groups and how many producers of this instance use each.
+    producer_groups: Mutex<BTreeMap<String, usize>>,
     consumer_groups: Mutex<BTreeMap<String, ConsumerData>>,
 }
 
@@ -201,11 +275,28 @@ impl ClientCore {
         self.routes.refresh(&self.net, topic).await
     }
 
+    /// Route of `topic` fetched after `since` (a failure seen at `since` needs a newer
+    /// route); concurrent callers share one lookup.
+    pub(crate) async fn route_newer_than(
+        &self,
+        topic: &str,
+        since: tokio::time::Instant,
+    ) -> ClientResult<Arc<TopicRoute>> {
+        self.routes
+            .refresh_if_older(&self.net, topic, since.into_std())
+            .await
+    }
+
+    /// Whether some producer of this instance is in `group`.
+    pub(crate) fn has_producer_group(&self, group: &str) -> bool {
+        lock(&self.producer_groups).contains_key(group)
+    }
+
     fn heartbeat_data(&self) -> HeartbeatData {
         HeartbeatData {
             client_id: self.client_id.clone(),
             producer_data_set: lock(&self.producer_groups)
-                .iter()
+                .keys()
                 .map(|g| ProducerData {
                     group_name: g.clone(),
                 })
@@ -323,10 +414,13 @@ impl ClientInstance {
                 timeout: config.request_timeout,
                 clients: Mutex::new(HashMap::new()),
                 wake: wake.clone(),
+                handler: Arc::new(ServerRequests {
+                    events: broadcast::channel(64).0,
+                }),
             },
             routes: RouteTable::new(config.namesrv_addrs.clone(), config.route_refresh_interval),
             uniq: UniqIdGenerator::new(ip),
-            producer_groups: Mutex::new(BTreeSet::new()),
+            producer_groups: Mutex::new(BTreeMap::new()),
             consumer_groups: Mutex::new(BTreeMap::new()),
             config,
         });
@@ -335,6 +429,12 @@ impl ClientInstance {
             core,
             _task: Arc::new(TaskGuard(task)),
         })
+    }
+
+    /// Events brokers push to this client (NOTIFY_CONSUMER_IDS_CHANGED, ...). A receiver
+    /// that falls more than 64 events behind loses the oldest ones.
+    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.core.net.handler.events.subscribe()
     }
 
     /// This client's id (`ip@instanceName`), as brokers see it in heartbeats.
@@ -362,21 +462,31 @@ impl ClientInstance {
         self.core.send_heartbeats().await
     }
 
-    /// Adds a producer group to the heartbeats.
+    /// Adds a producer of `group` to the heartbeats (counted: the group stays while any
+    /// producer of it is registered).
     pub fn register_producer_group(&self, group: &str) {
-        lock(&self.core.producer_groups).insert(group.to_owned());
+        *lock(&self.core.producer_groups)
+            .entry(group.to_owned())
+            .or_default() += 1;
         self.core.net.wake_heartbeat();
     }
 
-    /// Adds or replaces a consumer group (with its subscriptions) in the heartbeats.
+    /// Adds or replaces a consumer group (with its subscriptions) in the heartbeats. One
+    /// consumer per group and instance: a second one replaces the first's subscriptions.
     pub fn register_consumer(&self, data: ConsumerData) {
         lock(&self.core.consumer_groups).insert(data.group_name.clone(), data);
         self.core.net.wake_heartbeat();
     }
 
-    /// Removes a producer group from the heartbeats.
+    /// Removes one producer of `group`; the group leaves the heartbeats with its last one.
     pub fn unregister_producer_group(&self, group: &str) {
-        lock(&self.core.producer_groups).remove(group);
+        let mut groups = lock(&self.core.producer_groups);
+        if let Some(n) = groups.get_mut(group) {
+            *n -= 1;
+            if *n == 0 {
+                groups.remove(group);
+            }
+        }
     }
 
     /// Removes a consumer group from the heartbeats.

@@ -157,7 +157,7 @@ impl Producer {
 
     /// The queues a send to `topic` may use.
     pub async fn fetch_publish_queues(&self, topic: &str) -> ClientResult<Vec<MessageQueue>> {
-        Ok(self.publish_route(topic, false).await?.write_queues())
+        Ok(self.publish_route(topic, None).await?.write_queues())
     }
 
     /// Sends `msg` to a queue of its topic, retrying elsewhere on retryable failures.
@@ -211,7 +211,7 @@ impl Producer {
     /// means the request could not be written to a connection.
     pub async fn send_oneway(&self, mut msg: Message) -> ClientResult<()> {
         self.prepare(&mut msg)?;
-        let route = self.publish_route(&msg.topic, false).await?;
+        let route = self.publish_route(&msg.topic, None).await?;
         let queues = route.write_queues();
         let queue = self
             .select_queue(&queues, None)
@@ -225,9 +225,11 @@ impl Producer {
     }
 
     /// The send loop shared by every synchronous send: route, queue (`fixed` or
-    /// round-robin), leader, attempt; on a retryable failure, refresh the route and try
-    /// again — on the leader the refusing node named, else on another group if there is
-    /// one, else on the same group after `retry_backoff`.
+    /// round-robin), leader, attempt. On a retryable failure the next attempt uses a route
+    /// fetched after the failure and goes to the leader the refusing node named, else to
+    /// another group if there is one, else to the same group after `retry_backoff`. A route
+    /// without a leader for the wanted group (an election in progress) also waits
+    /// `retry_backoff` and looks again.
     async fn send_payload(
         &self,
         payload: &Payload,
@@ -241,12 +243,15 @@ impl Producer {
         let mut maybe_written = false;
         let mut last_err = None;
         let mut made = 0;
+        // When the last failure was seen: a retry needs a route fetched after it.
+        let mut failed_at: Option<Instant> = None;
         for attempt in 0..attempts {
+            let is_last = attempt + 1 == attempts;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let route = match self.publish_route(topic, attempt > 0).await {
+            let route = match self.publish_route(topic, failed_at).await {
                 Ok(r) => r,
                 // Nothing was sent yet: report the route problem itself.
                 Err(e) if made == 0 => return Err(e),
@@ -255,36 +260,20 @@ impl Producer {
                     break;
                 }
             };
-            let (queue, addr) = match hint.take() {
-                Some(h) => h,
-                None => {
-                    let queue = match fixed {
-                        Some(q) => q.clone(),
-                        None => {
-                            let queues = route.write_queues();
-                            let Some(q) = self.select_queue(&queues, last_broker.as_deref()) else {
-                                let e = ClientError::NoRoute {
-                                    topic: topic.to_owned(),
-                                    reason: "the route has no writable queue with a leader"
-                                        .to_owned(),
-                                };
-                                if made == 0 {
-                                    return Err(e);
-                                }
-                                last_err = Some(e);
-                                break;
-                            };
-                            q
-                        }
-                    };
-                    match leader(&route, &queue) {
-                        Ok(addr) => (queue, addr),
-                        Err(e) => {
-                            last_broker = Some(queue.broker_name.clone());
-                            last_err = Some(e);
-                            continue;
-                        }
+            let target = match hint.take() {
+                Some(h) => Ok(h),
+                None => self.pick_target(&route, topic, fixed, last_broker.as_deref()),
+            };
+            let (queue, addr) = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(topic, attempt, cause = %e, "no leader to send to");
+                    failed_at = Some(Instant::now());
+                    last_err = Some(e);
+                    if !is_last {
+                        self.backoff(deadline).await;
                     }
+                    continue;
                 }
             };
             made += 1;
@@ -292,6 +281,7 @@ impl Producer {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
+            failed_at = Some(Instant::now());
             maybe_written |= err.is_indeterminate();
             let retry = err.is_retryable();
             tracing::debug!(topic, broker = %queue.broker_name, %addr, queue = queue.queue_id,
@@ -309,18 +299,48 @@ impl Producer {
                         .write_queues()
                         .iter()
                         .any(|q| q.broker_name != queue.broker_name);
-                if !elsewhere && attempt + 1 < attempts {
-                    let pause = self
-                        .config
-                        .retry_backoff
-                        .min(deadline.saturating_duration_since(Instant::now()));
-                    tokio::time::sleep(pause).await;
+                if !elsewhere && !is_last {
+                    self.backoff(deadline).await;
                 }
             }
             last_broker = Some(queue.broker_name.clone());
             last_err = Some(err);
         }
-        Err(self.send_failed(topic, made, maybe_written, last_err, deadline))
+        match last_err {
+            // No attempt reached a broker: the route problem is the answer.
+            Some(e) if made == 0 => Err(e),
+            last => Err(self.send_failed(topic, made, maybe_written, last, deadline)),
+        }
+    }
+
+    /// The queue and leader address for the next attempt.
+    fn pick_target(
+        &self,
+        route: &TopicRoute,
+        topic: &str,
+        fixed: Option<&MessageQueue>,
+        avoid: Option<&str>,
+    ) -> ClientResult<(MessageQueue, String)> {
+        let queue = match fixed {
+            Some(q) => q.clone(),
+            None => self
+                .select_queue(&route.write_queues(), avoid)
+                .ok_or_else(|| ClientError::NoRoute {
+                    topic: topic.to_owned(),
+                    reason: "the route has no writable queue with a leader".to_owned(),
+                })?,
+        };
+        let addr = leader(route, &queue)?;
+        Ok((queue, addr))
+    }
+
+    /// Sleeps `retry_backoff`, or until the deadline if that is sooner.
+    async fn backoff(&self, deadline: Instant) {
+        let pause = self
+            .config
+            .retry_backoff
+            .min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
     }
 
     /// Validates a batch and builds its wire body (protocol.md §5.6).
@@ -375,12 +395,16 @@ impl Producer {
         })
     }
 
-    /// Stops heartbeating this producer group and tells the brokers (UNREGISTER_CLIENT).
+    /// Stops heartbeating this producer and tells the brokers (UNREGISTER_CLIENT)
+    /// (when this was the instance's last producer of the group).
     pub async fn shutdown(self) {
-        self.instance.unregister_producer_group(&self.config.group);
-        self.core()
-            .unregister_client(Some(&self.config.group), None)
-            .await;
+        let core = self.core().clone();
+        let group = self.config.group.clone();
+        // Dropping removes this producer from the heartbeats.
+        drop(self);
+        if !core.has_producer_group(&group) {
+            core.unregister_client(Some(&group), None).await;
+        }
     }
 
     fn prepare(&self, msg: &mut Message) -> ClientResult<()> {
@@ -391,14 +415,17 @@ impl Producer {
         Ok(())
     }
 
-    /// The topic's route; with `refresh`, fetched anew. An unknown topic gets a provisional
-    /// route built from the template topic when auto-creation is on.
-    async fn publish_route(&self, topic: &str, refresh: bool) -> ClientResult<Arc<TopicRoute>> {
+    /// The topic's route; with `newer_than`, one fetched after that instant. An unknown
+    /// topic gets a provisional route built from the template topic when auto-creation is on.
+    async fn publish_route(
+        &self,
+        topic: &str,
+        newer_than: Option<Instant>,
+    ) -> ClientResult<Arc<TopicRoute>> {
         let core = self.core();
-        let found = if refresh {
-            core.refresh_route(topic).await
-        } else {
-            core.route(topic).await
+        let found = match newer_than {
+            Some(since) => core.route_newer_than(topic, since).await,
+            None => core.route(topic).await,
         };
         match found {
             Err(ClientError::TopicNotExist { .. }) if self.config.auto_create_topic => {
@@ -491,7 +518,7 @@ impl Producer {
             code: RequestCode::SendMessageV2.code(),
             timeout: self.config.send_timeout,
         });
-        tracing::warn!(topic, attempts, maybe_written, overdue = Instant::now() >= deadline,
+        tracing::debug!(topic, attempts, maybe_written, overdue = Instant::now() >= deadline,
             cause = %last, "send failed");
         ClientError::SendFailed {
             topic: topic.to_owned(),

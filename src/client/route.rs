@@ -23,6 +23,8 @@ use super::{lock, Transport};
 pub const MASTER_ID: i64 = 0;
 /// Topic a producer falls back to when its topic is unknown, so the broker auto-creates it.
 pub const DEFAULT_TOPIC: &str = "TBW102";
+/// How long a provisional route is used before the nameservers are asked again.
+pub const PROVISIONAL_TTL: Duration = Duration::from_secs(1);
 /// Queues a producer asks for when a topic is auto-created (Java and Go default).
 pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
 
@@ -98,7 +100,32 @@ impl TopicRoute {
 
     /// Queues a producer may write: for each writable queue data (sorted by broker name)
     /// whose group has a leader, queue ids `0..writeQueueNums`.
+    ///
+    /// A non-empty `orderTopicConf` (`brokerName:queueCount;...`) overrides the queue data,
+    /// as for Java producers of ordered topics.
     pub fn write_queues(&self) -> Vec<MessageQueue> {
+        if let Some(conf) = self
+            .data
+            .order_topic_conf
+            .as_deref()
+            .filter(|c| !c.is_empty())
+        {
+            return conf
+                .split(';')
+                .filter_map(|item| {
+                    let (name, n) = item.split_once(':')?;
+                    let n: i32 = n.trim().parse().ok()?;
+                    let name = name.trim();
+                    self.leader_addr(name)?;
+                    Some(
+                        (0..n.max(0)).map(move |id| {
+                            MessageQueue::new(self.topic.clone(), name.to_owned(), id)
+                        }),
+                    )
+                })
+                .flatten()
+                .collect();
+        }
         let mut qds: Vec<_> = self
             .data
             .queue_datas
@@ -151,16 +178,19 @@ pub struct RouteTable {
     routes: Mutex<HashMap<String, Arc<TopicRoute>>>,
     /// Nameserver to try first next time (rotates past one that failed).
     first_ns: Mutex<usize>,
+    /// One lookup at a time per topic.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RouteTable {
-    /// A table asking `namesrv_addrs` in turn; routes older than `ttl` are re-fetched.
+    /// A table asking `namesrv_addrs` in turn; `ttl` is the refresh interval.
     pub fn new(namesrv_addrs: Vec<String>, ttl: Duration) -> Self {
         RouteTable {
             namesrv_addrs,
             ttl,
             routes: Mutex::new(HashMap::new()),
             first_ns: Mutex::new(0),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -191,24 +221,55 @@ impl RouteTable {
         new_addrs
     }
 
-    /// The route of `topic`: the cached one while younger than the TTL, else a fresh one.
-    /// When the nameservers cannot be reached, a stale cached route is still returned.
+    /// The route of `topic`: the cached one if there is one (the background task refreshes
+    /// it every interval), else one fetched now. A route older than twice the refresh
+    /// interval (the background task is not keeping up) is fetched again, and so is a
+    /// provisional one after [`PROVISIONAL_TTL`] (to pick up the auto-created topic).
     pub(crate) async fn get(&self, net: &Transport, topic: &str) -> ClientResult<Arc<TopicRoute>> {
         if let Some(r) = self.cached(topic) {
-            if r.age() < self.ttl && !r.provisional {
+            let max_age = if r.provisional {
+                PROVISIONAL_TTL.min(self.ttl)
+            } else {
+                self.ttl * 2
+            };
+            if r.age() < max_age {
                 return Ok(r);
             }
         }
-        self.refresh(net, topic).await
+        self.refresh_if_older(net, topic, Instant::now()).await
     }
 
-    /// Fetches `topic`'s route now and caches it. A stale cached route is returned if every
-    /// nameserver is unreachable (not if they say the topic does not exist).
+    /// Fetches `topic`'s route now and caches it (the periodic refresh).
     pub(crate) async fn refresh(
         &self,
         net: &Transport,
         topic: &str,
     ) -> ClientResult<Arc<TopicRoute>> {
+        self.refresh_if_older(net, topic, Instant::now()).await
+    }
+
+    /// Fetches `topic`'s route unless the cached one was fetched after `since` (a caller
+    /// that saw a failure at `since` needs a route at least that new). Concurrent callers
+    /// for one topic wait for a single lookup instead of each asking the nameservers. A
+    /// stale cached route is returned if every nameserver is unreachable (not if they say
+    /// the topic does not exist).
+    pub(crate) async fn refresh_if_older(
+        &self,
+        net: &Transport,
+        topic: &str,
+        since: Instant,
+    ) -> ClientResult<Arc<TopicRoute>> {
+        let flight = lock(&self.in_flight)
+            .entry(topic.to_owned())
+            .or_default()
+            .clone();
+        // Held across the lookup on purpose: the other callers wait for its result.
+        let _one_lookup = flight.lock().await;
+        if let Some(r) = self.cached(topic) {
+            if r.fetched_at > since {
+                return Ok(r);
+            }
+        }
         match self.fetch(net, topic).await {
             Ok(data) => {
                 let route = TopicRoute::new(topic, data);
@@ -359,6 +420,16 @@ mod tests {
         assert!(qs.iter().any(|q| q.broker_name == "broker-c"));
         assert_eq!(route().broker_addrs(true).len(), 3);
         assert_eq!(route().broker_addrs(false).len(), 5);
+    }
+
+    #[test]
+    fn order_topic_conf_overrides_write_queues() {
+        let mut r = route();
+        r.data.order_topic_conf = Some("broker-b:3;broker-d:2;junk".into());
+        let qs = r.write_queues();
+        // broker-d has no leader; "junk" does not parse.
+        assert_eq!(qs.len(), 3);
+        assert!(qs.iter().all(|q| q.broker_name == "broker-b"));
     }
 
     #[test]

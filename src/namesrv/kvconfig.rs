@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Why the persistent KV store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KvConfigError {
-    #[error("KV config store at {path}: {source}")]
+    #[error("KV config store at {path}")]
     Store {
         path: PathBuf,
         #[source]

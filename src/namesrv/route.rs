@@ -29,7 +29,6 @@
 //!    from the route until it re-registers as a follower.
 //! 3. A member re-registering with a different brokerId (leader ↔ follower) is re-keyed at once:
 //!    as in RocketMQ, an address appears under one id only.
-//!
 //! 4. Registrations of one member are ordered by (term, leader?): one that orders before the
 //!    member's last accepted registration is stale (requests may be processed out of order,
 //!    and a node's role within a term only moves from follower/candidate to leader). So a

@@ -182,37 +182,51 @@ impl ConsumeQueue {
         Ok(cq)
     }
 
-    /// Finds the write position without outside help: the written prefix of the newest file
-    /// that has one (after a power cut, newer files may hold only zeros). Without a dispatch
-    /// checkpoint this is a best guess; [`ConsumeQueue::restore_end`] makes it exact.
+    /// Finds the write position without outside help: the end of the written prefix of the
+    /// newest file that has one (after a power cut, newer files may hold only zeros). Units
+    /// are written in order, so the boundary is found by binary search (a few reads per file,
+    /// not the whole file). After a crash the prefix may have holes, so this is only a guess;
+    /// [`ConsumeQueue::restore_end`] makes it exact from a dispatch checkpoint.
     fn recover(&mut self) -> Result<()> {
         let Some(first) = self.files.first() else {
             return Ok(());
         };
         let first_base = first.base;
-        let mut buf = vec![0u8; self.file_size as usize];
+        let units = self.file_size / CQ_UNIT_SIZE;
         let mut end = first_base;
         for f in self.files.iter().rev() {
-            f.map.read_at(0, &mut buf)?;
-            let written = buf
-                .chunks_exact(CQ_UNIT_SIZE as usize)
-                .take_while(|u| CqUnit::decode(u).is_written())
-                .count() as u64;
-            if written > 0 {
-                end = f.base + written * CQ_UNIT_SIZE;
-                break;
+            if !Self::read_unit(f, 0)?.is_written() {
+                continue;
             }
+            // Invariant: unit `lo` is written; the boundary lies in (lo, hi].
+            let (mut lo, mut hi) = (0u64, units);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if Self::read_unit(f, mid)?.is_written() {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            end = f.base + hi * CQ_UNIT_SIZE;
+            break;
         }
         self.max_offset = (end / CQ_UNIT_SIZE) as i64;
         // min offset: the first real (non-placeholder) unit of the first file.
-        self.files[0].map.read_at(0, &mut buf)?;
-        let lead = buf
-            .chunks_exact(CQ_UNIT_SIZE as usize)
-            .take_while(|u| CqUnit::decode(u).is_placeholder())
-            .count() as u64;
+        let mut lead = 0u64;
+        while lead < units && Self::read_unit(&self.files[0], lead)?.is_placeholder() {
+            lead += 1;
+        }
         self.min_offset =
             (((first_base + lead * CQ_UNIT_SIZE) / CQ_UNIT_SIZE) as i64).min(self.max_offset);
         Ok(())
+    }
+
+    /// Unit number `n` of a file.
+    fn read_unit(f: &CqFile, n: u64) -> Result<CqUnit> {
+        let mut b = [0u8; CQ_UNIT_SIZE as usize];
+        f.map.read_at(n * CQ_UNIT_SIZE, &mut b)?;
+        Ok(CqUnit::decode(&b))
     }
 
     /// Declares that the queue ends exactly at `next` (the offset a dispatch checkpoint
@@ -263,8 +277,11 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// Zeroes everything from logical `offset` to the end of its file (durably) and removes
-    /// every later file. An empty file at the cut is removed too, unless it is the first.
+    /// Drops everything from logical `offset` on: zeroes the written units in its file
+    /// (durably) and removes every later file; an empty file at the cut goes too, unless it
+    /// is the first. Only `[offset, max_offset)` is zeroed: bytes past `max_offset` in the cut
+    /// file (a power cut can leave some behind a hole) are never read, since reads stop at
+    /// `max_offset` and appends overwrite them in order.
     fn cut_at(&mut self, offset: i64) -> Result<()> {
         let from = offset as u64 * CQ_UNIT_SIZE;
         let keep = match self.file_index(from) {
@@ -274,11 +291,11 @@ impl ConsumeQueue {
             None => self.files.len(),
         };
         if let Some(f) = keep.checked_sub(1).and_then(|i| self.files.get(i)) {
-            let file_end = f.base + self.file_size;
-            if from < file_end && from >= f.base {
-                let zeros = vec![0u8; (file_end - from) as usize];
+            let stop = (f.base + self.file_size).min(self.max_offset.max(0) as u64 * CQ_UNIT_SIZE);
+            if from < stop && from >= f.base {
+                let zeros = vec![0u8; (stop - from) as usize];
                 f.map.write_at(from - f.base, &zeros)?;
-                f.map.flush_range(from - f.base, file_end - from)?;
+                f.map.flush_range(from - f.base, stop - from)?;
             }
         }
         self.remove_files_from(keep)?;

@@ -210,7 +210,11 @@ pub fn encode_end_marker(len: u32) -> [u8; END_MARKER_LEN] {
 /// Where a record of `record_len` bytes goes if the log's write position is `pos`:
 /// `Ok(pos)` when it fits the current segment, or `Err(next_segment_base)` when an end
 /// marker must fill the rest. The one deterministic roll rule.
+/// A zero `segment_size` (refused by config validation) places nothing: `Err(pos)`.
 pub fn place(pos: u64, record_len: u64, segment_size: u64) -> std::result::Result<u64, u64> {
+    if segment_size == 0 {
+        return Err(pos);
+    }
     let base = pos - pos % segment_size;
     let remaining = base + segment_size - pos;
     if record_len + END_MARKER_LEN as u64 <= remaining {

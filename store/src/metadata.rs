@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use crate::error::{Result, StoreError};
 
@@ -407,24 +408,52 @@ impl Metadata {
     }
 
     /// Replaces every table with the content of `bytes` (a snapshot install), then flushes.
-    /// The bytes are fully checked before anything is changed.
+    /// The bytes are fully checked first, and the replacement is one sled transaction over
+    /// all tables: a crash leaves either the old tables or the new ones.
     pub fn import(&self, bytes: &[u8]) -> Result<()> {
         let snap = Self::decode_export(bytes)?;
-        for tree in [&self.topics, &self.groups, &self.offsets, &self.kv] {
-            tree.clear().map_err(|e| self.sled_err("clear", e))?;
+        let trees = [&self.topics, &self.groups, &self.offsets, &self.kv];
+        // One batch per table: remove every current key, then insert the new content (a
+        // batch keeps the last operation per key).
+        let mut batches: Vec<sled::Batch> = Vec::with_capacity(trees.len());
+        for tree in trees {
+            let mut b = sled::Batch::default();
+            for k in tree.iter().keys() {
+                b.remove(k.map_err(|e| self.sled_err("scan", e))?);
+            }
+            batches.push(b);
         }
         for t in &snap.topics {
-            self.put_topic(t)?;
+            check_name("topic", &t.topic_name)?;
+            batches[0].insert(t.topic_name.as_bytes(), encode_value(t)?);
         }
         for g in &snap.groups {
-            self.put_group(g)?;
+            check_name("group", &g.group_name)?;
+            batches[1].insert(g.group_name.as_bytes(), encode_value(g)?);
         }
         for o in &snap.offsets {
-            self.commit_offset(&o.group, &o.topic, o.queue_id, o.offset)?;
+            check_name("group", &o.group)?;
+            check_name("topic", &o.topic)?;
+            batches[2].insert(offset_key(&o.group, &o.topic, o.queue_id), encode_value(o)?);
         }
         for (ns, k, v) in &snap.kv {
-            self.put_kv(ns, k, v)?;
+            check_name("namespace", ns)?;
+            batches[3].insert(kv_key(ns, k), v.as_slice());
         }
+        let trees: &[&sled::Tree] = &trees;
+        trees
+            .transaction(|views| {
+                for (view, batch) in views.iter().zip(&batches) {
+                    view.apply_batch(batch)?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(e) => self.sled_err("import", e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::Fatal("metadata import aborted".into())
+                }
+            })?;
         self.flush()
     }
 }

@@ -82,12 +82,24 @@ impl SegmentList {
     /// Maps every correctly named file in `dir` (created if missing). Files with other names
     /// are ignored; a file of the wrong size or not aligned to `file_size` is an error.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, file_size: u64) -> Result<SegmentList> {
+        if file_size == 0 {
+            return Err(StoreError::InvalidArgument(
+                "segment file size must be positive".into(),
+            ));
+        }
         fs.create_dir_all(dir)?;
         let mut files = BTreeMap::new();
         for path in fs.list(dir)? {
             let Some(base) = format::parse_file_name(&path) else {
                 continue;
             };
+            if base.checked_add(file_size.saturating_mul(2)).is_none() {
+                return Err(StoreError::corruption(
+                    &path,
+                    0,
+                    format!("file base {base} is too large"),
+                ));
+            }
             if base % file_size != 0 {
                 return Err(StoreError::corruption(
                     &path,

@@ -25,6 +25,8 @@ enum Op {
     Commit { back: u64 },
     /// Save a vote (durable on return, ordered after earlier appends).
     Vote,
+    /// Snapshot install: empty the log, restart after `skip` more entries, `gap` bytes on.
+    Reset { skip: u64, gap: u64 },
     /// Clean close and reopen.
     Reopen,
     /// Process killed: the page cache survives.
@@ -41,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..20).prop_map(|k| Op::Purge { k }),
         2 => (0u64..8).prop_map(|back| Op::Commit { back }),
         1 => Just(Op::Vote),
+        1 => (0u64..30, 0u64..20_000).prop_map(|(skip, gap)| Op::Reset { skip, gap }),
         1 => Just(Op::Reopen),
         1 => Just(Op::Kill),
         1 => Just(Op::PowerLoss),
@@ -155,6 +158,21 @@ fn run(ops: Vec<Op>) {
             Op::Vote => {
                 m.votes += 1;
                 log.save_vote(m.votes.to_be_bytes().to_vec()).unwrap();
+                m.durable_next = m.next;
+            }
+            Op::Reset { skip, gap } => {
+                let seg = small_cfg().segment_size;
+                let mut pos = log.state().next_pos + gap;
+                if seg - pos % seg < 8 {
+                    pos += 8;
+                }
+                let purged = id(m.next + skip, m.term);
+                log.reset(purged, pos).unwrap();
+                assert_eq!(log.state().next_pos, pos);
+                m.terms.clear();
+                m.purged = Some(purged);
+                m.first = purged.index + 1;
+                m.next = m.first;
                 m.durable_next = m.next;
             }
             Op::Reopen => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use commitlog_util::*;
 
 const CHILD_ENV: &str = "RAFTMQ_KILL9_CHILD_DIR";
+const MODE_ENV: &str = "RAFTMQ_KILL9_ASYNC";
 const ACKS_BEFORE_KILL: u64 = 300;
 
 /// The child: appends (pipelined, without waiting) until killed, printing `ACK <index>` when
@@ -23,7 +24,20 @@ fn kill9_child_writer() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let (log, _) = open(&PathBuf::from(dir));
+    let cfg = raftmq_store::commitlog::CommitLogConfig {
+        flush: if std::env::var(MODE_ENV).is_ok() {
+            raftmq_store::commitlog::FlushMode::Async
+        } else {
+            raftmq_store::commitlog::FlushMode::Sync
+        },
+        ..small_cfg()
+    };
+    let (log, _) = raftmq_store::commitlog::CommitLog::open(
+        &PathBuf::from(dir),
+        cfg,
+        Arc::new(raftmq_store::io::StdFileSystem),
+    )
+    .unwrap();
     let acked = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..200_000u64 {
@@ -52,16 +66,31 @@ fn kill9_child_writer() {
 
 #[test]
 fn kill9_mid_append_keeps_every_acknowledged_entry() {
+    kill9_run(false);
+}
+
+/// Async acknowledges after the page-cache write; a killed process (unlike a power cut)
+/// keeps the page cache, so every acknowledged entry must survive here too.
+#[test]
+fn kill9_mid_append_in_async_mode_keeps_every_acknowledged_entry() {
+    kill9_run(true);
+}
+
+fn kill9_run(asynchronous: bool) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "kill9_child_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir.path())
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "kill9_child_writer",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, dir.path());
+    if asynchronous {
+        cmd.env(MODE_ENV, "1");
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +131,7 @@ fn kill9_mid_append_keeps_every_acknowledged_entry() {
     append_durable(&log, vec![entry(st.next_index, 2)]);
     assert_entries(&log, st.next_index, st.next_index + 1, |_| 2);
     eprintln!(
-        "kill -9 after {acks} acks: max acked {max_acked}, recovered {} entries, scanned {}, cut {} bytes",
+        "kill -9 (async: {asynchronous}) after {acks} acks: max acked {max_acked}, recovered {} entries, scanned {}, cut {} bytes",
         st.next_index, report.records_scanned, report.bytes_cut
     );
 }

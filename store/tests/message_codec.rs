@@ -164,7 +164,7 @@ fn long_topic_uses_v2_magic_and_two_byte_length() {
 }
 
 #[test]
-fn java_hash_and_crc_constants_from_the_fact_sheet() {
+fn java_hash_and_crc_match_known_java_values() {
     assert_eq!(tag_hash_code("TagA"), 2598919);
     assert_eq!(tag_hash_code("*"), 42);
     assert_eq!(tag_hash_code("订单"), 1129459);

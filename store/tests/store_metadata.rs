@@ -78,3 +78,25 @@ fn export_import_replaces_everything_and_rejects_damage() {
     // A rejected import changes nothing.
     assert_eq!(b.snapshot().unwrap(), a.snapshot().unwrap());
 }
+
+#[test]
+fn import_with_a_bad_row_changes_nothing() {
+    use raftmq_store::metadata::MetadataSnapshot;
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Metadata::open(&tmp.path().join("m")).unwrap();
+    m.put_topic(&TopicConfig::new("Keep")).unwrap();
+    let before = m.snapshot().unwrap();
+    // Well-formed bytes (magic, version, CRC) carrying a topic with an empty name.
+    let snap = MetadataSnapshot {
+        topics: vec![TopicConfig::new("Fine"), TopicConfig::new("")],
+        ..MetadataSnapshot::default()
+    };
+    let mut bytes = 0x524D_514Du32.to_be_bytes().to_vec();
+    bytes.push(1);
+    bytes.extend(bincode::serialize(&snap).unwrap());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend(crc.to_be_bytes());
+    assert!(Metadata::decode_export(&bytes).is_ok());
+    assert!(m.import(&bytes).is_err());
+    assert_eq!(m.snapshot().unwrap(), before);
+}

@@ -3,8 +3,9 @@
 //! For every fault window (from the completion of the fault's start to the completion of its
 //! end) this reports the sends acknowledged and failed inside it and the recovery time: from
 //! the window's end to the first send acknowledged after it (openchaos's RTO). Independently
-//! of faults it reports the longest stretch without any acknowledged send, and the longest one
-//! that overlaps no fault window (an outage nothing explains).
+//! of faults it reports the longest stretch without any acknowledged send while sends were
+//! being attempted, and the longest one that overlaps no fault window (an outage nothing
+//! explains).
 //!
 //! Availability is a liveness figure, not a safety property. The run fails only when a healed
 //! window never recovered although sends were still attempted after it.
@@ -103,11 +104,18 @@ pub fn check(ix: &Index<'_>, _config: &CheckConfig) -> AvailabilityReport {
         rep.mean_recovery_ns = Some(recoveries.iter().sum::<u64>() / recoveries.len() as u64);
     }
 
-    // Gaps between acknowledgements, from the first send attempt to the last operation.
+    // Gaps between acknowledgements, from the first send attempt to the last one (its
+    // completion, or its invocation if it never completed): time without sends is not an
+    // outage.
     let Some(&begin) = invoked.first() else {
         return rep;
     };
-    let (_, end) = ix.history.span_ns();
+    let end = ix
+        .sends
+        .iter()
+        .map(|s| s.complete_ns.unwrap_or(s.invoke_ns))
+        .max()
+        .unwrap_or(begin);
     let mut points = Vec::with_capacity(ok_done.len() + 2);
     points.push(begin);
     points.extend(ok_done.iter().copied().filter(|&t| t >= begin));

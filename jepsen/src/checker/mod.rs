@@ -16,6 +16,8 @@
 //! | [`duplicate`] | a value at more than one (queue, offset); redeliveries | no (at-least-once) |
 //! | [`inconsistent`] | one (queue, offset) holding two values (reads or acknowledgements) | yes |
 //! | [`order`] | send order vs. offsets; consumer poll skips and backward polls | yes |
+//! | [`offsets`] | committed consumer offsets fetched stale (rolled back) or never committed | yes |
+//! | [`leaders`] | two leaders in one term; a node's term going down (role observations) | yes |
 //! | [`availability`] | recovery time after each fault window; longest outage | only if never recovered |
 //!
 //! The verdict is `invalid` as soon as one property fails; otherwise `unknown` if a fault
@@ -25,7 +27,9 @@
 pub mod availability;
 pub mod duplicate;
 pub mod inconsistent;
+pub mod leaders;
 pub mod lost;
+pub mod offsets;
 pub mod order;
 pub mod replicas;
 pub mod unexpected;
@@ -124,6 +128,8 @@ pub struct CheckResults {
     pub duplicate: duplicate::DuplicateReport,
     pub inconsistent: inconsistent::InconsistentReport,
     pub order: order::OrderReport,
+    pub offsets: offsets::OffsetsReport,
+    pub leaders: leaders::LeadersReport,
     pub availability: availability::AvailabilityReport,
     pub faults: Vec<FaultWindow>,
     pub failed_faults: Vec<FailedFault>,
@@ -388,16 +394,22 @@ pub fn check_with_progress(
     step("inconsistent");
     let order = order::check(&ix, config);
     step("order");
+    let offsets = offsets::check(&ix, config);
+    step("offsets");
+    let leaders = leaders::check(&ix, config);
+    step("leaders");
     let availability = availability::check(&ix, config);
     step("availability");
 
     let mut failed = Vec::new();
-    let props: [(&str, bool); 6] = [
+    let props: [(&str, bool); 8] = [
         ("lost", lost.holds()),
         ("unexpected", unexpected.holds()),
         ("duplicate", duplicate.holds()),
         ("inconsistent", inconsistent.holds()),
         ("order", order.holds()),
+        ("offsets", offsets.holds()),
+        ("leaders", leaders.holds()),
         ("availability", availability.holds()),
     ];
     for (name, holds) in props {
@@ -444,6 +456,8 @@ pub fn check_with_progress(
         duplicate,
         inconsistent,
         order,
+        offsets,
+        leaders,
         availability,
         faults: ix.faults.clone(),
         failed_faults: ix.failed_faults.clone(),

@@ -96,7 +96,7 @@ pub fn check(ix: &Index<'_>, config: &CheckConfig) -> OrderReport {
 fn step(before: u64, after: u64, skip: OrderKind, back: OrderKind) -> Option<OrderKind> {
     if after <= before {
         Some(back)
-    } else if after > before + 1 {
+    } else if after > before.saturating_add(1) {
         Some(skip)
     } else {
         None

@@ -25,7 +25,7 @@ pub const CQ_UNIT: u64 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -179,6 +179,9 @@ pub struct StreamComparison {
     pub to: u64,
     pub short: Vec<Short>,
     pub divergence: Option<Divergence>,
+    /// Consumequeues compared without a length: replicas whose written units end before the
+    /// longest replica's (dispatch lag, or missing units). Not a divergence by itself.
+    pub lag: Vec<Short>,
 }
 
 impl StreamComparison {
@@ -247,6 +250,7 @@ pub fn compare_streams(
         to,
         short,
         divergence,
+        lag: Vec::new(),
     })
 }
 
@@ -263,8 +267,9 @@ pub fn compare_commitlogs(
 }
 
 /// Compares every `consumequeue/<topic>/<queueId>/` found on any replica. Each queue is
-/// compared up to `upto` bytes if given, otherwise up to the longest written length among
-/// the replicas, so a replica missing units shows as short.
+/// compared up to `upto` bytes if given (a replica ending earlier is short). Otherwise it is
+/// compared up to the shortest written length among the replicas, and replicas written less
+/// far than the longest are listed in `lag`.
 pub fn compare_consume_queues(
     replicas: &[Replica],
     upto: Option<u64>,
@@ -290,23 +295,60 @@ pub fn compare_consume_queues(
                 (r.name.clone(), d)
             })
             .collect();
-        let limit = match upto {
-            Some(u) => u,
-            None => {
-                let mut longest = 0;
-                for (_, d) in &dirs {
-                    longest = longest.max(SegmentedLog::open(d)?.written_units_end()?);
-                }
-                longest
+        let stream = format!("consumequeue/{topic}/{q}");
+        let Some(limit) = upto else {
+            let mut written = Vec::with_capacity(dirs.len());
+            for (name, d) in &dirs {
+                written.push((name, SegmentedLog::open(d)?.written_units_end()?));
             }
+            let shortest = written.iter().map(|w| w.1).min().unwrap_or(0);
+            let longest = written.iter().map(|w| w.1).max().unwrap_or(0);
+            let mut c = compare_streams(&stream, &dirs, shortest)?;
+            c.lag = written
+                .into_iter()
+                .filter(|w| w.1 < longest)
+                .map(|(name, end)| Short {
+                    replica: name.clone(),
+                    end,
+                })
+                .collect();
+            out.push(c);
+            continue;
         };
-        out.push(compare_streams(
-            &format!("consumequeue/{topic}/{q}"),
-            &dirs,
-            limit,
-        )?);
+        out.push(compare_streams(&stream, &dirs, limit)?);
     }
     Ok(out)
+}
+
+/// Commitlog and consumequeue comparison of a set of stopped replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaReport {
+    pub commitlog: StreamComparison,
+    pub consume_queues: Vec<StreamComparison>,
+}
+
+impl ReplicaReport {
+    /// The commitlogs are identical up to the commit position on every replica, and the
+    /// consumequeues agree wherever more than one replica has written them.
+    pub fn holds(&self) -> bool {
+        self.commitlog.identical()
+            && self
+                .consume_queues
+                .iter()
+                .all(|c| c.divergence.is_none() && c.short.is_empty())
+    }
+}
+
+/// Compares commitlogs up to `commit_pos` (the byte position of the lowest commit index among
+/// the replicas) and every consumequeue over its common written prefix.
+pub fn compare_replicas(
+    replicas: &[Replica],
+    commit_pos: u64,
+) -> Result<ReplicaReport, ReplicaError> {
+    Ok(ReplicaReport {
+        commitlog: compare_commitlogs(replicas, commit_pos)?,
+        consume_queues: compare_consume_queues(replicas, None)?,
+    })
 }
 
 fn list_dirs(dir: &Path) -> Result<Vec<String>, ReplicaError> {
@@ -428,10 +470,24 @@ mod tests {
         let cs = compare_consume_queues(&rs, None).unwrap();
         assert_eq!(cs.len(), 2);
         assert_eq!(cs[0].stream, "consumequeue/T/0");
-        // The lagging replica holds zeros where the other has unit 3: a difference at 40.
+        // Without a length: the common written prefix agrees and n1 lags by one unit.
+        assert!(cs[0].identical(), "{:?}", cs[0]);
+        assert_eq!(cs[0].to, 40);
+        assert_eq!(
+            (cs[0].lag[0].replica.as_str(), cs[0].lag[0].end),
+            ("n1", 40)
+        );
+        assert!(cs[1].identical() && cs[1].lag.is_empty());
+        // Told both hold 60 bytes, n1's zeros where n0 has unit 3 are a divergence at 40.
+        let cs = compare_consume_queues(&rs, Some(60)).unwrap();
         assert_eq!(cs[0].divergence.as_ref().map(|d| d.offset), Some(40));
-        assert!(cs[1].identical());
-        // Up to the common written length they agree.
-        assert!(compare_consume_queues(&rs, Some(40)).unwrap()[0].identical());
+        // A unit that differs inside the common prefix is a divergence either way.
+        let mut bad = full.clone();
+        bad[25] = 1;
+        seg(&rs[1].root.join("consumequeue/T/1"), 0, &bad);
+        let cs = compare_consume_queues(&rs, None).unwrap();
+        assert_eq!(cs[1].divergence.as_ref().map(|d| d.offset), Some(25));
+        let report = compare_replicas(&rs, 0).unwrap();
+        assert!(!report.holds());
     }
 }

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use raftmq_jepsen::checker::{check, CheckConfig, CheckResults};
-use raftmq_jepsen::history::{History, Op, OpF, OpType, Phase, Process, Queue};
+use raftmq_jepsen::history::{History, NodeRole, Op, OpF, OpType, Phase, Process, Queue};
 
 #[derive(Debug, Clone)]
 pub struct Send {
@@ -28,11 +28,26 @@ pub enum Step {
     Send(Send),
     Poll(Poll),
     Assign(u64),
+    /// Consumer-offset commit by a process of group "g".
+    Commit {
+        process: u64,
+        queue: String,
+        offset: u64,
+        outcome: OpType,
+    },
+    /// Fetch of group "g"'s committed offset, answered with `result`.
+    Fetch {
+        process: u64,
+        queue: String,
+        result: Option<u64>,
+    },
     Fault {
         kind: String,
         phase: Phase,
         outcome: OpType,
     },
+    /// A role observation: (node, role, term) per node.
+    Roles(Vec<(String, String, u64)>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,6 +161,54 @@ impl Scenario {
                     ops.push(Op::new(t, Process::Client(*p), OpType::Invoke, OpF::Assign));
                     ops.push(Op::new(done, Process::Client(*p), OpType::Ok, OpF::Assign));
                 }
+                Step::Commit {
+                    process,
+                    queue,
+                    offset,
+                    outcome,
+                } => {
+                    let mut inv =
+                        Op::new(t, Process::Client(*process), OpType::Invoke, OpF::Commit);
+                    inv.group = Some("g".into());
+                    inv.queue = Some(Queue::new(queue.as_str()));
+                    inv.offset = Some(*offset);
+                    ops.push(inv);
+                    ops.push(Op::new(
+                        done,
+                        Process::Client(*process),
+                        *outcome,
+                        OpF::Commit,
+                    ));
+                }
+                Step::Fetch {
+                    process,
+                    queue,
+                    result,
+                } => {
+                    let mut inv = Op::new(t, Process::Client(*process), OpType::Invoke, OpF::Fetch);
+                    inv.group = Some("g".into());
+                    inv.queue = Some(Queue::new(queue.as_str()));
+                    ops.push(inv);
+                    let mut ok = Op::new(done, Process::Client(*process), OpType::Ok, OpF::Fetch);
+                    ok.offset = *result;
+                    ops.push(ok);
+                }
+                Step::Roles(nodes) => {
+                    let monitor = Process::Named("monitor".into());
+                    ops.push(Op::new(t, monitor.clone(), OpType::Invoke, OpF::Role));
+                    let mut ok = Op::new(done, monitor, OpType::Ok, OpF::Role);
+                    ok.nodes = Some(
+                        nodes
+                            .iter()
+                            .map(|(node, role, term)| NodeRole {
+                                node: node.clone(),
+                                role: role.clone(),
+                                term: Some(*term),
+                            })
+                            .collect(),
+                    );
+                    ops.push(ok);
+                }
                 Step::Fault {
                     kind,
                     phase,
@@ -184,6 +247,33 @@ pub fn send(process: u64, value: &str, queue: &str, offset: u64, outcome: OpType
         offset,
         outcome,
     })
+}
+
+pub fn commit(process: u64, offset: u64, outcome: OpType) -> Step {
+    Step::Commit {
+        process,
+        queue: "q0".into(),
+        offset,
+        outcome,
+    }
+}
+
+pub fn fetch(process: u64, result: Option<u64>) -> Step {
+    Step::Fetch {
+        process,
+        queue: "q0".into(),
+        result,
+    }
+}
+
+/// A role observation of n1..n3 given as (role, term) each.
+pub fn roles(of: [(&str, u64); 3]) -> Step {
+    Step::Roles(
+        of.iter()
+            .enumerate()
+            .map(|(i, (role, term))| (format!("n{}", i + 1), (*role).to_owned(), *term))
+            .collect(),
+    )
 }
 
 pub fn queue(name: &str) -> Queue {

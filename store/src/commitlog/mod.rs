@@ -4,6 +4,20 @@
 //! the single writer thread with group commit, truncation, purge and recovery. It knows the
 //! record format (`crate::format`) and asks `crate::message` only to patch PHYSICALOFFSET;
 //! it knows nothing of Raft libraries, consumequeues or sockets.
+//!
+//! Directory layout (`dir` given to `CommitLog::open`):
+//!
+//! | path | content |
+//! |---|---|
+//! | `00000000000000000000`, `00000000001073741824`, ... | segments, preallocated to `segment_size`, named by the global offset of their first byte |
+//! | `entryindex/<20 digits>` | entry-index files: unit of index `i` at global byte `i * 32` |
+//! | `meta` | vote, committed, purged, start (index, pos), clean end; atomically replaced |
+//! | `lock` | `flock`ed while open |
+//! | `abort` | present while open; left behind by an unclean stop |
+//!
+//! Threads: one writer mutates everything (appends, truncate, purge, reset, meta writes); one
+//! flusher msyncs what the writer dirtied and fires completions in order. Readers copy bytes
+//! out under a read lock, so they never see a half-applied truncation.
 
 use std::time::Duration;
 
@@ -70,7 +84,8 @@ pub struct RecoveryReport {
     pub clean: bool,
     /// Records whose header and CRC were checked.
     pub records_scanned: u64,
-    /// Bytes cut from the tail (a torn or stale record and anything after it).
+    /// Bytes discarded past the end: the claimed length of a cut record (its header when the
+    /// length is unreadable) plus the size of every segment file removed after the end.
     pub bytes_cut: u64,
     /// Entry-index units rewritten from the segments.
     pub index_units_rebuilt: u64,
@@ -116,6 +131,21 @@ use crate::io::FileSystem;
 use crate::segment::SegmentList;
 use entry_index::EntryIndex;
 use writer::Request;
+
+/// Largest entry index the log accepts: its entry-index unit offset (`index * 32`) must fit
+/// in a u64 with room to spare.
+pub const MAX_INDEX: u64 = u64::MAX / 64;
+/// Largest global position: RocketMQ physical offsets are Java longs.
+pub const MAX_POS: u64 = i64::MAX as u64 / 2;
+
+fn check_index(what: &'static str, index: u64) -> Result<()> {
+    if index > MAX_INDEX {
+        return Err(StoreError::InvalidArgument(format!(
+            "{what} {index} exceeds the largest entry index {MAX_INDEX}"
+        )));
+    }
+    Ok(())
+}
 
 /// Name of the entry-index directory inside the commitlog directory.
 pub const ENTRY_INDEX_DIR: &str = "entryindex";
@@ -327,6 +357,23 @@ impl Drop for Handle {
     }
 }
 
+/// A queued append (see `CommitLog::submit`).
+#[derive(Debug)]
+#[must_use = "the append's outcome is only known through wait()"]
+pub struct AppendTicket {
+    rx: mpsc::Receiver<Result<Vec<u64>>>,
+}
+
+impl AppendTicket {
+    /// Waits until the writer copied the entries (readable from now on); returns each
+    /// record's position, or why nothing was written.
+    pub fn wait(self) -> Result<Vec<u64>> {
+        self.rx
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Fatal("commitlog writer thread is gone".into())))
+    }
+}
+
 /// The replicated log on disk. A cheap `Clone` handle: every clone talks to the same writer
 /// thread, and the last one dropped shuts it down cleanly (flush, meta, remove `abort`).
 #[derive(Clone, Debug)]
@@ -399,8 +446,18 @@ impl CommitLog {
     /// and the indexes must be consecutive, else `IndexGap`. Returns each record's position.
     /// On error nothing was written and `on_durable` is dropped uncalled.
     pub fn append(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<Vec<u64>> {
+        self.submit(entries, on_durable)?.wait()
+    }
+
+    /// Queues an append and returns at once; `AppendTicket::wait` then returns what `append`
+    /// would. Appends are applied in the order they are submitted, so a caller that assigns
+    /// indexes under a lock only needs to hold it across `submit`, not across the writer's
+    /// round trip: concurrent appenders then reach the writer together and share a sync.
+    /// The entries are readable once `wait` returns.
+    pub fn submit(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<AppendTicket> {
         let max = format::max_payload(self.shared.cfg.segment_size);
         for e in &entries {
+            check_index("entry index", e.id.index)?;
             if e.payload.len() as u64 > max {
                 return Err(StoreError::RecordTooLarge {
                     size: (e.payload.len() + HEADER_LEN) as u64,
@@ -408,11 +465,14 @@ impl CommitLog {
                 });
             }
         }
-        self.call(|reply| Request::Append {
+        self.shared.check_poison()?;
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.handle.send(Request::Append {
             entries,
             done: on_durable,
             reply,
-        })
+        })?;
+        Ok(AppendTicket { rx })
     }
 
     /// Stores the vote durably; ordered after every earlier append (which is durable too
@@ -434,6 +494,7 @@ impl CommitLog {
     /// file later (at most about once a second, on vote/purge/truncate and at shutdown),
     /// and never ahead of the durable log.
     pub fn save_committed(&self, id: EntryId) -> Result<()> {
+        check_index("committed index", id.index)?;
         self.shared.check_poison()?;
         *self
             .shared
@@ -455,6 +516,7 @@ impl CommitLog {
     /// Drops entries `[from_index, ..)`. Durable on return: a truncated record never comes
     /// back after a crash. Truncating below the first present entry is an error.
     pub fn truncate(&self, from_index: u64) -> Result<()> {
+        check_index("truncate index", from_index)?;
         self.call(|reply| Request::Truncate {
             from: from_index,
             reply,
@@ -465,12 +527,27 @@ impl CommitLog {
     /// segments below the new start. `upto` may lie past the last entry (the log is then
     /// empty and continues at `upto.index + 1`).
     pub fn purge(&self, upto: EntryId) -> Result<()> {
+        check_index("purge index", upto.index)?;
         self.call(|reply| Request::Purge { upto, reply })
     }
 
     /// Empties the log and restarts it at index `purged.index + 1`, position `next_pos`
     /// (follower snapshot install; positions stay aligned with the leader). Durable on return.
     pub fn reset(&self, purged: EntryId, next_pos: u64) -> Result<()> {
+        check_index("purged index", purged.index)?;
+        if next_pos > MAX_POS {
+            return Err(StoreError::InvalidArgument(format!(
+                "position {next_pos} exceeds the largest position {MAX_POS}"
+            )));
+        }
+        let seg = self.shared.cfg.segment_size;
+        if seg - next_pos % seg < format::END_MARKER_LEN as u64 {
+            // The roll rule leaves at least a marker's room after every record.
+            return Err(StoreError::InvalidArgument(format!(
+                "position {next_pos} is within {} bytes of a segment end; no log ends there",
+                format::END_MARKER_LEN
+            )));
+        }
         self.call(|reply| Request::Reset {
             purged,
             next_pos,
@@ -700,6 +777,31 @@ mod tests {
             .append(vec![entry(1, 1, 5000)], Box::new(|_| {}))
             .unwrap_err();
         assert!(matches!(err, StoreError::RecordTooLarge { .. }));
+    }
+
+    #[test]
+    fn absurd_indexes_and_positions_are_refused_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path());
+        assert!(log.purge(id(u64::MAX, 1)).is_err());
+        assert!(log.reset(id(u64::MAX - 1, 1), 0).is_err());
+        assert!(log.reset(id(5, 1), u64::MAX - 3).is_err());
+        assert!(
+            log.reset(id(5, 1), 4096 - 7).is_err(),
+            "inside a segment's last 8 bytes"
+        );
+        assert!(log.truncate(u64::MAX).is_err());
+        assert!(log.save_committed(id(u64::MAX, 1)).is_err());
+        assert!(log.entry(u64::MAX).unwrap().is_none());
+        assert!(log.entries(u64::MAX - 1, u64::MAX, 10).unwrap().is_empty());
+        assert!(log.read_at(u64::MAX - 1, 10).is_err());
+        // Still healthy.
+        append_sync(&log, vec![entry(0, 1, 10)]);
+        // The largest accepted values work.
+        let top = MAX_POS - MAX_POS % 4096 - 100;
+        log.reset(id(MAX_INDEX - 1, 1), top).unwrap();
+        append_sync(&log, vec![entry(MAX_INDEX, 1, 10)]);
+        assert_eq!(log.entry(MAX_INDEX).unwrap().unwrap().pos, top);
     }
 
     #[test]

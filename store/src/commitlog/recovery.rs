@@ -147,6 +147,13 @@ pub(crate) fn recover(
     };
     let first_index = meta.start_index;
     let first_pos = meta.start_pos;
+    if first_index > super::MAX_INDEX + 1 || first_pos > super::MAX_POS {
+        return Err(StoreError::corruption(
+            segments.dir().join(super::meta::META_FILE),
+            0,
+            format!("meta start ({first_index}, {first_pos}) is out of range"),
+        ));
+    }
 
     // Clean start: trust the end recorded at shutdown once it checks out.
     if let (true, Some((ni, np))) = (clean, meta.clean_end) {
@@ -209,6 +216,16 @@ pub(crate) fn recover(
     };
     if let Some(c) = committed {
         if let Some(u) = verified_unit(&segments, &index, c.index)? {
+            if u.term != c.term {
+                return Err(StoreError::corruption(
+                    segments.dir().join(super::meta::META_FILE),
+                    0,
+                    format!(
+                        "committed entry {} has term {} in the log but {} in the meta file",
+                        c.index, u.term, c.term
+                    ),
+                ));
+            }
             cur = Cursor {
                 pos: u.pos + u64::from(u.record_len),
                 next_index: c.index + 1,
