@@ -2,11 +2,13 @@
 //!
 //! Layout:
 //! - [`remoting`]: the RocketMQ remoting protocol (frames, commands, codes, headers, server, client).
+//! - [`broker`]: the broker node: request processors over a Raft group.
 //! - [`namesrv`]: the nameserver (route registry, broker liveness, KV config).
 //! - [`client`]: a minimal RocketMQ client (producer, pull consumer) over the remoting protocol.
 //! - [`config`]: RocketMQ-style `key=value` config files and the typed configs built from them.
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 
+pub mod broker;
 pub mod client;
 pub mod config;
 pub mod namesrv;

@@ -1,12 +1,13 @@
 //! The `raftmq` command line. Thin on purpose: it parses flags, loads config files, installs
-//! logging and signal handling, and calls into the library (`raftmq::namesrv`), which is what
-//! the tests drive directly.
+//! logging and signal handling, and calls into the library (`raftmq::namesrv`,
+//! `raftmq::broker`), which is what the tests drive directly.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use raftmq::broker::{Broker, BrokerConfig};
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::Namesrv;
 
@@ -25,9 +26,10 @@ struct Cli {
 enum Command {
     /// Run a nameserver (like `mqnamesrv`). Brokers register with it; clients ask it for routes.
     Namesrv(NamesrvArgs),
-    /// Local development setup on loopback: starts a nameserver on 127.0.0.1 (port 9876 by
-    /// default). Broker nodes (a 3-node Raft group) join it once the broker lands in this
-    /// command; for now only the nameserver runs.
+    /// Run one broker node (like `mqbroker`): a member of a Raft broker group.
+    Broker(BrokerArgs),
+    /// Local development setup on loopback, in one process: a nameserver on 127.0.0.1 (port
+    /// 9876 by default) and a 3-node broker group `broker-a` registered with it.
     Dev(DevArgs),
 }
 
@@ -46,11 +48,25 @@ struct NamesrvArgs {
 }
 
 #[derive(Debug, Args)]
+struct BrokerArgs {
+    /// Config file in RocketMQ `broker.conf` format (see conf/broker.example.conf).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Nameserver list `host:port;host:port` (overrides `namesrvAddr`).
+    #[arg(short = 'n', long = "namesrv", value_name = "ADDRS")]
+    namesrv: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct DevArgs {
-    /// Directory for all local data (the nameserver's KV config lives in `<DIR>/namesrv`).
-    /// Without it, nothing is persisted.
-    #[arg(long = "data", value_name = "DIR")]
-    data: Option<PathBuf>,
+    /// Directory for all local data: `<DIR>/namesrv` and one store per broker node
+    /// (`<DIR>/broker-a-n0`, ...).
+    #[arg(long = "data", value_name = "DIR", default_value = "./data")]
+    data: PathBuf,
+    /// Remoting port of the first broker node; the others use the next ports (10911, 10921,
+    /// 10931 by default) and their Raft transports listen 30000 above (40911, ...).
+    #[arg(long = "broker-port", value_name = "PORT", default_value_t = 10911)]
+    broker_port: u16,
     /// Nameserver port on 127.0.0.1.
     #[arg(
         short = 'p',
@@ -83,14 +99,9 @@ fn dev_config(args: &DevArgs) -> anyhow::Result<NamesrvConfig> {
         listen_port: args.port,
         ..NamesrvConfig::default()
     };
-    cfg.kv_config_path = args
-        .data
-        .as_ref()
-        .map(|dir| dir.join("namesrv").join("kvConfig"));
-    if let Some(dir) = &args.data {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data directory {}", dir.display()))?;
-    }
+    cfg.kv_config_path = Some(args.data.join("namesrv").join("kvConfig"));
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating data directory {}", args.data.display()))?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -134,6 +145,144 @@ async fn serve_namesrv(cfg: NamesrvConfig, banner: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => BrokerConfig::load(path)
+            .with_context(|| format!("loading broker config {}", path.display()))?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(n) = &args.namesrv {
+        cfg.namesrv_addr = n
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+async fn serve_broker(cfg: BrokerConfig) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    let broker = Broker::start(cfg).await.context("starting broker")?;
+    println!("raftmq broker listening on {}", broker.local_addr());
+    shutdown.await;
+    broker.shutdown().await;
+    tracing::info!("broker stopped");
+    Ok(())
+}
+
+/// The 3-node loopback group of `raftmq dev`.
+fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec<BrokerConfig>> {
+    let ports: Vec<u16> = (0..3u16)
+        .map(|i| args.broker_port.checked_add(i * 10))
+        .collect::<Option<_>>()
+        .context("--broker-port too high")?;
+    let raft_ports: Vec<u16> = ports
+        .iter()
+        .map(|p| p.checked_add(30000))
+        .collect::<Option<_>>()
+        .context("--broker-port too high for the Raft ports (port + 30000)")?;
+    let peers: Vec<String> = raft_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect();
+    let brokers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect();
+    let mut out = vec![];
+    for (i, port) in ports.iter().enumerate() {
+        let mut cfg = BrokerConfig {
+            broker_name: "broker-a".into(),
+            listen_port: *port,
+            namesrv_addr: vec![namesrv.to_string()],
+            store_path_root_dir: args.data.join(format!("broker-a-n{i}")),
+            dleger_group: "broker-a".into(),
+            dleger_peers: peers.join(";"),
+            dleger_self_id: format!("n{i}"),
+            peer_broker_addrs: brokers.join(";"),
+            maped_file_size_commit_log: 64 << 20,
+            ..BrokerConfig::default()
+        };
+        cfg.broker_ip1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        cfg.validate()?;
+        out.push(cfg);
+    }
+    Ok(out)
+}
+
+async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    let ns_cfg = dev_config(&args)?;
+    let requested = SocketAddr::new(ns_cfg.bind_address, ns_cfg.listen_port);
+    let ns = Namesrv::bind(ns_cfg)
+        .await
+        .with_context(|| format!("starting nameserver on {requested}"))?;
+    let ns_addr = ns.local_addr();
+    println!("raftmq dev: nameserver listening on {ns_addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns_task = tokio::spawn(ns.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let mut brokers = vec![];
+    for cfg in dev_broker_configs(&args, ns_addr)? {
+        let name = format!("{}-{}", cfg.broker_name, cfg.dleger_self_id);
+        let b = Broker::start(cfg)
+            .await
+            .with_context(|| format!("starting broker node {name}"))?;
+        println!("raftmq dev: broker {name} listening on {}", b.local_addr());
+        brokers.push(b);
+    }
+    if let Some(b) = brokers.first() {
+        match b
+            .wait_for_ready_leader(std::time::Duration::from_secs(30))
+            .await
+        {
+            Ok(role) => {
+                // Ready for clients once the leader's route (with TBW102) is on the nameserver.
+                let ns = raftmq::remoting::RemotingClient::new(
+                    ns_addr.to_string(),
+                    raftmq::remoting::ClientConfig::default(),
+                );
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                loop {
+                    let req = raftmq::remoting::RemotingCommand::request(
+                        raftmq::remoting::RequestCode::GetRouteinfoByTopic,
+                    )
+                    .with_ext("topic", "TBW102");
+                    let routed = matches!(
+                        ns.invoke(req, std::time::Duration::from_secs(3)).await,
+                        Ok(resp) if resp.code == 0
+                    );
+                    if routed || tokio::time::Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                println!(
+                    "raftmq dev: ready (leader n{}, term {}); clients use -n {ns_addr}",
+                    role.leader.unwrap_or_default(),
+                    role.term
+                );
+            }
+            Err(e) => tracing::warn!(cause = %e, "no leader elected yet"),
+        }
+    }
+    shutdown.await;
+    for b in brokers {
+        b.shutdown().await;
+    }
+    let _ = stop_tx.send(());
+    if let Ok(Err(e)) = ns_task.await {
+        tracing::warn!(cause = %e, "nameserver stopped with an error");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -143,9 +292,7 @@ async fn main() -> anyhow::Result<()> {
             let cfg = namesrv_config(&args)?;
             serve_namesrv(cfg, "raftmq namesrv listening on").await
         }
-        Command::Dev(args) => {
-            let cfg = dev_config(&args)?;
-            serve_namesrv(cfg, "raftmq dev: nameserver listening on").await
-        }
+        Command::Broker(args) => serve_broker(broker_config(&args)?).await,
+        Command::Dev(args) => serve_dev(args).await,
     }
 }

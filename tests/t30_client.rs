@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use raftmq::client::consumer::PullOptions;
 use raftmq::client::{
     BrokerErrorKind, ClientConfig, ClientError, ClientEvent, ClientInstance, Message, MessageQueue,
     Producer, ProducerConfig, PullConsumer, PullStatus, SendStatus,
@@ -35,7 +36,8 @@ use raftmq::remoting::header::offset::{
     UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader, UNIQUE_KEY_QUERY,
 };
 use raftmq::remoting::header::pull::{
-    PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
+    PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
+    PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq::remoting::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
 use raftmq::remoting::{
@@ -716,6 +718,38 @@ async fn offsets_round_trip_and_pull_statuses() {
     assert_eq!(r.messages.len(), 1);
     assert_eq!(&r.messages[0].body[..], b"m1");
     assert_eq!(r.next_begin_offset, 2);
+
+    // An offset can ride along with a pull (FLAG_COMMIT_OFFSET).
+    let opts = PullOptions {
+        commit_offset: Some(2),
+        ..PullOptions::default()
+    };
+    c.pull_with(&q, 2, &opts).await.unwrap();
+    let h = b.state.pulls.lock().unwrap().last().cloned().unwrap();
+    assert!(h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0);
+    assert!(h.sys_flag & PULL_FLAG_SUSPEND == 0);
+    assert_eq!(h.commit_offset, 2);
+    assert!(matches!(
+        c.pull(&q, 0, 0, Duration::from_secs(1)).await,
+        Err(ClientError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn oneway_sends_arrive() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 2)]).await;
+    let p = producer(&ns).await;
+    for i in 0..4 {
+        p.send_oneway(Message::new(TOPIC, format!("o{i}")).with_tags("T"))
+            .await
+            .unwrap();
+    }
+    wait_for("four oneway messages", Duration::from_secs(5), || {
+        b.state.stored(TOPIC) == 4
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -34,6 +34,9 @@
 //!   `offset` (absent when nothing is committed).
 //! * `f = assign`: the consumer's queues were (re)assigned; its read positions reset
 //!   (all queues, or only `queue` if given).
+//! * `f = role`: an observer asked every node for its Raft role; `ok` carries `nodes`, a list
+//!   of `{"node", "role", "term"}` (`role` is `leader`, `follower`, `candidate`, `learner` or
+//!   `down`).
 //! * `f = fault`: a nemesis action; `phase` `start` opens a window of kind `fault` on
 //!   `targets`, `phase` `end` closes the oldest open window of that kind. A fault completing
 //!   with `fail` or `info` was not (surely) applied, so the run proves nothing.
@@ -157,6 +160,7 @@ pub enum OpF {
     Assign,
     Fetch,
     Fault,
+    Role,
 }
 
 impl fmt::Display for OpF {
@@ -167,6 +171,7 @@ impl fmt::Display for OpF {
             OpF::Commit => "commit",
             OpF::Assign => "assign",
             OpF::Fetch => "fetch",
+            OpF::Role => "role",
             OpF::Fault => "fault",
         })
     }
@@ -178,6 +183,17 @@ impl fmt::Display for OpF {
 pub enum Phase {
     Start,
     End,
+}
+
+/// One node's role as a `role` observation saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRole {
+    pub node: String,
+    /// `leader`, `follower`, `candidate`, `learner`, or `down` when it did not answer.
+    pub role: String,
+    /// Raft term the node reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
 }
 
 /// One message returned by a poll.
@@ -218,6 +234,9 @@ pub struct Op {
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,
+    /// Roles a successful `role` observation saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeRole>>,
     /// Error text of a `fail` or `info` completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -240,6 +259,7 @@ impl Op {
             fault: None,
             phase: None,
             targets: None,
+            nodes: None,
             error: None,
         }
     }
@@ -627,7 +647,7 @@ fn inherit(done: &mut Op, inv: &Op) {
                 done.targets.clone_from(&inv.targets);
             }
         }
-        OpF::Poll => {}
+        OpF::Poll | OpF::Role => {}
     }
 }
 
@@ -662,6 +682,7 @@ fn validate_fields(op: &Op, line: usize) -> Result<(), HistoryError> {
             need(op.offset.is_some(), "an \"offset\"")?;
         }
         (OpF::Fetch, OpType::Invoke) => need(op.queue.is_some(), "a \"queue\"")?,
+        (OpF::Role, OpType::Ok) => need(op.nodes.is_some(), "\"nodes\"")?,
         (OpF::Fault, _) => {
             need(op.fault.is_some(), "a \"fault\" kind")?;
             need(op.phase.is_some(), "a \"phase\"")?;

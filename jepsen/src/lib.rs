@@ -2,10 +2,10 @@
 //!
 //! Layout:
 //! * [`history`]: the operation record (invoke / ok / fail / info, one JSON line each), its
-//!   reader and writer, and validation;
+//!   reader, writer and concurrent recorder, and validation;
 //! * [`checker`]: one module per property (lost, unexpected, duplicate, inconsistent, order,
-//!   availability) over a history, the verdict that combines them, and replica comparison
-//!   over store directories;
+//!   offsets, leaders, availability) over a history, the verdict that combines them, and
+//!   replica comparison over store directories;
 //! * [`report`]: `results.json` and a self-contained `report.html` with SVG plots;
 //! * [`netns`]: network namespaces, the private bridged network of a run;
 //! * [`cluster`]: real `raftmq` processes, one per node, started, killed, paused, restarted;

@@ -24,7 +24,8 @@ CHECKS (each reports counts and a few examples):
   unexpected    values read that were never sent, sends that failed yet were read, reads
                 completing before their send was invoked. Reads of info sends are counted
                 as recovered (allowed).                                        [fails the run]
-  duplicate     one value at more than one (queue, offset), and redeliveries of a position.
+  duplicate     one value at more than one (queue, offset); redeliveries of a position to
+                the same consumer.
                 Allowed by at-least-once delivery: reported only.
   inconsistent  one (queue, offset) holding two values: two reads disagree, a read
                 contradicts the acknowledged value, or two sends were acknowledged at the
@@ -36,6 +37,8 @@ CHECKS (each reports counts and a few examples):
   offsets       committed consumer offsets as a register per (group, queue): a fetch must not
                 return an offset superseded by a later acknowledged commit (rolled back), nor
                 one never committed (0 and \"none\" are the initial value).    [fails the run]
+  leaders       from role observations (f = role): two nodes leading the same term (split
+                brain), or a node's term going down (a forgotten vote).        [fails the run]
   availability  per fault window: sends ok/failed during it and the time from its end to the
                 first acknowledged send; the longest stretch without an acknowledged send,
                 in and outside fault windows. Fails only if sends were attempted after a
@@ -93,7 +96,7 @@ HISTORY FORMAT: one JSON object per line, an invocation then its completion per 
   {\"time_ns\":5,\"process\":\"nemesis\",\"type\":\"invoke\",\"f\":\"fault\",\"fault\":\"kill\",\"phase\":\"start\",\"targets\":[\"n1\"]}
   {\"time_ns\":6,\"process\":\"nemesis\",\"type\":\"ok\",\"f\":\"fault\"}
 type: invoke | ok | fail (did not happen) | info (unknown). f: send | poll | commit | fetch |
-assign | fault. Values must be unique; time_ns must not decrease; errors name the line.";
+assign | role | fault. Values must be unique; time_ns must not decrease; errors name the line.";
 
 #[derive(Parser)]
 #[command(
@@ -368,6 +371,15 @@ fn print_summary(r: &checker::CheckResults) {
         c.fetches_ok,
         c.stale,
         c.phantom
+    );
+    let e = &r.leaders;
+    println!(
+        "  {} leaders       {} role observations, {} terms with a leader: {} with two leaders, {} term regressions",
+        mark(e.holds()),
+        e.observations,
+        e.leader_terms,
+        e.split_brain,
+        e.term_regressions
     );
     let a = &r.availability;
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |n| format!("{:.0} ms", n as f64 / 1e6));

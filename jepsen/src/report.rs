@@ -3,8 +3,9 @@
 //!
 //! The HTML page has the verdict, every property's counts and examples, the fault windows,
 //! and SVG plots drawn here (no scripts, no external files): send and poll latency over time
-//! (log scale, one dot per pixel cell and outcome, so a million operations stay small) and
-//! throughput over time, each with the fault windows shaded. It knows nothing of how the
+//! (log scale, one dot per pixel cell and outcome, so a million operations stay small),
+//! throughput over time, and each node's observed Raft role over time, all with the fault
+//! windows shaded. It knows nothing of how the
 //! history was produced.
 
 use std::fmt::Write as _;
@@ -136,7 +137,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     h.push_str(
         "<h2>Properties</h2><table><tr><th>property</th><th>holds</th><th>counts</th></tr>\n",
     );
-    let props: [(&str, bool, Value); 7] = [
+    let props: [(&str, bool, Value); 8] = [
         ("lost", results.lost.holds(), counts(&results.lost)),
         (
             "unexpected",
@@ -155,6 +156,7 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
         ),
         ("order", results.order.holds(), counts(&results.order)),
         ("offsets", results.offsets.holds(), counts(&results.offsets)),
+        ("leaders", results.leaders.holds(), counts(&results.leaders)),
         (
             "availability",
             results.availability.holds(),
@@ -185,6 +187,9 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     h.push_str(&latency_svg(history, &results.faults, OpF::Send, t0));
     h.push_str(&latency_svg(history, &results.faults, OpF::Poll, t0));
     h.push_str(&throughput_svg(history, &results.faults, t0));
+    if let Some(svg) = roles_svg(history, &results.faults, t0) {
+        h.push_str(&svg);
+    }
 
     if !results.availability.windows.is_empty() {
         h.push_str(
@@ -214,13 +219,18 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     }
 
     h.push_str("<h2>Examples</h2>\n");
-    let examples: [(&str, Value); 7] = [
+    let examples: [(&str, Value); 9] = [
         ("lost", json!(results.lost.examples)),
         ("unexpected", json!(results.unexpected.examples)),
         ("duplicate", json!(results.duplicate.examples)),
         ("inconsistent", json!(results.inconsistent.examples)),
         ("order", json!(results.order.examples)),
         ("offsets", json!(results.offsets.examples)),
+        ("split brain", json!(results.leaders.split_brain_examples)),
+        (
+            "term regressions",
+            json!(results.leaders.term_regression_examples),
+        ),
         ("failed faults", json!(results.failed_faults)),
     ];
     for (name, ex) in examples {
@@ -262,6 +272,8 @@ const FAULT_COLORS: [&str; 6] = [
 
 /// Plot frame: time on x (seconds from the first operation), a value on y.
 struct Frame {
+    /// Height of the whole picture.
+    h: f64,
     x_max: f64,
     y_min: f64,
     y_max: f64,
@@ -279,19 +291,20 @@ impl Frame {
         } else {
             (v - self.y_min) / (self.y_max - self.y_min)
         };
-        H - BOTTOM - f.clamp(0.0, 1.0) * (H - TOP - BOTTOM)
+        self.h - BOTTOM - f.clamp(0.0, 1.0) * (self.h - TOP - BOTTOM)
     }
 
     fn open(&self, out: &mut String, title: &str, y_label: &str) {
         let _ = write!(
             out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
              font-family=\"sans-serif\" font-size=\"11\">\
              <text x=\"{LEFT}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{}</text>\
              <text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\">{}</text>",
+            self.h,
             esc(title),
-            H / 2.0,
-            H / 2.0,
+            self.h / 2.0,
+            self.h / 2.0,
             esc(y_label)
         );
     }
@@ -312,7 +325,7 @@ impl Frame {
                 "<rect x=\"{a:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\" \
                  fill-opacity=\"0.15\"><title>{} {} ({:.3}s to {:.3}s)</title></rect>",
                 (b - a).max(1.0),
-                H - TOP - BOTTOM,
+                self.h - TOP - BOTTOM,
                 FAULT_COLORS[k % FAULT_COLORS.len()],
                 esc(&w.kind),
                 esc(&w.targets.join(",")),
@@ -334,13 +347,19 @@ impl Frame {
     }
 
     fn axes(&self, out: &mut String) {
-        let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
+        self.time_axis(out);
+        self.value_ticks(out);
+    }
+
+    /// The frame's left and bottom lines with time ticks.
+    fn time_axis(&self, out: &mut String) {
+        let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, self.h - BOTTOM);
         let _ = write!(
             out,
             "<path d=\"M{x0} {y0}V{y1}H{x1}\" fill=\"none\" stroke=\"#333\"/>\
              <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">time (s)</text>",
             (x0 + x1) / 2.0,
-            H - 4.0
+            self.h - 4.0
         );
         for t in ticks(0.0, self.x_max) {
             let x = self.x(t);
@@ -352,6 +371,10 @@ impl Frame {
                 fmt_num(t)
             );
         }
+    }
+
+    fn value_ticks(&self, out: &mut String) {
+        let (x0, x1) = (LEFT, W - RIGHT);
         let ys: Vec<f64> = if self.log_y {
             let mut v = Vec::new();
             let mut p = 10f64.powf(self.y_min.log10().floor());
@@ -453,6 +476,7 @@ pub fn latency_svg(history: &History, faults: &[FaultWindow], f: OpF, t0: u64) -
     let lo = points.iter().map(|p| ms(p.1)).fold(f64::INFINITY, f64::min);
     let hi = points.iter().map(|p| ms(p.1)).fold(0.0, f64::max);
     let frame = Frame {
+        h: H,
         x_max: secs(t1, t0).max(1e-3),
         y_min: if lo.is_finite() {
             10f64.powf(lo.log10().floor())
@@ -500,6 +524,88 @@ pub fn latency_svg(history: &History, faults: &[FaultWindow], f: OpF, t0: u64) -
     out
 }
 
+fn role_color(role: &str) -> &'static str {
+    match role {
+        "leader" => "#2b8a3e",
+        "follower" => "#ced4da",
+        "candidate" => "#f08c00",
+        "learner" => "#74c0fc",
+        "down" => "#c92a2a",
+        _ => "#ffffff",
+    }
+}
+
+/// One lane per node showing its observed role over time (`role` observations), fault windows
+/// shaded. None when the history has no role observations.
+pub fn roles_svg(history: &History, faults: &[FaultWindow], t0: u64) -> Option<String> {
+    let (_, t1) = history.span_ns();
+    // node -> merged (start, role) changes.
+    let mut lanes: std::collections::BTreeMap<&str, Vec<(u64, &str)>> = Default::default();
+    for op in history.ops() {
+        if op.f != OpF::Role || op.kind != OpType::Ok {
+            continue;
+        }
+        for n in op.nodes.iter().flatten() {
+            let lane = lanes.entry(&n.node).or_default();
+            if lane.last().is_none_or(|l| l.1 != n.role) {
+                lane.push((op.time_ns, &n.role));
+            }
+        }
+    }
+    if lanes.is_empty() {
+        return None;
+    }
+    const LANE: f64 = 20.0;
+    let frame = Frame {
+        h: TOP + LANE * lanes.len() as f64 + BOTTOM,
+        x_max: secs(t1, t0).max(1e-3),
+        y_min: 0.0,
+        y_max: 1.0,
+        log_y: false,
+    };
+    let mut out = String::new();
+    frame.open(&mut out, "roles (as observed)", "");
+    for (k, (node, changes)) in lanes.iter().enumerate() {
+        let y = TOP + LANE * k as f64;
+        for (c, &(start, role)) in changes.iter().enumerate() {
+            let end = changes.get(c + 1).map_or(t1, |n| n.0);
+            let (a, b) = (frame.x(secs(start, t0)), frame.x(secs(end, t0)));
+            let _ = write!(
+                out,
+                "<rect x=\"{a:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
+                 <title>{} {} from {:.3}s</title></rect>",
+                y + 2.0,
+                (b - a).max(0.5),
+                LANE - 4.0,
+                role_color(role),
+                esc(node),
+                esc(role),
+                secs(start, t0)
+            );
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 6.0,
+            y + LANE / 2.0 + 4.0,
+            esc(node)
+        );
+    }
+    frame.faults(&mut out, faults, t0);
+    frame.time_axis(&mut out);
+    frame.legend(
+        &mut out,
+        &[
+            ("leader", role_color("leader")),
+            ("follower", role_color("follower")),
+            ("candidate", role_color("candidate")),
+            ("down", role_color("down")),
+        ],
+    );
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
 /// Completions per second over time: sends ok, sends failed or unknown, polls ok.
 pub fn throughput_svg(history: &History, faults: &[FaultWindow], t0: u64) -> String {
     let (_, t1) = history.span_ns();
@@ -520,6 +626,7 @@ pub fn throughput_svg(history: &History, faults: &[FaultWindow], t0: u64) -> Str
     let per_s = 1e9 / width_ns as f64;
     let y_max = series.iter().flatten().copied().max().unwrap_or(0) as f64 * per_s;
     let frame = Frame {
+        h: H,
         x_max: secs(t1, t0).max(1e-3),
         y_min: 0.0,
         y_max: if y_max > 0.0 { y_max * 1.05 } else { 1.0 },

@@ -57,7 +57,10 @@ fn a_valid_history_exits_zero_and_writes_both_reports() {
     assert_eq!(w["kind"], "kill");
     // Window ends at 8.2 ms; the next acknowledgement completes at 9.5 ms.
     assert_eq!(w["recovery_ns"], 1_300_000);
+    assert_eq!(json["leaders"]["observations"], 3);
+    assert_eq!(json["leaders"]["leader_terms"], 2);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("roles (as observed)"));
     assert!(
         html.contains("<svg") && html.contains("kill"),
         "report has plots and the fault"

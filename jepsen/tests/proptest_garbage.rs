@@ -5,7 +5,9 @@
 
 use proptest::prelude::*;
 use raftmq_jepsen::checker::{check, CheckConfig};
-use raftmq_jepsen::history::{parse_line, History, Op, OpF, OpType, Phase, Process, Queue, Read};
+use raftmq_jepsen::history::{
+    parse_line, History, NodeRole, Op, OpF, OpType, Phase, Process, Queue, Read,
+};
 use raftmq_jepsen::report;
 
 fn arb_op() -> impl Strategy<Value = (u64, Op)> {
@@ -22,6 +24,7 @@ fn arb_op() -> impl Strategy<Value = (u64, Op)> {
         Just(OpF::Commit),
         Just(OpF::Fetch),
         Just(OpF::Assign),
+        Just(OpF::Role),
         Just(OpF::Fault)
     ];
     let offsets =
@@ -56,6 +59,18 @@ fn arb_op() -> impl Strategy<Value = (u64, Op)> {
                     })
                     .collect()
             });
+            if f == OpF::Role {
+                // Roles and terms drawn from the read offsets and values.
+                op.nodes = op.reads.as_ref().map(|rs| {
+                    rs.iter()
+                        .map(|r| NodeRole {
+                            node: r.queue.to_string(),
+                            role: if r.offset % 2 == 0 { "leader" } else { "down" }.into(),
+                            term: Some(r.offset),
+                        })
+                        .collect()
+                });
+            }
             if f == OpF::Fault {
                 op.process = Process::Named("nemesis".into());
                 op.fault = Some("kill".into());

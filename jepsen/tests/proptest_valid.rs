@@ -163,7 +163,7 @@ fn config() -> CheckConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn random_valid_histories_are_valid_and_one_deleted_read_is_lost(

@@ -12,10 +12,11 @@
 //!   the instance.
 //! - [`route`]: GET_ROUTEINFO_BY_TOPIC, the route cache, leader (brokerId 0) addresses and
 //!   the write/read queues of a topic.
-//! - [`producer`]: [`Producer`] — SEND_MESSAGE_V2 with round-robin queue selection, retry on
-//!   another queue or on a new leader after a route refresh, and oneway sends.
+//! - [`producer`]: [`Producer`] — SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE with round-robin
+//!   queue selection; retries on another group, on the leader a refusing node names, or on
+//!   a new leader after a route refresh; oneway sends.
 //! - [`consumer`]: [`PullConsumer`] — PULL_MESSAGE (tag subscriptions, long polling),
-//!   consumer offsets (query/update), min/max queue offsets.
+//!   consumer offsets (query/update), min/max queue offsets, offset by timestamp.
 //! - [`query`]: message lookups by offsetMsgId and by key / UNIQ_KEY on a [`ClientInstance`].
 //! - [`message`]: [`Message`], [`MessageExt`] (decoded with the store crate's stored-message
 //!   codec) and the UNIQ_KEY generator.
@@ -69,7 +70,8 @@ pub use error::{BrokerErrorKind, ClientError, ClientResult};
 pub use message::{Message, MessageExt, UniqIdGenerator};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
 pub use remoting::body::MessageQueue;
-pub use route::{RouteTable, TopicRoute};
+use route::RouteTable;
+pub use route::TopicRoute;
 
 /// Settings shared by every producer and consumer of one [`ClientInstance`].
 #[derive(Debug, Clone)]

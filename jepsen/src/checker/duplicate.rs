@@ -3,15 +3,16 @@
 //! A value is placed by its acknowledgement and by every read of it; two distinct positions
 //! mean the broker stored the message twice (for example a retried send both of whose
 //! attempts committed). RocketMQ promises at-least-once delivery, so this is reported but does
-//! not fail the run. Redeliveries, the same (queue, offset) returned again by later polls, are
-//! counted apart: they are the consumer's at-least-once, not a second copy in the log.
+//! not fail the run. Redeliveries, the same (queue, offset) returned again to the same consumer,
+//! are counted apart: they are the consumer's at-least-once, not a second copy in the log.
+//! (Different consumers reading one position is normal and not counted.)
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::{sample, CheckConfig, Index, Loc};
-use crate::history::OpType;
+use crate::history::{OpType, Process};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DuplicateExample {
@@ -26,7 +27,7 @@ pub struct DuplicateReport {
     pub duplicated: usize,
     /// Positions beyond the first, summed over duplicated values.
     pub extra_copies: usize,
-    /// Reads of a (queue, offset) already read before, by any consumer.
+    /// Reads of a (queue, offset) the same consumer had already read.
     pub redelivered: usize,
     pub examples: Vec<DuplicateExample>,
 }
@@ -46,11 +47,14 @@ pub fn check(ix: &Index<'_>, config: &CheckConfig) -> DuplicateReport {
         }
     }
     let mut extra: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
-    let mut positions: HashSet<(u32, u64)> = HashSet::with_capacity(ix.reads.len());
+    let mut consumers: HashMap<&Process, u32> = HashMap::new();
+    let mut positions: HashSet<(u32, u32, u64)> = HashSet::with_capacity(ix.reads.len());
     let mut rep = DuplicateReport::default();
     for r in &ix.reads {
         let pos = (r.queue, r.offset);
-        if !positions.insert(pos) {
+        let next = consumers.len() as u32;
+        let consumer = *consumers.entry(r.process).or_insert(next);
+        if !positions.insert((consumer, r.queue, r.offset)) {
             rep.redelivered += 1;
         }
         let Some(s) = r.send else { continue };

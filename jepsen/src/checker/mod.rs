@@ -17,6 +17,7 @@
 //! | [`inconsistent`] | one (queue, offset) holding two values (reads or acknowledgements) | yes |
 //! | [`order`] | send order vs. offsets; consumer poll skips and backward polls | yes |
 //! | [`offsets`] | committed consumer offsets fetched stale (rolled back) or never committed | yes |
+//! | [`leaders`] | two leaders in one term; a node's term going down (role observations) | yes |
 //! | [`availability`] | recovery time after each fault window; longest outage | only if never recovered |
 //!
 //! The verdict is `invalid` as soon as one property fails; otherwise `unknown` if a fault
@@ -26,6 +27,7 @@
 pub mod availability;
 pub mod duplicate;
 pub mod inconsistent;
+pub mod leaders;
 pub mod lost;
 pub mod offsets;
 pub mod order;
@@ -127,6 +129,7 @@ pub struct CheckResults {
     pub inconsistent: inconsistent::InconsistentReport,
     pub order: order::OrderReport,
     pub offsets: offsets::OffsetsReport,
+    pub leaders: leaders::LeadersReport,
     pub availability: availability::AvailabilityReport,
     pub faults: Vec<FaultWindow>,
     pub failed_faults: Vec<FailedFault>,
@@ -393,17 +396,20 @@ pub fn check_with_progress(
     step("order");
     let offsets = offsets::check(&ix, config);
     step("offsets");
+    let leaders = leaders::check(&ix, config);
+    step("leaders");
     let availability = availability::check(&ix, config);
     step("availability");
 
     let mut failed = Vec::new();
-    let props: [(&str, bool); 7] = [
+    let props: [(&str, bool); 8] = [
         ("lost", lost.holds()),
         ("unexpected", unexpected.holds()),
         ("duplicate", duplicate.holds()),
         ("inconsistent", inconsistent.holds()),
         ("order", order.holds()),
         ("offsets", offsets.holds()),
+        ("leaders", leaders.holds()),
         ("availability", availability.holds()),
     ];
     for (name, holds) in props {
@@ -451,6 +457,7 @@ pub fn check_with_progress(
         inconsistent,
         order,
         offsets,
+        leaders,
         availability,
         faults: ix.faults.clone(),
         failed_faults: ix.failed_faults.clone(),

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use raftmq_jepsen::checker::{check, CheckConfig, CheckResults};
-use raftmq_jepsen::history::{History, Op, OpF, OpType, Phase, Process, Queue};
+use raftmq_jepsen::history::{History, NodeRole, Op, OpF, OpType, Phase, Process, Queue};
 
 #[derive(Debug, Clone)]
 pub struct Send {
@@ -46,6 +46,8 @@ pub enum Step {
         phase: Phase,
         outcome: OpType,
     },
+    /// A role observation: (node, role, term) per node.
+    Roles(Vec<(String, String, u64)>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,6 +193,22 @@ impl Scenario {
                     ok.offset = *result;
                     ops.push(ok);
                 }
+                Step::Roles(nodes) => {
+                    let monitor = Process::Named("monitor".into());
+                    ops.push(Op::new(t, monitor.clone(), OpType::Invoke, OpF::Role));
+                    let mut ok = Op::new(done, monitor, OpType::Ok, OpF::Role);
+                    ok.nodes = Some(
+                        nodes
+                            .iter()
+                            .map(|(node, role, term)| NodeRole {
+                                node: node.clone(),
+                                role: role.clone(),
+                                term: Some(*term),
+                            })
+                            .collect(),
+                    );
+                    ops.push(ok);
+                }
                 Step::Fault {
                     kind,
                     phase,
@@ -246,6 +264,16 @@ pub fn fetch(process: u64, result: Option<u64>) -> Step {
         queue: "q0".into(),
         result,
     }
+}
+
+/// A role observation of n1..n3 given as (role, term) each.
+pub fn roles(of: [(&str, u64); 3]) -> Step {
+    Step::Roles(
+        of.iter()
+            .enumerate()
+            .map(|(i, (role, term))| (format!("n{}", i + 1), (*role).to_owned(), *term))
+            .collect(),
+    )
 }
 
 pub fn queue(name: &str) -> Queue {

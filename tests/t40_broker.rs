@@ -1,0 +1,388 @@
+//! The broker over real processes: a `raftmq namesrv` and a 3-node `raftmq broker` group on
+//! loopback. Produce with tags and keys (topic auto-created from TBW102), consume with a tag
+//! filter, errors (oversized, unknown topic, bad queue), a follower redirects writes,
+//! long polling wakes on a send, offsets are replicated and survive a restart of the group.
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/broker_cluster.rs"]
+mod broker_cluster;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use broker_cluster::*;
+use raftmq::remoting::{RemotingCommand, RequestCode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let lc = Cluster::client(&leader);
+
+    // Produce 40 messages, tags alternating TagA/TagB, a key each: every send SEND_OK.
+    let mut sent = vec![];
+    for i in 0..40 {
+        let tag = if i % 2 == 0 { "TagA" } else { "TagB" };
+        let key = format!("order-{i}");
+        let uniq = format!("UNIQ{i:04}");
+        let p = props(&[
+            ("TAGS", tag),
+            ("KEYS", &key),
+            ("UNIQ_KEY", &uniq),
+            ("WAIT", "true"),
+        ]);
+        let resp = lc
+            .invoke(
+                send_req("Orders", -1, &p, format!("body-{i}").as_bytes()),
+                RPC,
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.code, 0, "send {i}: {:?}", resp.remark);
+        assert_eq!(resp.ext_fields["transactionId"], uniq);
+        assert_eq!(resp.ext_fields["MSG_REGION"], "DefaultRegion");
+        let msg_id = &resp.ext_fields["msgId"];
+        assert_eq!(msg_id.len(), 32, "offsetMsgId is 16 bytes of hex");
+        let q: i32 = resp.ext_fields["queueId"].parse().unwrap();
+        let o: i64 = resp.ext_fields["queueOffset"].parse().unwrap();
+        sent.push((q, o, tag.to_string(), key, format!("body-{i}")));
+    }
+    // The topic was auto-created with min(4, 8) queues; offsets are dense per queue.
+    let queues: BTreeSet<i32> = sent.iter().map(|s| s.0).collect();
+    assert_eq!(queues, (0..4).collect());
+    for q in 0..4 {
+        let mut offs: Vec<i64> = sent.iter().filter(|s| s.0 == q).map(|s| s.1).collect();
+        offs.sort();
+        assert_eq!(offs, (0..offs.len() as i64).collect::<Vec<_>>());
+    }
+
+    // Consume with a tag filter: exactly the TagA messages, as sent.
+    let got = drain(&leader, "Orders", 4, "TagA").await;
+    let want: Vec<_> = sent.iter().filter(|s| s.2 == "TagA").collect();
+    assert_eq!(got.len(), want.len());
+    for s in &want {
+        let m = &got[&(s.0, s.1)];
+        assert_eq!(m.body, s.4.as_bytes());
+        assert_eq!(m.tags.as_deref(), Some("TagA"));
+        assert_eq!(m.keys, vec![s.3.clone()]);
+    }
+    // `*` gets everything; followers serve the same committed bytes.
+    assert_eq!(drain(&leader, "Orders", 4, "*").await.len(), 40);
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .find(|a| *a != leader)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = drain(&follower, "Orders", 4, "*").await;
+        if f.len() == 40 {
+            assert_eq!(f, drain(&leader, "Orders", 4, "*").await);
+            break;
+        }
+        assert!(Instant::now() < deadline, "follower has {} of 40", f.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A follower refuses writes with SERVICE_NOT_AVAILABLE naming the leader.
+    let fc = Cluster::client(&follower);
+    let resp = fc
+        .invoke(send_req("Orders", 0, &props(&[("TAGS", "X")]), b"x"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 14, "{:?}", resp.remark);
+    assert!(
+        resp.remark.as_deref().unwrap().contains(&leader),
+        "{:?}",
+        resp.remark
+    );
+
+    // Errors: oversized message, unknown topic without a template, queue out of range.
+    let big = vec![b'x'; 70_000];
+    let resp = lc
+        .invoke(send_req("Orders", 0, "", &big), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 13, "{:?}", resp.remark);
+    let resp = lc
+        .invoke(
+            send_req("Nope", 0, "", b"x").with_ext("c", "NoTemplate"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 17, "{:?}", resp.remark);
+    let resp = lc
+        .invoke(send_req("Orders", 9, "", b"x"), RPC)
+        .await
+        .unwrap();
+    assert_ne!(resp.code, 0);
+    let resp = lc
+        .invoke(pull_req("g", "NoSuchTopic", 0, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 17);
+    let resp = lc
+        .invoke(pull_req("g", "Orders", 0, 1000, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 21, "offset beyond the queue is OFFSET_MOVED");
+    let max: i64 = resp.ext_fields["maxOffset"].parse().unwrap();
+    assert_eq!(resp.ext_fields["nextBeginOffset"], max.to_string());
+
+    // Long polling: a pull at the end of queue 0 is held and wakes on a send.
+    let pull = tokio::spawn({
+        let leader = leader.clone();
+        async move {
+            let c = Cluster::client(&leader);
+            let start = Instant::now();
+            let resp = c
+                .invoke(
+                    pull_req("lp", "Orders", 0, max, "*", 15_000),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            (resp, start.elapsed())
+        }
+    });
+    // The same on a follower: woken when the entry is committed and applied there.
+    let follower_pull = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let c = Cluster::client(&follower);
+            let resp = c
+                .invoke(
+                    pull_req("lp", "Orders", 0, max, "*", 15_000),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            (resp, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_at = Instant::now();
+    let resp = lc
+        .invoke(
+            send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"late"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let (resp, held) = pull.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"late");
+    assert!(
+        held >= Duration::from_millis(250),
+        "the pull was held ({held:?})"
+    );
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(2),
+        "woken by the send, not a timeout"
+    );
+    let (resp, woke_at) = follower_pull.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"late");
+    assert!(
+        woke_at.duration_since(sent_at) < Duration::from_secs(3),
+        "the follower's held pull woke on apply ({:?})",
+        woke_at.duration_since(sent_at)
+    );
+    // Without a send, a held pull ends with PULL_NOT_FOUND after its suspend time.
+    let start = Instant::now();
+    let resp = lc
+        .invoke(pull_req("lp", "Orders", 1, 1_000_000, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 21);
+    let q1_max: i64 = resp.ext_fields["maxOffset"].parse().unwrap();
+    let resp = lc
+        .invoke(pull_req("lp", "Orders", 1, q1_max, "*", 500), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 19);
+    assert!(start.elapsed() >= Duration::from_millis(500));
+
+    // Offsets: commit on the leader, read back on a follower (replicated).
+    let commit = RemotingCommand::request(RequestCode::UpdateConsumerOffset)
+        .with_ext("consumerGroup", "CG")
+        .with_ext("topic", "Orders")
+        .with_ext("queueId", 2)
+        .with_ext("commitOffset", 7);
+    let resp = lc.invoke(commit.clone(), RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let resp = fc.invoke(commit, RPC).await.unwrap();
+    assert_eq!(resp.code, 14, "followers refuse offset commits");
+    let query = RemotingCommand::request(RequestCode::QueryConsumerOffset)
+        .with_ext("consumerGroup", "CG")
+        .with_ext("topic", "Orders")
+        .with_ext("queueId", 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = fc.invoke(query.clone(), RPC).await.unwrap();
+        if resp.code == 0 && resp.ext_fields["offset"] == "7" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "offset not replicated: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let max_req = RemotingCommand::request(RequestCode::GetMaxOffset)
+        .with_ext("topic", "Orders")
+        .with_ext("queueId", 0);
+    let resp = lc.invoke(max_req.clone(), RPC).await.unwrap();
+    let max0: i64 = resp.ext_fields["offset"].parse().unwrap();
+    assert_eq!(max0, max + 1);
+
+    // Stop the whole group and start it again: data and offsets are still there.
+    drop(lc);
+    drop(fc);
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    let leader2 = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = Cluster::client(&leader2);
+    let resp = c.invoke(query, RPC).await.unwrap();
+    assert_eq!((resp.code, resp.ext_fields["offset"].as_str()), (0, "7"));
+    let resp = c.invoke(max_req, RPC).await.unwrap();
+    assert_eq!(resp.ext_fields["offset"], max0.to_string());
+    assert_eq!(drain(&leader2, "Orders", 4, "*").await.len(), 41);
+    let resp = c
+        .invoke(
+            send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"after"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(resp.ext_fields["queueOffset"], max0.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_admin_is_replicated_and_routed() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .find(|a| *a != leader)
+        .unwrap();
+    let create = |topic: &str, r: i32, w: i32, perm: i32| {
+        RemotingCommand::request(RequestCode::UpdateAndCreateTopic)
+            .with_ext("topic", topic)
+            .with_ext("defaultTopic", "TBW102")
+            .with_ext("readQueueNums", r)
+            .with_ext("writeQueueNums", w)
+            .with_ext("perm", perm)
+            .with_ext("topicFilterType", "SINGLE_TAG")
+            .with_ext("order", false)
+    };
+    let lc = Cluster::client(&leader);
+    let fc = Cluster::client(&follower);
+    let resp = lc.invoke(create("Admin", 8, 8, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let resp = fc.invoke(create("Admin2", 8, 8, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 14, "followers refuse topic changes");
+    let bad = lc.invoke(create("Admin3", 0, 8, 6), RPC).await.unwrap();
+    assert_eq!(bad.code, 1);
+
+    // The nameserver routes the new topic with its queues at once (registration on change).
+    let ns = Cluster::client(&cluster.namesrv);
+    let route = |topic: &str| {
+        RemotingCommand::request(RequestCode::GetRouteinfoByTopic).with_ext("topic", topic)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = ns.invoke(route("Admin"), RPC).await.unwrap();
+        if resp.code == 0 {
+            let v: serde_json::Value =
+                serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+            assert_eq!(v["queueDatas"][0]["writeQueueNums"], 8);
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic never routed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Replicated: the follower's topic table has it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = fc
+            .invoke(
+                RemotingCommand::request(RequestCode::GetAllTopicConfig),
+                RPC,
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+        if v["topicConfigTable"]["Admin"]["readQueueNums"] == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic config not replicated: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Shrink the write queues first (RocketMQ's procedure): sends go to queues 0..4 only,
+    // while queues 4..8 stay readable until they are drained.
+    let resp = lc.invoke(create("Admin", 8, 4, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(send_req("Admin", -1, "", b"x"), RPC)
+        .await
+        .unwrap();
+    assert!(resp.ext_fields["queueId"].parse::<i32>().unwrap() < 4);
+    let resp = lc
+        .invoke(pull_req("g", "Admin", 6, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.code, 19,
+        "queue 6 is still readable: {:?}",
+        resp.remark
+    );
+    // Read-only topic: sends refused, pulls served.
+    let resp = lc.invoke(create("Admin", 8, 8, 4), RPC).await.unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(send_req("Admin", 0, "", b"x"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 16);
+
+    // Runtime info names the Raft role.
+    let resp = lc
+        .invoke(
+            RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo),
+            RPC,
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+    assert_eq!(v["table"]["brokerRole"], "SYNC_MASTER");
+    // Delete: gone from the broker's table (and sends no longer auto-create it from a
+    // template that is not there).
+    let resp = lc
+        .invoke(
+            RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Admin"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(
+            send_req("Admin", 0, "", b"x").with_ext("c", "NoTemplate"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 17);
+}
