@@ -147,6 +147,21 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
             (resp, start.elapsed())
         }
     });
+    // The same on a follower: woken when the entry is committed and applied there.
+    let follower_pull = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let c = Cluster::client(&follower);
+            let resp = c
+                .invoke(
+                    pull_req("lp", "Orders", 0, max, "*", 15_000),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            (resp, Instant::now())
+        }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent_at = Instant::now();
     let resp = lc
@@ -167,6 +182,14 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     assert!(
         sent_at.elapsed() < Duration::from_secs(2),
         "woken by the send, not a timeout"
+    );
+    let (resp, woke_at) = follower_pull.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"late");
+    assert!(
+        woke_at.duration_since(sent_at) < Duration::from_secs(3),
+        "the follower's held pull woke on apply ({:?})",
+        woke_at.duration_since(sent_at)
     );
     // Without a send, a held pull ends with PULL_NOT_FOUND after its suspend time.
     let start = Instant::now();
@@ -238,4 +261,128 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
         .unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(resp.ext_fields["queueOffset"], max0.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_admin_is_replicated_and_routed() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .find(|a| *a != leader)
+        .unwrap();
+    let create = |topic: &str, r: i32, w: i32, perm: i32| {
+        RemotingCommand::request(RequestCode::UpdateAndCreateTopic)
+            .with_ext("topic", topic)
+            .with_ext("defaultTopic", "TBW102")
+            .with_ext("readQueueNums", r)
+            .with_ext("writeQueueNums", w)
+            .with_ext("perm", perm)
+            .with_ext("topicFilterType", "SINGLE_TAG")
+            .with_ext("order", false)
+    };
+    let lc = Cluster::client(&leader);
+    let fc = Cluster::client(&follower);
+    let resp = lc.invoke(create("Admin", 8, 8, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let resp = fc.invoke(create("Admin2", 8, 8, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 14, "followers refuse topic changes");
+    let bad = lc.invoke(create("Admin3", 0, 8, 6), RPC).await.unwrap();
+    assert_eq!(bad.code, 1);
+
+    // The nameserver routes the new topic with its queues at once (registration on change).
+    let ns = Cluster::client(&cluster.namesrv);
+    let route = |topic: &str| {
+        RemotingCommand::request(RequestCode::GetRouteinfoByTopic).with_ext("topic", topic)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = ns.invoke(route("Admin"), RPC).await.unwrap();
+        if resp.code == 0 {
+            let v: serde_json::Value =
+                serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+            assert_eq!(v["queueDatas"][0]["writeQueueNums"], 8);
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic never routed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Replicated: the follower's topic table has it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = fc
+            .invoke(
+                RemotingCommand::request(RequestCode::GetAllTopicConfig),
+                RPC,
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+        if v["topicConfigTable"]["Admin"]["readQueueNums"] == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic config not replicated: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Shrink the write queues first (RocketMQ's procedure): sends go to queues 0..4 only,
+    // while queues 4..8 stay readable until they are drained.
+    let resp = lc.invoke(create("Admin", 8, 4, 6), RPC).await.unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(send_req("Admin", -1, "", b"x"), RPC)
+        .await
+        .unwrap();
+    assert!(resp.ext_fields["queueId"].parse::<i32>().unwrap() < 4);
+    let resp = lc
+        .invoke(pull_req("g", "Admin", 6, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.code, 19,
+        "queue 6 is still readable: {:?}",
+        resp.remark
+    );
+    // Read-only topic: sends refused, pulls served.
+    let resp = lc.invoke(create("Admin", 8, 8, 4), RPC).await.unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(send_req("Admin", 0, "", b"x"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 16);
+
+    // Runtime info names the Raft role.
+    let resp = lc
+        .invoke(
+            RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo),
+            RPC,
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+    assert_eq!(v["table"]["brokerRole"], "SYNC_MASTER");
+    // Delete: gone from the broker's table (and sends no longer auto-create it from a
+    // template that is not there).
+    let resp = lc
+        .invoke(
+            RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Admin"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = lc
+        .invoke(
+            send_req("Admin", 0, "", b"x").with_ext("c", "NoTemplate"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 17);
 }

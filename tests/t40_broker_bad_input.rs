@@ -152,9 +152,30 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
             .with_ext("originMsgId", "U1")
             .with_ext("originTopic", "Bad")
     };
-    let resp = c.invoke(back(0), RPC).await.unwrap();
+    // Level 1 (1 s): the retry copy waits in the schedule topic, then arrives.
+    let sent_back = std::time::Instant::now();
+    let resp = c.invoke(back(1), RPC).await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    let retry = drain(&leader, "%RETRY%CG", 1, "*").await;
+    assert!(
+        drain(&leader, "%RETRY%CG", 1, "*").await.is_empty(),
+        "not before its delay"
+    );
+    let retry = loop {
+        let r = drain(&leader, "%RETRY%CG", 1, "*").await;
+        if !r.is_empty() {
+            break r;
+        }
+        assert!(
+            sent_back.elapsed() < Duration::from_secs(10),
+            "retry copy never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        sent_back.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        sent_back.elapsed()
+    );
     assert_eq!(retry.len(), 1);
     let r = &retry[&(0, 0)];
     assert_eq!(r.body, b"first");
@@ -162,6 +183,41 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     let resp = c.invoke(back(-1), RPC).await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(drain(&leader, "%DLQ%CG", 1, "*").await.len(), 1);
+
+    // A message sent with DELAY=1 is held ~1 s, then delivered to its queue (a held pull
+    // wakes for it).
+    let max: i64 = c
+        .invoke(
+            RemotingCommand::request(RequestCode::GetMaxOffset)
+                .with_ext("topic", "Bad")
+                .with_ext("queueId", 0),
+            RPC,
+        )
+        .await
+        .unwrap()
+        .ext_fields["offset"]
+        .parse()
+        .unwrap();
+    let sent_at = std::time::Instant::now();
+    let resp = c
+        .invoke(send_req("Bad", 0, &props(&[("DELAY", "1")]), b"later"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let resp = c
+        .invoke(
+            pull_req("g", "Bad", 0, max, "*", 8_000),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"later");
+    let waited = sent_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }
 
 /// Records the NOTIFY_CONSUMER_IDS_CHANGED requests a client receives.
@@ -273,4 +329,54 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
         assert!(std::time::Instant::now() < deadline, "{resp:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = Cluster::client(&leader);
+    // SEND_MESSAGE (10) with full header names, as the Go client sends single messages,
+    // with a compressed body (sysFlag 0x1): stored and returned byte for byte.
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let v1 = RemotingCommand::request(RequestCode::SendMessage)
+        .with_ext("producerGroup", "PG")
+        .with_ext("topic", "V1")
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("defaultTopicQueueNums", 4)
+        .with_ext("queueId", 1)
+        .with_ext("sysFlag", 1)
+        .with_ext("bornTimestamp", 1)
+        .with_ext("flag", 7)
+        .with_ext("properties", props(&[("TAGS", "Z")]))
+        .with_body(body.clone());
+    let resp = c.invoke(v1, RPC).await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(resp.ext_fields["queueId"], "1");
+    // A oneway send: no answer, but stored.
+    c.invoke_oneway(send_req("V1", 1, &props(&[("TAGS", "Z")]), b"oneway"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        let got = drain(&leader, "V1", 4, "*").await;
+        if got.len() == 2 {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "oneway send not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(got[&(1, 0)].body, body);
+    assert_eq!(got[&(1, 1)].body, b"oneway");
+    let resp = c
+        .invoke(pull_req("g", "V1", 1, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    let raw = resp.body.unwrap();
+    let view = raftmq_store::message::MessageView::parse(&raw).unwrap();
+    assert_eq!(view.sys_flag() & 1, 1, "compressed flag kept");
+    assert_eq!(view.flag(), 7);
 }

@@ -6,12 +6,25 @@
 //! * [`checker`]: one module per property (lost, unexpected, duplicate, inconsistent, order,
 //!   offsets, leaders, availability) over a history, the verdict that combines them, and
 //!   replica comparison over store directories;
-//! * [`report`]: `results.json` and a self-contained `report.html` with SVG plots.
+//! * [`report`]: `results.json` and a self-contained `report.html` with SVG plots;
+//! * [`netns`]: network namespaces, the private bridged network of a run;
+//! * [`cluster`]: real `raftmq` processes, one per node, started, killed, paused, restarted;
+//! * [`nemesis`]: faults (kill, pause, partition, net) with recorded windows, on a seeded
+//!   schedule;
+//! * [`recorder`]: appends operations to the history file while a run goes on;
+//! * [`run`]: one chaos run (nodes up, seeded nemesis schedule, fault windows recorded);
+//! * [`setup`]: checks for (and installs) the network tools namespace mode needs.
 //!
 //! The checker reads only the history file; it knows nothing of clusters, sockets or the
 //! broker's code. Cluster control, nemeses and the workload that produce histories live beside
 //! it and drive the `raftmq` binary and the project's client.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod netns;
+pub mod recorder;
 pub mod report;
+pub mod run;
+pub mod setup;

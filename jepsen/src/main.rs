@@ -1,6 +1,7 @@
-//! `raftmq-jepsen`: command line of the chaos harness. Today it checks recorded histories
-//! (`check`); it only parses arguments, prints progress and the summary, and maps the verdict
-//! to the exit code. Everything else lives in the library.
+//! `raftmq-jepsen`: command line of the chaos harness: `check` a recorded history, `run` the
+//! cluster under the nemesis and check what it recorded, `setup` the host's network tools.
+//! It only parses arguments, prints progress and the summary, and maps the verdict to the exit
+//! code. Everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +10,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use raftmq_jepsen::checker::{self, CheckConfig, Outcome};
+use raftmq_jepsen::cluster::NetMode;
 use raftmq_jepsen::history::History;
 use raftmq_jepsen::report;
+use raftmq_jepsen::run::{self as chaos_run, RunConfig};
 
 const CHECKS_HELP: &str = "\
 CHECKS (each reports counts and a few examples):
@@ -52,8 +55,33 @@ EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or ch
 (2 is a usage error).
 
 Replica comparison (commitlog and consumequeue files byte for byte) is a library function
-used by cluster control; `run` (cluster control, nemeses, workload) comes next and is not
-part of this binary yet.";
+used by cluster control. `run` drives real processes and the nemesis but has no workload yet
+(its verdict is unknown).";
+
+const RUN_HELP: &str = "\
+NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed):
+  kill       kill -9 of one node, the leader, a minority, a majority or all nodes; restart
+             with the same data directory and address at the end of the window.
+  pause      SIGSTOP of the same targets (sockets stay open, nothing answers); SIGCONT.
+  partition  real packet drops (nftables, or iptables) inside the nodes' namespaces: isolate
+             one node (the leader when known), a minority/majority split, or a bridge (two
+             halves that only one node joins). Healed at the end of the window.
+  net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
+             the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
+             and run.json.
+Each fault's start and end is recorded in history.jsonl (f=fault, phase=start|end); a fault
+that fails is recorded as failed and makes the verdict unknown.
+
+NETWORK: by default each node runs in its own network namespace (rj<pid>x...-n<i>) attached to
+a bridge in a namespace of the harness (10.77.0.0/24 exists only there; the host's interfaces
+and routes are never touched). Needs root; `setup` installs iproute2, iptables and nftables
+with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pause only).
+
+RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), results.json and
+report.html (from check), nodes/<name>/node.log and nodes/<name>/data.
+
+LIMITATION: the broker is not wired yet: nodes run `raftmq namesrv` as stand-ins and no
+workload runs, so a run's verdict is always unknown (exit code 3), never valid.";
 
 const HISTORY_HELP: &str = "\
 HISTORY FORMAT: one JSON object per line, an invocation then its completion per process:
@@ -95,6 +123,48 @@ enum Cmd {
         #[arg(long, default_value_t = CheckConfig::default().examples)]
         examples: usize,
     },
+    /// Start the nodes, run the nemesis on a seeded schedule, record fault windows, stop, check.
+    #[command(after_long_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Check for ip, tc, nft and iptables; install missing Debian packages when root; delete
+    /// namespaces left by interrupted runs.
+    Setup,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Nodes in the group.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// How long the nemesis runs (500ms, 30s, 2m, ...).
+    #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
+    time: std::time::Duration,
+    /// Faults to use: kill,pause,partition,net or all.
+    #[arg(long, default_value = "kill,pause,partition", value_parser = chaos_run::parse_nemeses)]
+    nemesis: std::vec::Vec<raftmq_jepsen::nemesis::FaultKind>,
+    /// Seed of the fault schedule (default: from the clock, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder (default store/run-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The raftmq binary (default $RAFTMQ_BIN, else built with cargo from the current
+    /// directory's workspace).
+    #[arg(long = "bin")]
+    binary: Option<PathBuf>,
+    /// All nodes on 127.0.0.1 without namespaces (kill and pause only; no root needed).
+    #[arg(long)]
+    loopback: bool,
+    /// Shortest and longest quiet time between faults.
+    #[arg(long, default_value = "2s", value_parser = chaos_run::parse_duration)]
+    gap_min: std::time::Duration,
+    #[arg(long, default_value = "6s", value_parser = chaos_run::parse_duration)]
+    gap_max: std::time::Duration,
+    /// Shortest and longest time a fault is held.
+    #[arg(long, default_value = "3s", value_parser = chaos_run::parse_duration)]
+    hold_min: std::time::Duration,
+    #[arg(long, default_value = "10s", value_parser = chaos_run::parse_duration)]
+    hold_max: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -111,12 +181,81 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let Cmd::Check {
-        history: path,
-        out,
-        min_acked,
-        examples,
-    } = cli.cmd;
+    match cli.cmd {
+        Cmd::Check {
+            history,
+            out,
+            min_acked,
+            examples,
+        } => check(history, out, min_acked, examples),
+        Cmd::Run(args) => run_chaos(args),
+        Cmd::Setup => {
+            let installed = raftmq_jepsen::setup::ensure_tools()?;
+            if installed.is_empty() {
+                println!("ip, tc, nft and iptables are installed");
+            } else {
+                println!("installed {}", installed.join(" "));
+            }
+            let stale = raftmq_jepsen::netns::delete_stale()?;
+            println!("deleted {} stale namespaces", stale.len());
+            Ok(Outcome::Valid)
+        }
+    }
+}
+
+fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = a.seed.unwrap_or(now.as_nanos() as u64);
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("store/run-{}", now.as_secs())));
+    let binary = match a.binary {
+        Some(b) => b,
+        None => {
+            eprintln!("locating the raftmq binary (RAFTMQ_BIN or cargo build -p raftmq)");
+            raftmq_jepsen::cluster::raftmq_binary(std::path::Path::new("."), false)?
+        }
+    };
+    let config = RunConfig {
+        nodes: a.nodes,
+        time: a.time,
+        nemeses: a.nemesis,
+        seed,
+        out: out.clone(),
+        binary,
+        mode: if a.loopback {
+            NetMode::Loopback
+        } else {
+            NetMode::Namespaces
+        },
+        gap: (a.gap_min, a.gap_max.max(a.gap_min)),
+        hold: (a.hold_min, a.hold_max.max(a.hold_min)),
+    };
+    eprintln!("run folder {} (seed {seed})", out.display());
+    let summary = chaos_run::run(&config, |line| eprintln!("{line}"))?;
+    eprintln!(
+        "{} faults in {:.1} s; checking {}",
+        summary.faults.len(),
+        summary.elapsed_s,
+        summary.history.display()
+    );
+    let defaults = CheckConfig::default();
+    check(
+        summary.history,
+        Some(out),
+        defaults.min_acked,
+        defaults.examples,
+    )
+}
+
+fn check(
+    path: PathBuf,
+    out: Option<PathBuf>,
+    min_acked: usize,
+    examples: usize,
+) -> anyhow::Result<Outcome> {
     let config = CheckConfig {
         min_acked,
         examples,

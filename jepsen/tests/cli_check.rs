@@ -108,7 +108,7 @@ fn a_malformed_history_names_the_line_and_exits_four() {
 }
 
 #[test]
-fn help_documents_every_check_and_no_run_command() {
+fn help_documents_every_check_and_the_run_command() {
     let out = run(&["check", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
@@ -128,5 +128,14 @@ fn help_documents_every_check_and_no_run_command() {
     assert!(help.contains("`run`"));
     let top = run(&["--help"]);
     let top = String::from_utf8_lossy(&top.stdout);
-    assert!(!top.contains("\n  run "), "no run subcommand yet:\n{top}");
+    assert!(top.contains("\n  run "), "run subcommand:\n{top}");
+    let run_help = run(&["run", "--help"]);
+    let run_help = String::from_utf8_lossy(&run_help.stdout);
+    for nemesis in ["kill", "pause", "partition", "net"] {
+        assert!(
+            run_help.contains(&format!("\n  {nemesis} ")),
+            "run help lacks {nemesis}:\n{run_help}"
+        );
+    }
+    assert!(run_help.contains("verdict is always unknown"), "{run_help}");
 }

@@ -2,8 +2,9 @@
 //!
 //! [`RaftGroup::start`] builds the openraft `Raft` from a [`RaftGroupConfig`], a log store and
 //! a state machine, starts the peer server, and on a pristine node with `bootstrap` set
-//! initialises the group once with every `dLegerPeers` member (identical on every node, so
-//! concurrent initialisation is safe). A restarted node finds its vote and log on disk and
+//! initialises the group with every `dLegerPeers` member: the lowest id at once, the others
+//! only if no leader reached them within three election timeouts (identical membership, so
+//! concurrent initialisation stays safe, and a late starter does not depose a leader). A restarted node finds its vote and log on disk and
 //! needs nothing. The role watcher turns openraft metrics into a [`Role`] on a
 //! `tokio::sync::watch` channel the moment leadership changes; `ready` says the leader has
 //! applied its own first entry of the term and may take sends.
@@ -78,6 +79,8 @@ pub struct RaftGroup {
     server: Option<PeerServer>,
     watcher: JoinHandle<()>,
     commit_log: Option<raftmq_store::commitlog::CommitLog>,
+    /// A pending delayed initialisation (non-first pristine nodes).
+    bootstrapper: Option<JoinHandle<()>>,
 }
 
 impl RaftGroup {
@@ -142,15 +145,27 @@ impl RaftGroup {
             }
         };
 
+        let mut bootstrapper = None;
         if bootstrap && !raft.is_initialized().await.map_err(fatal)? {
-            let members: BTreeMap<NodeId, PeerNode> = cfg.peers.clone();
-            match raft.initialize(members).await {
-                Ok(()) => tracing::info!(node = id, group = %cfg.group, "initialised a new group"),
-                Err(RaftError::APIError(e)) => {
-                    // Another path (a racing peer's replication) initialised it first.
-                    tracing::info!(node = id, cause = %e, "group already initialised")
+            // The lowest id initialises at once; the others wait to be reached by its leader
+            // and initialise themselves only if nobody did (that node may be down for good).
+            // A late pristine node must not campaign at once: its term-1 vote would outrank
+            // a running term-1 leader with a lower id and depose it.
+            let first = cfg.peers.keys().next().copied() == Some(id);
+            let delay = if first {
+                Duration::ZERO
+            } else {
+                cfg.election_timeout_max * 3
+            };
+            let (raft2, members, group) = (raft.clone(), cfg.peers.clone(), cfg.group.clone());
+            bootstrapper = Some(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                bootstrap_once(id, &group, &raft2, members).await;
+            }));
+            if first {
+                if let Some(h) = bootstrapper.take() {
+                    let _ = h.await;
                 }
-                Err(RaftError::Fatal(e)) => return Err(fatal(e)),
             }
         }
 
@@ -168,6 +183,7 @@ impl RaftGroup {
             server,
             watcher,
             commit_log: None,
+            bootstrapper,
         })
     }
 
@@ -550,6 +566,9 @@ impl RaftGroup {
     }
 
     fn cut_network(&mut self) {
+        if let Some(b) = self.bootstrapper.take() {
+            b.abort();
+        }
         self.server = None;
         if let Some(t) = &self.tcp {
             t.close();
@@ -571,6 +590,33 @@ impl Drop for RaftGroup {
             h.spawn(async move {
                 let _ = raft.shutdown().await;
             });
+        }
+    }
+}
+
+/// Initialise the group unless this node already has a vote or a log (then it was reached
+/// by a leader, or restarted).
+async fn bootstrap_once(
+    id: NodeId,
+    group: &str,
+    raft: &typ::Raft,
+    members: BTreeMap<NodeId, PeerNode>,
+) {
+    match raft.is_initialized().await {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(e) => {
+            tracing::error!(node = id, cause = %e, "cannot bootstrap: raft stopped");
+            return;
+        }
+    }
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(node = id, %group, "initialised a new group"),
+        Err(RaftError::APIError(e)) => {
+            tracing::info!(node = id, cause = %e, "group already initialised")
+        }
+        Err(RaftError::Fatal(e)) => {
+            tracing::error!(node = id, cause = %e, "bootstrap failed: raft stopped")
         }
     }
 }

@@ -4,10 +4,9 @@
 //! Each queue (`topic@queueId`) that someone waits on has a `watch` channel carrying the
 //! queue's next offset. A held pull subscribes, re-checks the queue (so an advance between
 //! its first look and the subscription is not missed), then sleeps on the channel with its
-//! deadline: no polling loop. The channel is advanced on this node when a send it sequenced
-//! has been committed and dispatched (the proposer resolves only then), and by a sweep
-//! every second that compares each watched queue with the dispatcher, which covers entries
-//! applied by replication on a follower (RocketMQ's hold-service sweep).
+//! deadline: no polling loop. The dispatcher's queue-advanced hook (called when committed
+//! entries are applied, on the leader and on followers alike) advances the channel, so a
+//! held pull wakes as soon as its queue has a new committed message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,31 +16,35 @@ use tokio::sync::watch;
 
 use super::BrokerState;
 
-type Key = (String, i32);
+/// topic → queue id → channel.
+type Channels = HashMap<String, HashMap<i32, watch::Sender<i64>>>;
 
 /// The per-queue wake-up channels.
 #[derive(Default)]
 pub struct LongPolling {
-    queues: Mutex<HashMap<Key, watch::Sender<i64>>>,
+    queues: Mutex<Channels>,
 }
 
 impl LongPolling {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, watch::Sender<i64>>> {
+    fn lock(&self) -> MutexGuard<'_, Channels> {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A receiver that changes whenever `topic`/`queue_id` advances.
     pub fn subscribe(&self, topic: &str, queue_id: i32) -> watch::Receiver<i64> {
         let mut q = self.lock();
-        q.entry((topic.to_string(), queue_id))
+        q.entry(topic.to_string())
+            .or_default()
+            .entry(queue_id)
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
     /// The queue now holds messages up to `next_offset` (exclusive): wake its held pulls.
+    /// Cheap and non-blocking: it runs inside the dispatcher's apply.
     pub fn advanced(&self, topic: &str, queue_id: i32, next_offset: i64) {
         let q = self.lock();
-        if let Some(tx) = q.get(&(topic.to_string(), queue_id)) {
+        if let Some(tx) = q.get(topic).and_then(|t| t.get(&queue_id)) {
             tx.send_if_modified(|cur| {
                 if next_offset > *cur {
                     *cur = next_offset;
@@ -53,11 +56,14 @@ impl LongPolling {
         }
     }
 
-    /// Drop channels nobody waits on; returns the watched queues.
-    fn watched(&self) -> Vec<Key> {
+    /// Drop channels nobody waits on; returns how many remain.
+    pub fn prune(&self) -> usize {
         let mut q = self.lock();
-        q.retain(|_, tx| tx.receiver_count() > 0);
-        q.keys().cloned().collect()
+        for t in q.values_mut() {
+            t.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        q.retain(|_, t| !t.is_empty());
+        q.values().map(HashMap::len).sum()
     }
 }
 
@@ -82,16 +88,13 @@ pub async fn wait_beyond(
     }
 }
 
-/// The sweep: once a second, push the dispatcher's next offset of every watched queue.
-pub async fn run_sweep(state: Arc<BrokerState>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// Housekeeping: every minute, drop the channels of queues nobody waits on any more.
+pub async fn run_prune(state: Arc<BrokerState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for (topic, q) in state.polls.watched() {
-            let max = state.node.sm.with_dispatcher(|d| d.max_offset(&topic, q));
-            state.polls.advanced(&topic, q, max);
-        }
+        state.polls.prune();
     }
 }
 
@@ -116,6 +119,6 @@ mod tests {
         assert!(!wait_beyond(&mut rx, 0, d, std::future::pending()).await);
         assert!(start.elapsed() >= Duration::from_millis(50));
         drop(rx);
-        assert_eq!(lp.watched(), vec![("T".to_string(), 0)]);
+        assert_eq!(lp.prune(), 1);
     }
 }

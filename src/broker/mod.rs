@@ -14,6 +14,8 @@
 //! - [`long_polling`]: held pulls, woken when their queue advances.
 //! - [`client_manager`]: producer/consumer channels, subscriptions, NOTIFY_CONSUMER_IDS_CHANGED.
 //! - [`role`]: leadership changes → nameserver registration (leader as brokerId 0).
+//! - [`schedule`]: delay levels (SCHEDULE_TOPIC_XXXX) and delayed retries.
+//! - [`offset_committer`]: batched, replicated consumer offset commits.
 //!
 //! This module never touches segment files directly: it reads through the commitlog and
 //! dispatcher handles and writes only through the group.
@@ -24,6 +26,7 @@ pub mod long_polling;
 pub mod offset_committer;
 pub mod processor;
 pub mod role;
+pub mod schedule;
 pub mod topic;
 
 use std::collections::BTreeMap;
@@ -133,7 +136,7 @@ pub struct BrokerState {
     pub topics: topic::TopicManager,
     pub clients: client_manager::ClientManager,
     pub locks: client_manager::LockTable,
-    pub polls: long_polling::LongPolling,
+    pub polls: Arc<long_polling::LongPolling>,
     pub offsets: offset_committer::OffsetCommitter,
     pub registrar: role::Registrar,
 }
@@ -202,6 +205,18 @@ impl Broker {
                 })?
         };
         let sm = storage.state_machine.clone();
+        let polls = Arc::new(long_polling::LongPolling::default());
+        let schedule_wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let polls = polls.clone();
+            let wake = schedule_wake.clone();
+            sm.set_queue_advanced_hook(Box::new(move |topic: &str, q: i32, max: i64| {
+                if topic == raftmq_store::dispatch::SCHEDULE_TOPIC {
+                    wake.notify_one();
+                }
+                polls.advanced(topic, q, max)
+            }));
+        }
         let log = storage.commit_log.clone();
         // Only the lowest-numbered member initialises a pristine group; the others join when
         // it reaches them. (Every member initialising at once makes each start an election of
@@ -222,7 +237,6 @@ impl Broker {
             ProposerLimits::from_group(&group_cfg),
         );
         let peer_broker_addrs = parse_peer_broker_addrs(&cfg.peer_broker_addrs)?;
-        let polls = long_polling::LongPolling::default();
 
         // Bind the remoting port before anything registers with a nameserver.
         let node = Node {
@@ -262,7 +276,8 @@ impl Broker {
             tokio::spawn(role::run(state.clone())),
             tokio::spawn(client_manager::run_expiry(state.clone())),
             tokio::spawn(offset_committer::run(state.clone())),
-            tokio::spawn(long_polling::run_sweep(state.clone())),
+            tokio::spawn(long_polling::run_prune(state.clone())),
+            tokio::spawn(schedule::run(state.clone(), schedule_wake)),
         ];
         Ok(Broker {
             state,

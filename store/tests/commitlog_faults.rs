@@ -159,3 +159,34 @@ fn message_payloads_get_their_physical_offsets_before_the_crc() {
     assert!(matches!(err, StoreError::Codec(_)), "{err}");
     assert_eq!(log.state().next_index, 2);
 }
+
+#[test]
+fn failed_segment_write_or_index_sync_is_fatal_too() {
+    // A write into the mapping fails: the append is refused and the store poisoned.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFileSystem::new();
+    let (log, _) = open_with(dir.path(), fs.clone());
+    append_durable(&log, vec![entry(0, 1)]);
+    fs.enable("commitlog::write::err", Some(1));
+    let err = log.append(vec![entry(1, 1)], Box::new(|_| {})).unwrap_err();
+    assert!(err.is_fatal(), "{err}");
+    assert!(log.is_poisoned());
+    drop(log);
+    // Nothing half-written survives: the next open sees entry 0 only.
+    let (log, _) = open_with(dir.path(), fs.clone());
+    assert_eq!(log.state().next_index, 1);
+    drop(log);
+
+    // The entry-index sync fails at a barrier (a vote): fatal as well.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFileSystem::new();
+    let (log, _) = open_with(dir.path(), fs.clone());
+    log.append(vec![entry(0, 1)], Box::new(|_| {})).unwrap();
+    fs.enable("entryindex::sync::err", None);
+    assert!(matches!(
+        log.save_vote(b"v".to_vec()),
+        Err(StoreError::Fatal(_))
+    ));
+    assert!(log.is_poisoned());
+    assert_eq!(log.vote(), None);
+}

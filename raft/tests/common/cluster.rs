@@ -96,6 +96,19 @@ impl Cluster {
     }
 
     async fn start_with(fs: Vec<Arc<dyn FileSystem>>, router: Option<Router>) -> Cluster {
+        Cluster::start_up(fs, router, &[0, 1, 2]).await
+    }
+
+    /// Start only the nodes in `up`; the others stay pristine until [`Cluster::restart`].
+    pub async fn start_only(up: &[usize]) -> Cluster {
+        Cluster::start_up((0..3).map(|_| StdFileSystem::arc()).collect(), None, up).await
+    }
+
+    async fn start_up(
+        fs: Vec<Arc<dyn FileSystem>>,
+        router: Option<Router>,
+        up: &[usize],
+    ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = vec![];
         let mut peers = BTreeMap::new();
@@ -116,8 +129,12 @@ impl Cluster {
             nodes: vec![],
         };
         for (id, l) in listeners.into_iter().enumerate() {
-            let n = c.open_node(id as NodeId, Some(l)).await;
-            c.nodes.push(Some(n));
+            if up.contains(&id) {
+                let n = c.open_node(id as NodeId, Some(l)).await;
+                c.nodes.push(Some(n));
+            } else {
+                c.nodes.push(None);
+            }
         }
         c
     }

@@ -281,7 +281,7 @@ pub async fn process(
             if ctx.is_closed() {
                 return Ok(None);
             }
-            // Deadline: one final look (the sweep may lag by a second).
+            // Deadline (or a lost wake-up): one final look.
             return match look(
                 state,
                 &h.topic,

@@ -224,11 +224,19 @@ pub async fn process(
             .iter()
             .find(|(k, _)| k == property::UNIQ_KEY)
             .map(|(_, v)| v.clone());
-        let m = StoredMessage {
+        let delay = props
+            .iter()
+            .find(|(k, _)| k == property::DELAY)
+            .and_then(|(_, v)| v.parse::<i32>().ok())
+            .unwrap_or(0);
+        let mut m = StoredMessage {
             body: body.to_vec(),
             properties: props,
             ..template
         };
+        if delay > 0 {
+            crate::broker::schedule::to_schedule(&mut m, delay);
+        }
         match m.encode_with_limit(max) {
             Ok(b) => bytes.extend_from_slice(&b),
             Err(e) => return illegal(&req, encode_error(e)),
@@ -260,11 +268,6 @@ pub async fn process(
             "store returned no message",
         )));
     };
-    if let Some(last) = appended.last() {
-        state
-            .polls
-            .advanced(&last.topic, last.queue_id, last.queue_offset + 1);
-    }
     let msg_id = appended
         .iter()
         .map(|a| offset_msg_id(state.addr, a.phys_offset))
@@ -342,8 +345,9 @@ async fn resolve_topic(
 /// `offset`; store a copy in the group's retry topic (`%RETRY%<group>`), or in its dead-letter
 /// topic (`%DLQ%<group>`) once it was reconsumed `maxReconsumeTimes` (16) times or when
 /// `delayLevel` < 0. The copy keeps body, flag, tags and keys, counts one more reconsume, and
-/// records the original topic (`RETRY_TOPIC`) and id (`ORIGIN_MESSAGE_ID`). Delay levels are
-/// not applied: the copy is consumable at once.
+/// records the original topic (`RETRY_TOPIC`) and id (`ORIGIN_MESSAGE_ID`). Retry copies wait
+/// in the schedule topic for their delay level (`delayLevel`, or 3 + reconsumes when 0);
+/// dead letters are stored at once.
 pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     use crate::remoting::header::client::ConsumerSendMsgBackRequestHeader;
     let h: ConsumerSendMsgBackRequestHeader = req.decode_header()?;
@@ -405,23 +409,24 @@ pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> Proces
     };
     set(&mut m.properties, property::RETRY_TOPIC, origin_topic);
     set(&mut m.properties, property::ORIGIN_MESSAGE_ID, origin_id);
+    let level = if h.delay_level == 0 {
+        3 + m.reconsume_times
+    } else {
+        h.delay_level
+    };
     m.topic = topic;
     m.queue_id = 0;
     m.reconsume_times += 1;
     m.store_host = state.addr;
+    if !dead {
+        crate::broker::schedule::to_schedule(&mut m, level);
+    }
     let encoded = match m.encode_with_limit(state.cfg.max_message_size) {
         Ok(b) => b,
         Err(e) => return illegal(&req, encode_error(e)),
     };
     match state.node.proposer.send(BytesMut::from(&encoded[..])).await {
-        Ok(appended) => {
-            if let Some(a) = appended.last() {
-                state
-                    .polls
-                    .advanced(&a.topic, a.queue_id, a.queue_offset + 1);
-            }
-            Ok(Some(RemotingCommand::response_to(&req)))
-        }
+        Ok(_) => Ok(Some(RemotingCommand::response_to(&req))),
         Err(RaftGroupError::NotLeader { .. }) => Ok(Some(not_leader(
             state,
             &req,

@@ -4,6 +4,20 @@
 //! the single writer thread with group commit, truncation, purge and recovery. It knows the
 //! record format (`crate::format`) and asks `crate::message` only to patch PHYSICALOFFSET;
 //! it knows nothing of Raft libraries, consumequeues or sockets.
+//!
+//! Directory layout (`dir` given to `CommitLog::open`):
+//!
+//! | path | content |
+//! |---|---|
+//! | `00000000000000000000`, `00000000001073741824`, ... | segments, preallocated to `segment_size`, named by the global offset of their first byte |
+//! | `entryindex/<20 digits>` | entry-index files: unit of index `i` at global byte `i * 32` |
+//! | `meta` | vote, committed, purged, start (index, pos), clean end; atomically replaced |
+//! | `lock` | `flock`ed while open |
+//! | `abort` | present while open; left behind by an unclean stop |
+//!
+//! Threads: one writer mutates everything (appends, truncate, purge, reset, meta writes); one
+//! flusher msyncs what the writer dirtied and fires completions in order. Readers copy bytes
+//! out under a read lock, so they never see a half-applied truncation.
 
 use std::time::Duration;
 

@@ -216,6 +216,16 @@ pub(crate) fn recover(
     };
     if let Some(c) = committed {
         if let Some(u) = verified_unit(&segments, &index, c.index)? {
+            if u.term != c.term {
+                return Err(StoreError::corruption(
+                    segments.dir().join(super::meta::META_FILE),
+                    0,
+                    format!(
+                        "committed entry {} has term {} in the log but {} in the meta file",
+                        c.index, u.term, c.term
+                    ),
+                ));
+            }
             cur = Cursor {
                 pos: u.pos + u64::from(u.record_len),
                 next_index: c.index + 1,

@@ -1,0 +1,563 @@
+//! The nemesis: faults applied to a running [`Cluster`], each with a recorded start and end in
+//! the history (`f = fault`, `phase = start | end`), on a seeded random schedule.
+//!
+//! * [`kill`]: `kill -9` then restart;
+//! * [`pause`]: SIGSTOP then SIGCONT;
+//! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
+//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables).
+//!
+//! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
+//! The leader is whatever the caller's leader probe says; without one, leader-targeted faults
+//! fail (and are recorded as failed), they never silently hit another node.
+//!
+//! A fault whose start fails is recorded `fail` and undone as far as possible; a run holding
+//! one is never reported valid by the checker. This module knows the cluster and the history
+//! record format; it knows nothing of the workload or the checker.
+
+pub mod kill;
+pub mod net;
+pub mod partition;
+pub mod pause;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, ClusterError, NetMode};
+use crate::history::{HistoryError, Op, OpF, OpType, Phase, Process};
+use crate::netns::NetError;
+use crate::recorder::Recorder;
+
+pub use net::NetFault;
+pub use partition::{Firewall, Grudge};
+
+/// Errors applying or undoing a fault.
+#[derive(Debug, thiserror::Error)]
+pub enum NemesisError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// The fault cannot run in this setup.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The leader was asked for but is not known.
+    #[error("the leader is not known")]
+    NoLeader,
+}
+
+/// A small seeded generator (SplitMix64): the same seed gives the same schedule.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// Uniform duration in `[lo, hi]`.
+    pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_millis();
+        let extra = self.below(u64::try_from(span).unwrap_or(u64::MAX).saturating_add(1));
+        lo + Duration::from_millis(extra)
+    }
+
+    /// `k` distinct indices out of `0..n`, in random order.
+    pub fn choose(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = usize::try_from(self.below(i as u64 + 1)).unwrap_or(0);
+            all.swap(i, j);
+        }
+        all.truncate(k.min(n));
+        all
+    }
+}
+
+/// Which nodes a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    One,
+    Leader,
+    /// `(n-1)/2` nodes: the group keeps a quorum.
+    Minority,
+    /// `n/2+1` nodes: the group loses its quorum.
+    Majority,
+    All,
+}
+
+impl Target {
+    pub const ALL: [Target; 5] = [
+        Target::One,
+        Target::Leader,
+        Target::Minority,
+        Target::Majority,
+        Target::All,
+    ];
+
+    /// Node indices for this target among `n` nodes.
+    pub fn resolve(
+        self,
+        n: usize,
+        leader: Option<usize>,
+        rng: &mut Rng,
+    ) -> Result<Vec<usize>, NemesisError> {
+        Ok(match self {
+            Target::One => rng.choose(n, 1),
+            Target::Leader => vec![leader.ok_or(NemesisError::NoLeader)?],
+            Target::Minority => rng.choose(n, n.saturating_sub(1) / 2),
+            Target::Majority => rng.choose(n, n / 2 + 1),
+            Target::All => (0..n).collect(),
+        })
+    }
+}
+
+/// The kinds of fault, as named on the command line and in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    Kill,
+    Pause,
+    Partition,
+    Net,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Net => "net",
+        }
+    }
+
+    /// Whether the fault needs network namespaces.
+    pub fn needs_namespaces(self) -> bool {
+        matches!(self, FaultKind::Partition | FaultKind::Net)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "kill" => Ok(FaultKind::Kill),
+            "pause" => Ok(FaultKind::Pause),
+            "partition" => Ok(FaultKind::Partition),
+            "net" => Ok(FaultKind::Net),
+            other => Err(format!(
+                "unknown nemesis {other:?} (known: kill, pause, partition, net)"
+            )),
+        }
+    }
+}
+
+/// A fault in effect: what to undo at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Active {
+    Killed(Vec<usize>),
+    Paused(Vec<usize>),
+    Partitioned(Grudge),
+    Degraded(Vec<usize>),
+}
+
+/// Finds the leader's node index, if known.
+pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster) -> Option<usize> + 'a>;
+
+/// An applied fault and its target names, or the error (already recorded `fail`) and the
+/// target names.
+pub type StartResult = Result<(Active, Vec<String>), (NemesisError, Vec<String>)>;
+
+/// Applies faults to a cluster and records each start and end.
+pub struct Nemesis<'a> {
+    cluster: &'a mut Cluster,
+    recorder: &'a Recorder,
+    rng: Rng,
+    firewall: Option<Firewall>,
+    leader: LeaderProbe<'a>,
+    net_fault: NetFault,
+    /// Whether the kernel has netem (probed at the first `net` fault).
+    netem: Option<bool>,
+    /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
+    members: Vec<usize>,
+}
+
+/// The result of one scheduled fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub kind: FaultKind,
+    pub targets: Vec<String>,
+    /// Error text if the start failed (then nothing stays applied).
+    pub start_error: Option<String>,
+    /// Error text if the end (heal, restart, resume) failed.
+    pub end_error: Option<String>,
+    /// What exactly was applied, when the kind alone does not say (the `net` degradation).
+    pub detail: Option<String>,
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis over `cluster` recording to `recorder`, with its own seeded generator. Leader
+    /// targets fail until [`Nemesis::with_leader`] gives a probe.
+    pub fn new(cluster: &'a mut Cluster, recorder: &'a Recorder, seed: u64) -> Self {
+        let firewall = match cluster.mode() {
+            NetMode::Namespaces => Firewall::detect().ok(),
+            NetMode::Loopback => None,
+        };
+        let members = (0..cluster.len()).collect();
+        Nemesis {
+            netem: None,
+            members,
+            cluster,
+            recorder,
+            rng: Rng::new(seed),
+            firewall,
+            leader: Box::new(|_| None),
+            net_fault: NetFault {
+                delay_ms: 100,
+                jitter_ms: 50,
+                reorder_pct: 0,
+                loss_pct: 0,
+            },
+        }
+    }
+
+    /// Sets how the leader is found (for example by asking the nodes for their role).
+    pub fn with_leader(mut self, probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+        self.leader = Box::new(probe);
+        self
+    }
+
+    /// Restricts faults to these cluster indices (default: every node). Targets such as
+    /// "minority" are computed over this set.
+    pub fn with_members(mut self, members: Vec<usize>) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// Sets the link degradation the `net` fault applies.
+    pub fn with_net_fault(mut self, fault: NetFault) -> Self {
+        self.net_fault = fault;
+        self
+    }
+
+    pub fn cluster(&mut self) -> &mut Cluster {
+        self.cluster
+    }
+
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    fn names(&self, idx: &[usize]) -> Vec<String> {
+        idx.iter()
+            .filter_map(|&i| self.cluster.node(i).ok().map(|n| n.name.clone()))
+            .collect()
+    }
+
+    fn record(
+        &self,
+        kind: OpType,
+        fault: FaultKind,
+        phase: Phase,
+        targets: &[String],
+        error: Option<String>,
+    ) -> Result<(), NemesisError> {
+        let mut op = Op::new(0, Process::Named("nemesis".into()), kind, OpF::Fault);
+        op.fault = Some(fault.name().to_owned());
+        op.phase = Some(phase);
+        op.targets = Some(targets.to_vec());
+        op.error = error;
+        self.recorder.record(op)?;
+        Ok(())
+    }
+
+    /// Picks targets for `kind` at random (partition: isolate one, split or bridge) and
+    /// applies it, recording the start. Returns the active fault and the target names, or the
+    /// error recorded as `fail`.
+    pub fn start(&mut self, kind: FaultKind) -> StartResult {
+        let n = self.members.len();
+        let members = self.members.clone();
+        let leader_index = (self.leader)(self.cluster);
+        // The leader as a position among the members.
+        let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
+        match kind {
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Net => {
+                let target = Target::ALL[usize::try_from(self.rng.below(5)).unwrap_or(0)];
+                let target = if kind == FaultKind::Net && target == Target::All {
+                    Target::Minority
+                } else {
+                    target
+                };
+                let idx = match target.resolve(n, leader, &mut self.rng) {
+                    Ok(pos) => pos.into_iter().map(|p| members[p]).collect::<Vec<_>>(),
+                    Err(e) => {
+                        let t = vec![format!("{target:?}").to_lowercase()];
+                        return self.fail_start(kind, t, e);
+                    }
+                };
+                self.start_on(kind, &idx)
+            }
+            FaultKind::Partition => {
+                let grudge = match self.rng.below(3) {
+                    0 => {
+                        let one = leader.unwrap_or_else(|| {
+                            usize::try_from(self.rng.below(n as u64)).unwrap_or(0)
+                        });
+                        partition::isolate(n, one)
+                    }
+                    1 => partition::split(n, &mut self.rng).1,
+                    _ => partition::bridge(n, &mut self.rng),
+                };
+                let grudge: Grudge = grudge
+                    .into_iter()
+                    .map(|(a, peers)| (members[a], peers.into_iter().map(|p| members[p]).collect()))
+                    .collect();
+                self.start_partition(grudge)
+            }
+        }
+    }
+
+    /// The `net` degradation actually applied: the configured one, or, when it needs netem
+    /// and the kernel has none, packet loss only (at least 30%), which nftables provides.
+    pub fn effective_net_fault(&mut self) -> NetFault {
+        let f = self.net_fault;
+        if f.delay_ms == 0 && f.jitter_ms == 0 && f.reorder_pct == 0 {
+            return f;
+        }
+        let netem = *self
+            .netem
+            .get_or_insert_with(|| net::netem_available(self.cluster));
+        if netem {
+            f
+        } else {
+            NetFault {
+                loss_pct: f.loss_pct.max(30),
+                ..NetFault::default()
+            }
+        }
+    }
+
+    fn fail_start<T>(
+        &mut self,
+        kind: FaultKind,
+        targets: Vec<String>,
+        e: NemesisError,
+    ) -> Result<T, (NemesisError, Vec<String>)> {
+        let _ = self.record(OpType::Invoke, kind, Phase::Start, &targets, None);
+        let _ = self.record(
+            OpType::Fail,
+            kind,
+            Phase::Start,
+            &targets,
+            Some(e.to_string()),
+        );
+        Err((e, targets))
+    }
+
+    /// Applies a kill, pause or net fault to the given nodes, recording its start.
+    pub fn start_on(&mut self, kind: FaultKind, idx: &[usize]) -> StartResult {
+        let targets = self.names(idx);
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &targets, None) {
+            return Err((e, targets));
+        }
+        let net_fault = if kind == FaultKind::Net {
+            self.effective_net_fault()
+        } else {
+            self.net_fault
+        };
+        let (res, active) = match kind {
+            FaultKind::Kill => (kill::kill(self.cluster, idx), Active::Killed(idx.to_vec())),
+            FaultKind::Pause => (
+                pause::pause(self.cluster, idx),
+                Active::Paused(idx.to_vec()),
+            ),
+            FaultKind::Net => (
+                net::apply(self.cluster, idx, &net_fault),
+                Active::Degraded(idx.to_vec()),
+            ),
+            FaultKind::Partition => (
+                Err(NemesisError::Unsupported(
+                    "use start_partition for partitions".into(),
+                )),
+                Active::Partitioned(Grudge::new()),
+            ),
+        };
+        self.finish_start(kind, targets, res, active)
+    }
+
+    /// Installs a partition, recording its start; targets are `"a -/- b,c"` descriptions.
+    pub fn start_partition(&mut self, grudge: Grudge) -> StartResult {
+        let targets = partition::describe(self.cluster, &grudge);
+        if let Err(e) = self.record(
+            OpType::Invoke,
+            FaultKind::Partition,
+            Phase::Start,
+            &targets,
+            None,
+        ) {
+            return Err((e, targets));
+        }
+        let res = match self.firewall {
+            Some(fw) => partition::partition(self.cluster, &grudge, fw),
+            None => Err(NemesisError::Unsupported(match self.cluster.mode() {
+                NetMode::Loopback => "partition needs network namespaces (loopback mode)".into(),
+                NetMode::Namespaces => "partition needs nft or iptables".into(),
+            })),
+        };
+        self.finish_start(
+            FaultKind::Partition,
+            targets,
+            res,
+            Active::Partitioned(grudge),
+        )
+    }
+
+    fn finish_start(
+        &mut self,
+        kind: FaultKind,
+        targets: Vec<String>,
+        res: Result<(), NemesisError>,
+        active: Active,
+    ) -> StartResult {
+        match res {
+            Ok(()) => match self.record(OpType::Ok, kind, Phase::Start, &targets, None) {
+                Ok(()) => Ok((active, targets)),
+                Err(e) => Err((e, targets)),
+            },
+            Err(e) => {
+                // Undo whatever part was applied; the window is recorded as failed.
+                let _ = self.undo(&active);
+                let _ = self.record(
+                    OpType::Fail,
+                    kind,
+                    Phase::Start,
+                    &targets,
+                    Some(e.to_string()),
+                );
+                Err((e, targets))
+            }
+        }
+    }
+
+    fn undo(&mut self, active: &Active) -> Result<(), NemesisError> {
+        match active {
+            Active::Killed(idx) => kill::restart(self.cluster, idx),
+            Active::Paused(idx) => pause::resume(self.cluster, idx),
+            Active::Degraded(idx) => net::clear(self.cluster, idx),
+            Active::Partitioned(_) => match self.firewall {
+                Some(fw) => partition::heal(self.cluster, fw),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Ends an active fault (restart, resume, heal, clear), recording the end: `ok` if undone,
+    /// `info` with the error otherwise (the window then counts as never healed).
+    pub fn end(
+        &mut self,
+        kind: FaultKind,
+        active: &Active,
+        targets: &[String],
+    ) -> Result<(), NemesisError> {
+        self.record(OpType::Invoke, kind, Phase::End, targets, None)?;
+        match self.undo(active) {
+            Ok(()) => {
+                self.record(OpType::Ok, kind, Phase::End, targets, None)?;
+                Ok(())
+            }
+            Err(e) => {
+                self.record(OpType::Info, kind, Phase::End, targets, Some(e.to_string()))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs faults from `kinds` one at a time until `deadline` or until `stop` returns true:
+    /// a quiet gap of `gap.0..=gap.1`, then a fault held for `hold.0..=hold.1`, then its end.
+    /// Every fault in effect is ended before returning. `progress` is told of each fault.
+    pub fn run_schedule(
+        &mut self,
+        kinds: &[FaultKind],
+        deadline: Instant,
+        gap: (Duration, Duration),
+        hold: (Duration, Duration),
+        mut stop: impl FnMut() -> bool,
+        mut progress: impl FnMut(&FaultRecord),
+    ) -> Vec<FaultRecord> {
+        let mut log = Vec::new();
+        if kinds.is_empty() {
+            return log;
+        }
+        let bounded_sleep = |until: Instant, stop: &mut dyn FnMut() -> bool| {
+            while Instant::now() < until && !stop() {
+                std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+            }
+        };
+        loop {
+            let quiet = Instant::now() + self.rng.duration(gap.0, gap.1);
+            bounded_sleep(quiet.min(deadline), &mut stop);
+            if Instant::now() >= deadline || stop() {
+                break;
+            }
+            let kind = kinds[usize::try_from(self.rng.below(kinds.len() as u64)).unwrap_or(0)];
+            let held = self.rng.duration(hold.0, hold.1);
+            let mut rec = FaultRecord {
+                kind,
+                targets: Vec::new(),
+                start_error: None,
+                end_error: None,
+                detail: None,
+            };
+            if kind == FaultKind::Net {
+                let f = self.effective_net_fault();
+                let mut d = f.describe();
+                if f != self.net_fault {
+                    d.push_str(" (no netem in this kernel: loss instead of delay)");
+                }
+                rec.detail = Some(d);
+            }
+            match self.start(kind) {
+                Ok((active, targets)) => {
+                    rec.targets.clone_from(&targets);
+                    let until = (Instant::now() + held).min(deadline);
+                    bounded_sleep(until, &mut stop);
+                    if let Err(e) = self.end(kind, &active, &targets) {
+                        rec.end_error = Some(e.to_string());
+                    }
+                }
+                Err((e, targets)) => {
+                    rec.targets = targets;
+                    rec.start_error = Some(e.to_string());
+                }
+            }
+            progress(&rec);
+            log.push(rec);
+        }
+        log
+    }
+}

@@ -1,0 +1,167 @@
+//! `net`: degraded links on target nodes. Delay, jitter and reordering use the `netem` queueing
+//! discipline (`tc qdisc ... netem`) on the node's interface; random loss uses an nftables
+//! rule (`numgen random mod 100 < P drop`), which works even in kernels built without netem.
+//! Everything is installed inside the nodes' own namespaces.
+
+use std::process::Command;
+
+use super::NemesisError;
+use crate::cluster::{Cluster, NetMode};
+use crate::netns::{self, NetError, NODE_IF};
+
+/// nftables table of the loss rules.
+pub const NFT_TABLE: &str = "raftmq_jepsen_net";
+
+/// One link degradation applied to every target's outgoing traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetFault {
+    /// Added one-way delay in milliseconds (netem).
+    pub delay_ms: u32,
+    /// Delay variation in milliseconds (netem).
+    pub jitter_ms: u32,
+    /// Percentage of packets sent at once, ahead of delayed ones (netem `reorder`; needs a
+    /// delay).
+    pub reorder_pct: u8,
+    /// Percentage of outgoing packets dropped (nftables).
+    pub loss_pct: u8,
+}
+
+impl NetFault {
+    /// Short text for the history, for example `delay=100ms±50ms loss=10%`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.delay_ms > 0 {
+            parts.push(format!("delay={}ms±{}ms", self.delay_ms, self.jitter_ms));
+        }
+        if self.reorder_pct > 0 {
+            parts.push(format!("reorder={}%", self.reorder_pct));
+        }
+        if self.loss_pct > 0 {
+            parts.push(format!("loss={}%", self.loss_pct));
+        }
+        parts.join(" ")
+    }
+
+    fn needs_netem(&self) -> bool {
+        self.delay_ms > 0 || self.jitter_ms > 0 || self.reorder_pct > 0
+    }
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<String, NetError> {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]).args(args);
+    netns::run(&mut c)
+}
+
+fn node_ns(cluster: &Cluster, i: usize) -> Result<String, NemesisError> {
+    let node = cluster.node(i)?;
+    if cluster.mode() != NetMode::Namespaces {
+        return Err(NemesisError::Unsupported(
+            "net faults need network namespaces (loopback mode)".into(),
+        ));
+    }
+    node.netns()
+        .map(str::to_owned)
+        .ok_or_else(|| NemesisError::Unsupported(format!("node {} has no namespace", node.name)))
+}
+
+/// Whether the kernel offers the netem qdisc (tried on the loopback of node 0's namespace).
+pub fn netem_available(cluster: &Cluster) -> bool {
+    let Ok(ns) = node_ns(cluster, 0) else {
+        return false;
+    };
+    let ok = in_ns(
+        &ns,
+        "tc",
+        &["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+    )
+    .is_ok();
+    if ok {
+        let _ = in_ns(&ns, "tc", &["qdisc", "del", "dev", "lo", "root"]);
+    }
+    ok
+}
+
+/// Applies `fault` to every target. If a part cannot be applied (for example the kernel has
+/// no netem), the targets are cleared again and the error says why.
+pub fn apply(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result<(), NemesisError> {
+    let r = apply_inner(cluster, targets, fault);
+    if r.is_err() {
+        let _ = clear(cluster, targets);
+    }
+    r
+}
+
+fn apply_inner(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result<(), NemesisError> {
+    for &i in targets {
+        let ns = node_ns(cluster, i)?;
+        if fault.needs_netem() {
+            let delay = format!("{}ms", fault.delay_ms);
+            let jitter = format!("{}ms", fault.jitter_ms);
+            let mut args = vec!["qdisc", "replace", "dev", NODE_IF, "root", "netem", "delay"];
+            args.push(&delay);
+            if fault.jitter_ms > 0 {
+                args.push(&jitter);
+            }
+            let reorder = format!("{}%", fault.reorder_pct);
+            if fault.reorder_pct > 0 {
+                args.extend(["reorder", &reorder]);
+            }
+            if let Err(e) = in_ns(&ns, "tc", &args) {
+                return Err(match &e {
+                    NetError::Failed { stderr, .. } if stderr.contains("unknown") => {
+                        NemesisError::Net(NetError::Unsupported {
+                            what: "the netem qdisc (CONFIG_NET_SCH_NETEM)".into(),
+                            detail: stderr.clone(),
+                        })
+                    }
+                    _ => e.into(),
+                });
+            }
+        }
+        if fault.loss_pct > 0 {
+            in_ns(&ns, "nft", &["add", "table", "inet", NFT_TABLE])?;
+            in_ns(
+                &ns,
+                "nft",
+                &[
+                    "add",
+                    "chain",
+                    "inet",
+                    NFT_TABLE,
+                    "output",
+                    "{ type filter hook output priority 0; policy accept; }",
+                ],
+            )?;
+            let pct = fault.loss_pct.min(100).to_string();
+            let mut rule = vec!["add", "rule", "inet", NFT_TABLE, "output"];
+            if fault.loss_pct < 100 {
+                rule.extend(["numgen", "random", "mod", "100", "lt", &pct]);
+            }
+            rule.push("drop");
+            in_ns(&ns, "nft", &rule)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every link degradation from the targets.
+pub fn clear(cluster: &Cluster, targets: &[usize]) -> Result<(), NemesisError> {
+    for &i in targets {
+        let ns = node_ns(cluster, i)?;
+        let qdiscs = in_ns(&ns, "tc", &["qdisc", "show", "dev", NODE_IF])?;
+        if qdiscs.contains("netem") {
+            in_ns(&ns, "tc", &["qdisc", "del", "dev", NODE_IF, "root"])?;
+        }
+        if crate::setup::has_program("nft") {
+            let tables = in_ns(&ns, "nft", &["list", "tables"])?;
+            if tables
+                .lines()
+                .any(|l| l.trim() == format!("table inet {NFT_TABLE}"))
+            {
+                in_ns(&ns, "nft", &["delete", "table", "inet", NFT_TABLE])?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! One chaos run: bring up the nodes, run the nemesis on its seeded schedule for the given
+//! time while recording every fault window to `history.jsonl`, stop everything, and describe
+//! the run in `run.json`. Checking the history is the caller's next step.
+//!
+//! Today the nodes run `raftmq namesrv` as stand-ins and no workload is driven, because the
+//! broker is not available to the harness yet: the run exercises cluster control and the
+//! nemeses for real, but its history holds only faults, so its verdict is always "unknown".
+//! `run.json` and the printed progress say so.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
+use crate::history::HistoryError;
+use crate::nemesis::{FaultKind, FaultRecord, Nemesis};
+use crate::netns::{self, NetError};
+use crate::recorder::Recorder;
+
+/// Errors of a run (before or after the schedule; faults that fail are recorded instead).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Setup(#[from] crate::setup::SetupError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid run configuration: {0}")]
+    Config(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    /// Nodes of the group (3 or 5).
+    pub nodes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub time: Duration,
+    #[serde(serialize_with = "ser_kinds")]
+    pub nemeses: Vec<FaultKind>,
+    pub seed: u64,
+    /// Run folder.
+    pub out: PathBuf,
+    pub binary: PathBuf,
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: NetMode,
+    /// Quiet time between faults, min and max.
+    #[serde(serialize_with = "ser_range")]
+    pub gap: (Duration, Duration),
+    /// How long a fault is held, min and max.
+    #[serde(serialize_with = "ser_range")]
+    pub hold: (Duration, Duration),
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn ser_range<S: serde::Serializer>(d: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
+    [d.0.as_secs_f64(), d.1.as_secs_f64()].serialize(s)
+}
+
+fn ser_kinds<S: serde::Serializer>(k: &[FaultKind], s: S) -> Result<S::Ok, S::Error> {
+    k.iter().map(|k| k.name()).collect::<Vec<_>>().serialize(s)
+}
+
+fn ser_mode<S: serde::Serializer>(m: &NetMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match m {
+        NetMode::Namespaces => "namespaces",
+        NetMode::Loopback => "loopback",
+    })
+}
+
+/// A node as `run.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub netns: Option<String>,
+    pub log: PathBuf,
+    pub starts: u32,
+}
+
+/// A fault as `run.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultInfo {
+    pub kind: &'static str,
+    pub targets: Vec<String>,
+    pub start_error: Option<String>,
+    pub end_error: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What a run did (`run.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub config: RunConfig,
+    /// Why the verdict of this run cannot be valid, if so.
+    pub limitations: Vec<String>,
+    pub history: PathBuf,
+    pub nodes: Vec<NodeInfo>,
+    pub faults: Vec<FaultInfo>,
+    pub elapsed_s: f64,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration such as 500ms, 30s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || !(0.0..=30.0 * 86_400.0).contains(&secs) {
+        return Err(format!("{text:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `kill,pause,partition,net` (`all` for every kind).
+pub fn parse_nemeses(text: &str) -> Result<Vec<FaultKind>, String> {
+    if text.trim() == "all" {
+        return Ok(vec![
+            FaultKind::Kill,
+            FaultKind::Pause,
+            FaultKind::Partition,
+            FaultKind::Net,
+        ]);
+    }
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',').map(str::parse).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Runs the cluster and the nemesis schedule; `progress` gets one line per event.
+pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSummary, RunError> {
+    if !(1..=9).contains(&config.nodes) {
+        return Err(RunError::Config(format!(
+            "--nodes {} (1 to 9)",
+            config.nodes
+        )));
+    }
+    if config.mode == NetMode::Loopback {
+        if let Some(k) = config.nemeses.iter().find(|k| k.needs_namespaces()) {
+            return Err(RunError::Config(format!(
+                "the {k} nemesis needs network namespaces; drop --loopback or that nemesis"
+            )));
+        }
+    } else {
+        crate::setup::ensure_tools()?;
+        let stale = netns::delete_stale()?;
+        if !stale.is_empty() {
+            progress(&format!(
+                "deleted {} namespaces left by interrupted runs",
+                stale.len()
+            ));
+        }
+    }
+    std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
+    let started = Instant::now();
+    let limitations = vec![
+        "nodes run `raftmq namesrv` as stand-ins for broker nodes".to_owned(),
+        "no workload: the history holds only fault windows, so the verdict is unknown".to_owned(),
+    ];
+    for l in &limitations {
+        progress(&format!("NOTE: {l}"));
+    }
+
+    let mut names = vec!["namesrv".to_owned()];
+    names.extend((0..config.nodes).map(|i| format!("n{i}")));
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cc = ClusterConfig {
+        binary: config.binary.clone(),
+        dir: config.out.clone(),
+        mode: config.mode,
+        prefix: netns::unique_prefix(),
+        start_timeout: Duration::from_secs(30),
+    };
+    let mode = config.mode;
+    let mut c = Cluster::create(cc, &name_refs, |_| match mode {
+        NetMode::Namespaces => Ok(9876),
+        NetMode::Loopback => cluster::free_port(),
+    })?;
+    for i in 0..c.len() {
+        let args: Vec<OsString> = cluster::namesrv_command(c.node(i)?)?;
+        c.set_command(i, args)?;
+        c.start(i)?;
+        let n = c.node(i)?;
+        progress(&format!(
+            "started {} on {} (pid {:?})",
+            n.name,
+            n.addr(),
+            n.pid()
+        ));
+    }
+
+    let history = config.out.join("history.jsonl");
+    let rec = Recorder::create(&history)?;
+    progress(&format!(
+        "nemesis {:?} for {:.0?} (seed {})",
+        config.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        config.time,
+        config.seed
+    ));
+    let records: Vec<FaultRecord> = {
+        let t0 = Instant::now();
+        let mut nem =
+            Nemesis::new(&mut c, &rec, config.seed).with_members((1..=config.nodes).collect());
+        nem.run_schedule(
+            &config.nemeses,
+            Instant::now() + config.time,
+            config.gap,
+            config.hold,
+            || false,
+            |r| {
+                let status = match (&r.start_error, &r.end_error) {
+                    (None, None) => "applied and healed".to_owned(),
+                    (Some(e), _) => format!("FAILED to apply: {e}"),
+                    (None, Some(e)) => format!("FAILED to heal: {e}"),
+                };
+                let detail = r
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
+                progress(&format!(
+                    "[{:>6.1}s] {}{detail} {}: {status}",
+                    t0.elapsed().as_secs_f64(),
+                    r.kind,
+                    r.targets.join("; ")
+                ));
+            },
+        )
+    };
+    rec.flush()?;
+    let nodes: Vec<NodeInfo> = c
+        .nodes()
+        .iter()
+        .map(|n| NodeInfo {
+            name: n.name.clone(),
+            addr: n.addr(),
+            netns: n.netns().map(str::to_owned),
+            log: n.log_path.clone(),
+            starts: n.starts(),
+        })
+        .collect();
+    progress("stopping the nodes");
+    c.stop_all(Duration::from_secs(10))?;
+    drop(c);
+
+    let summary = RunSummary {
+        config: config.clone(),
+        limitations,
+        history,
+        nodes,
+        faults: records
+            .into_iter()
+            .map(|r| FaultInfo {
+                kind: r.kind.name(),
+                targets: r.targets,
+                start_error: r.start_error,
+                end_error: r.end_error,
+                detail: r.detail,
+            })
+            .collect(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    let path = config.out.join("run.json");
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+    std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_nemesis_lists_parse() {
+        assert_eq!(parse_duration("120s").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(
+            parse_nemeses("kill,partition").unwrap(),
+            vec![FaultKind::Kill, FaultKind::Partition]
+        );
+        assert_eq!(parse_nemeses("all").unwrap().len(), 4);
+        assert!(parse_nemeses("kill,flood").unwrap_err().contains("flood"));
+    }
+}
