@@ -168,7 +168,8 @@ async fn register_and_route_in_both_encodings() {
                 "brokerDatas": [{
                     "cluster": "DefaultCluster",
                     "brokerName": "broker-a",
-                    "brokerAddrs": {"0": "127.0.0.1:10911", "1": "127.0.0.1:20911"}
+                    "brokerAddrs": {"0": "127.0.0.1:10911", "1": "127.0.0.1:20911"},
+                    "enableActingMaster": false
                 }],
                 "filterServerTable": {}
             })
@@ -218,7 +219,8 @@ async fn cluster_info_topic_list_and_delete_topic() {
             "brokerAddrTable": {"broker-a": {
                 "cluster": "DefaultCluster",
                 "brokerName": "broker-a",
-                "brokerAddrs": {"0": "127.0.0.1:10911"}
+                "brokerAddrs": {"0": "127.0.0.1:10911"},
+                "enableActingMaster": false
             }},
             "clusterAddrTable": {"DefaultCluster": ["broker-a"]}
         })

@@ -132,13 +132,38 @@ impl QueueData {
 
 /// `BrokerData`: one broker group and its member addresses keyed by brokerId (0 = the master,
 /// which for a Raft group is the current leader).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Written with 5.x's `enableActingMaster` field, always `false` (a Raft group has no acting
+/// master): Java's fastjson writes it on every `BrokerData`, and clients that deserialize
+/// strictly (the crates.io `rocketmq-client-rust`, whose field has no default) reject a route
+/// without it. Reading accepts it or its absence.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerData {
     pub cluster: String,
     pub broker_name: String,
     /// Serialized with quoted keys: `{"0":"10.0.0.1:10911"}`.
     pub broker_addrs: BTreeMap<i64, String>,
+}
+
+impl Serialize for BrokerData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            cluster: &'a str,
+            broker_name: &'a str,
+            broker_addrs: &'a BTreeMap<i64, String>,
+            enable_acting_master: bool,
+        }
+        Wire {
+            cluster: &self.cluster,
+            broker_name: &self.broker_name,
+            broker_addrs: &self.broker_addrs,
+            enable_acting_master: false,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// `TopicRouteData`: the GET_ROUTEINFO_BY_TOPIC response body (§4.2).
@@ -203,10 +228,78 @@ mod tests {
         let text = String::from_utf8(to_json(&route).unwrap()).unwrap();
         assert_eq!(
             text,
-            r#"{"queueDatas":[{"brokerName":"broker-a","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0,"topicSynFlag":0}],"brokerDatas":[{"cluster":"DefaultCluster","brokerName":"broker-a","brokerAddrs":{"0":"10.0.0.1:10911","2":"10.0.0.2:10911"}}],"filterServerTable":{}}"#
+            r#"{"queueDatas":[{"brokerName":"broker-a","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0,"topicSynFlag":0}],"brokerDatas":[{"cluster":"DefaultCluster","brokerName":"broker-a","brokerAddrs":{"0":"10.0.0.1:10911","2":"10.0.0.2:10911"},"enableActingMaster":false}],"filterServerTable":{}}"#
         );
         let back: TopicRouteData = serde_json::from_str(&text).unwrap();
         assert_eq!(back, route);
+    }
+
+    /// The crates.io Rust client (`rocketmq-client-rust` 1.0.0) reads routes with plain serde
+    /// into structs without defaults: every field below is required except the `Option`s, and
+    /// broker ids are `u64` map keys. This mirror of its types must accept our output.
+    #[test]
+    fn route_parses_in_a_strict_reader_like_the_rust_client() {
+        use std::collections::HashMap;
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct StrictQueueData {
+            #[serde(rename = "brokerName")]
+            broker_name: String,
+            #[serde(rename = "readQueueNums")]
+            read_queue_nums: u32,
+            #[serde(rename = "writeQueueNums")]
+            write_queue_nums: u32,
+            perm: u32,
+            #[serde(rename = "topicSysFlag")]
+            topic_sys_flag: u32,
+        }
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct StrictBrokerData {
+            cluster: String,
+            #[serde(rename = "brokerName")]
+            broker_name: String,
+            #[serde(rename = "brokerAddrs")]
+            broker_addrs: HashMap<u64, String>,
+            #[serde(rename = "zoneName")]
+            zone_name: Option<String>,
+            #[serde(rename = "enableActingMaster")]
+            enable_acting_master: bool,
+        }
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct StrictRoute {
+            #[serde(rename = "orderTopicConf")]
+            order_topic_conf: Option<String>,
+            #[serde(rename = "queueDatas")]
+            queue_datas: Vec<StrictQueueData>,
+            #[serde(rename = "brokerDatas")]
+            broker_datas: Vec<StrictBrokerData>,
+            #[serde(rename = "filterServerTable")]
+            filter_server_table: HashMap<String, Vec<String>>,
+        }
+        let route = TopicRouteData {
+            order_topic_conf: None,
+            queue_datas: vec![QueueData::from_topic_config(
+                "broker-a",
+                &TopicConfig::new("T", 4),
+            )],
+            broker_datas: vec![BrokerData {
+                cluster: "DefaultCluster".into(),
+                broker_name: "broker-a".into(),
+                broker_addrs: BTreeMap::from([(0, "127.0.0.1:10911".to_string())]),
+            }],
+            filter_server_table: BTreeMap::new(),
+        };
+        let bytes = to_json(&route).unwrap();
+        let strict: StrictRoute = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(strict.broker_datas[0].broker_addrs[&0], "127.0.0.1:10911");
+        assert!(!strict.broker_datas[0].enable_acting_master);
+        assert_eq!(strict.queue_datas[0].write_queue_nums, 4);
+        // Our own reader still takes a Java route without the field.
+        let java = r#"{"brokerDatas":[{"brokerAddrs":{"0":"h:1"},"brokerName":"a","cluster":"C"}],"filterServerTable":{},"queueDatas":[]}"#;
+        let back: TopicRouteData = serde_json::from_str(java).unwrap();
+        assert_eq!(back.broker_datas[0].broker_addrs[&0], "h:1");
     }
 
     #[test]
@@ -235,7 +328,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(to_json(&ci).unwrap()).unwrap(),
-            r#"{"brokerAddrTable":{"broker-a":{"cluster":"C","brokerName":"broker-a","brokerAddrs":{"0":"h:1"}}},"clusterAddrTable":{"C":["broker-a"]}}"#
+            r#"{"brokerAddrTable":{"broker-a":{"cluster":"C","brokerName":"broker-a","brokerAddrs":{"0":"h:1"},"enableActingMaster":false}},"clusterAddrTable":{"C":["broker-a"]}}"#
         );
         let kv = KvTable {
             table: BTreeMap::from([("k".to_string(), "v".to_string())]),
