@@ -380,3 +380,38 @@ async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
     assert_eq!(view.sys_flag() & 1, 1, "compressed flag kept");
     assert_eq!(view.flag(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_sends_create_a_topic_once() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = std::sync::Arc::new(Cluster::client(&leader));
+    let counter = |c: std::sync::Arc<raftmq::remoting::RemotingClient>| async move {
+        let resp = c
+            .invoke(
+                RemotingCommand::request(RequestCode::GetAllTopicConfig),
+                RPC,
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+        v["dataVersion"]["counter"].as_i64().unwrap()
+    };
+    let before = counter(c.clone()).await;
+    let sends: Vec<_> = (0..16)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.invoke(send_req("Fresh", -1, "", format!("{i}").as_bytes()), RPC)
+                    .await
+                    .unwrap()
+                    .code
+            })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 0);
+    }
+    assert_eq!(counter(c.clone()).await, before + 1, "one topic creation");
+    assert_eq!(drain(&leader, "Fresh", 4, "*").await.len(), 16);
+}

@@ -328,6 +328,15 @@ async fn resolve_topic(
     match resolve_for_send(&h.topic, existing, template, h.default_topic_queue_nums) {
         SendTopic::Existing(t) => Ok(t),
         SendTopic::Create(t) => {
+            // One creation at a time: concurrent first sends to a new topic create it once.
+            let _creating = state.topics.creation_lock().await;
+            if let Some(existing) = state
+                .topics
+                .get(&state.node, &h.topic)
+                .map_err(Refusal::Broker)?
+            {
+                return Ok(existing);
+            }
             tracing::info!(topic = %t.topic_name, queues = t.write_queue_nums, "auto-creating topic");
             state
                 .topics
