@@ -1,7 +1,7 @@
 //! Topic administration and broker information: UPDATE_AND_CREATE_TOPIC (17),
 //! DELETE_TOPIC_IN_BROKER (215), GET_ALL_TOPIC_CONFIG (21), GET_BROKER_RUNTIME_INFO (28),
 //! GET_TOPIC_STATS_INFO (202), GET_CONSUMER_CONNECTION_LIST (203),
-//! GET_PRODUCER_CONNECTION_LIST (204), GET_CONSUME_STATS (208).
+//! GET_PRODUCER_CONNECTION_LIST (204), GET_CONSUME_STATS (208), GET_BROKER_CONFIG (26).
 //!
 //! Topic changes are replicated through the group (leader only) and trigger a registration
 //! with the nameservers.
@@ -300,4 +300,14 @@ pub fn consume_stats(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
     }
     let body = encode_consume_stats(&table, 0.0)?;
     Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
+}
+
+pub fn broker_config(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let version = serde_json::to_string(&state.topics.data_version())
+        .map_err(|e| ProcessError::msg(e.to_string()))?;
+    Ok(Some(
+        RemotingCommand::response_to(&req)
+            .with_ext("version", version)
+            .with_body(state.cfg.to_properties_text().into_bytes()),
+    ))
 }

@@ -53,6 +53,7 @@ pub const CODES: &[RequestCode] = &[
     RequestCode::DeleteTopicInBroker,
     RequestCode::GetAllTopicConfig,
     RequestCode::GetBrokerRuntimeInfo,
+    RequestCode::GetBrokerConfig,
     RequestCode::ViewMessageById,
     RequestCode::QueryMessage,
 ];
@@ -108,6 +109,7 @@ impl Processor for BrokerProcessor {
                 RequestCode::DeleteTopicInBroker => admin::delete_topic(state, req).await,
                 RequestCode::GetAllTopicConfig => admin::all_topic_config(state, req),
                 RequestCode::GetBrokerRuntimeInfo => admin::runtime_info(state, req),
+                RequestCode::GetBrokerConfig => admin::broker_config(state, req),
                 RequestCode::ViewMessageById => query::view_message(state, req),
                 RequestCode::QueryMessage => query::query_message(state, req),
                 _ => Ok(Some(RemotingCommand::not_supported(&req))),
