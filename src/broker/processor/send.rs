@@ -384,7 +384,15 @@ pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> Proces
         }
     };
     let mut m = view.to_owned_message();
-    let max_times = h.max_reconsume_times.unwrap_or(16);
+    let group_max = state
+        .node
+        .sm
+        .with_metadata(|m| m.group(&h.group))
+        .ok()
+        .flatten()
+        .map(|g| g.retry_max_times)
+        .unwrap_or(16);
+    let max_times = h.max_reconsume_times.unwrap_or(group_max);
     let dead = h.delay_level < 0 || m.reconsume_times >= max_times;
     let topic = if dead {
         format!("{}{}", crate::broker::topic::DLQ_PREFIX, h.group)
