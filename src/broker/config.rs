@@ -477,6 +477,18 @@ mod tests {
             assert!(left.unknown.is_empty(), "{name}: {:?}", left.unknown);
             assert_eq!(cfg.broker_name, "broker-a", "{name}");
         }
+        let mut ports = std::collections::BTreeSet::new();
+        for i in 0..3 {
+            for g in ["a", "b"] {
+                let cfg = BrokerConfig::load(&dir.join(format!("broker-{g}-n{i}.conf"))).unwrap();
+                assert_eq!(cfg.broker_name, format!("broker-{g}"));
+                let raft = cfg.raft_group().unwrap();
+                assert_eq!(raft.self_id, i);
+                assert!(ports.insert(cfg.listen_port), "remoting ports are distinct");
+                let own = raft.self_node().unwrap().raft_addr.clone();
+                assert!(ports.insert(own.rsplit(':').next().unwrap().parse().unwrap()));
+            }
+        }
         let n2 = BrokerConfig::load(&dir.join("broker-a-n2.conf")).unwrap();
         let g = n2.raft_group().unwrap();
         assert_eq!((g.self_id, g.peers.len()), (2, 3));
