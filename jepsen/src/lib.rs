@@ -11,7 +11,6 @@
 //! * [`cluster`]: real `raftmq` processes, one per node, started, killed, paused, restarted;
 //! * [`nemesis`]: faults (kill, pause, partition, net) with recorded windows, on a seeded
 //!   schedule;
-//! * [`recorder`]: appends operations to the history file while a run goes on;
 //! * [`run`]: one chaos run (nodes up, seeded nemesis schedule, fault windows recorded);
 //! * [`workload`]: producers and consumers over the project client, recording the history;
 //! * [`setup`]: checks for (and installs) the network tools namespace mode needs.
@@ -25,7 +24,6 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod netns;
-pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod setup;

@@ -55,8 +55,8 @@ EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or ch
 (2 is a usage error).
 
 Replica comparison (commitlog and consumequeue files byte for byte) is a library function
-used by cluster control. `run` drives real processes and the nemesis but has no workload yet
-(its verdict is unknown).";
+used by cluster control. `run` drives real processes, the nemesis and the workload, then checks
+what it recorded (see `run --help`).";
 
 const RUN_HELP: &str = "\
 NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;

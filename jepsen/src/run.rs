@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
+use crate::history::Recorder;
 use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
-use crate::recorder::Recorder;
 use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
 /// Errors of a run (before or after the schedule; faults that fail are recorded instead).

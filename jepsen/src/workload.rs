@@ -24,8 +24,8 @@ use raftmq::client::consumer::PullStatus;
 use raftmq::client::{ClientConfig, Message, Producer, ProducerConfig, PullConsumer};
 use raftmq::remoting::body::MessageQueue;
 
+use crate::history::Recorder;
 use crate::history::{Op, OpF, OpType, Process, Queue, Read};
-use crate::recorder::Recorder;
 
 /// Process number of the first consumer.
 pub const CONSUMER_BASE: u64 = 1000;

@@ -24,9 +24,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, ClusterError, NetMode};
+use crate::history::Recorder;
 use crate::history::{HistoryError, Op, OpF, OpType, Phase, Process};
 use crate::netns::NetError;
-use crate::recorder::Recorder;
 
 pub use net::NetFault;
 pub use partition::{Firewall, Grudge};
