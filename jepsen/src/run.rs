@@ -358,6 +358,22 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     } else {
         None
     };
+    let observer = if broker {
+        let nodes = members
+            .iter()
+            .map(|&m| c.node(m).map(|n| (n.name.clone(), n.addr().to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let o = crate::observer::RoleObserver::spawn(
+            nodes,
+            Duration::from_millis(500),
+            rec.clone(),
+            client_ns.clone(),
+        )
+        .map_err(io_err(&config.out))?;
+        Some(o)
+    } else {
+        None
+    };
     progress(&format!(
         "nemesis {:?} for {:.0?} (seed {})",
         config.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>(),
@@ -440,6 +456,9 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         }
         None => None,
     };
+    if let Some(o) = observer {
+        o.stop();
+    }
     rec.flush()?;
     let nodes: Vec<NodeInfo> = c
         .nodes()

@@ -191,6 +191,13 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
     assert!(r["workload"]["sends_ok"].as_u64().unwrap() >= 100, "{r}");
     assert_eq!(r["workload"]["drained"], true, "{r}");
     assert!(r["faults"].as_array().unwrap().len() >= 2, "{r}");
+    // The role observer saw the nodes every half second.
+    assert!(
+        results["leaders"]["observations"].as_u64().unwrap() >= 10,
+        "{}",
+        results["leaders"]
+    );
+    assert!(results["leaders"]["leader_terms"].as_u64().unwrap() >= 1);
     // Leader targets found the leader through the nameserver.
     for f in r["faults"].as_array().unwrap() {
         assert!(f["start_error"].is_null(), "{f}");
