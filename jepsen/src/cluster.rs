@@ -297,6 +297,18 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        // If the harness dies without dropping the cluster (SIGKILL, abort), the node dies
+        // with it instead of running on unowned. The signal follows the thread that started
+        // the node, so start nodes from a thread that outlives them.
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().map_err(|source| ClusterError::Spawn {
             node: node.name.clone(),
             command: format!("{cmd:?}"),

@@ -203,3 +203,49 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
         assert!(f["start_error"].is_null(), "{f}");
     }
 }
+
+#[test]
+fn nodes_die_with_a_killed_harness() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = raftmq_bin();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftmq-jepsen"))
+        .args(["run", "--loopback", "--bin", bin.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("run"))
+        .args([
+            "--time",
+            "60s",
+            "--nemesis",
+            "kill",
+            "--gap-min",
+            "50s",
+            "--gap-max",
+            "50s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut pids = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("(pid Some(").nth(1) {
+            pids.push(rest.trim_end_matches("))").parse::<u32>().unwrap());
+        }
+        if line.starts_with("nemesis ") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 4, "namesrv and three nodes");
+    for pid in &pids {
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = nemesis_support::eventually(std::time::Duration::from_secs(10), || {
+        pids.iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
+    assert!(gone, "nodes outlived the harness: {pids:?}");
+}
