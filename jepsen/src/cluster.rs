@@ -5,8 +5,10 @@
 //! Owns the node table (name, address, port, command line, child process), starting a node and
 //! waiting until its port accepts connections, stopping, `kill -9`, SIGSTOP/SIGCONT and
 //! restarting a node with the same command on the same address. It also locates or builds the
-//! `raftmq` binary and writes the nameserver's config. Dropping a [`Cluster`] kills every
-//! process it started and then deletes its namespaces.
+//! `raftmq` binary and writes the nameserver's config and each broker member's `broker.conf`
+//! (DLedger keys: `dLegerPeers`, `dLegerSelfId`, ...). Dropping a [`Cluster`] kills every
+//! process it started and then deletes its namespaces; nodes also die with the harness
+//! process (PR_SET_PDEATHSIG).
 //!
 //! It does not decide when or what to break (that is [`crate::nemesis`]) and knows nothing of
 //! the history or the checker.
