@@ -6,8 +6,10 @@
 //! - [`namesrv`]: the nameserver (route registry, broker liveness, KV config).
 //! - [`client`]: a minimal RocketMQ client (producer, pull consumer) over the remoting protocol.
 //! - [`config`]: RocketMQ-style `key=value` config files and the typed configs built from them.
+//! - [`bench`]: `raftmq bench` load generators (produce, consume, in-process Raft group).
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;

@@ -31,6 +31,9 @@ enum Command {
     /// Local development setup on loopback, in one process: a nameserver on 127.0.0.1 (port
     /// 9876 by default) and a 3-node broker group `broker-a` registered with it.
     Dev(DevArgs),
+    /// Benchmarks: produce and consume against a nameserver, or a Raft group in-process.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -65,8 +68,9 @@ struct DevArgs {
     data: PathBuf,
     /// Remoting port of the first broker node; the others use the next ports (10911, 10921,
     /// 10931 by default) and their Raft transports listen 30000 above (40911, ...).
-    #[arg(long = "broker-port", value_name = "PORT", default_value_t = 10911)]
-    broker_port: u16,
+    /// Default 10911, or free ports picked at start when the nameserver port is 0.
+    #[arg(long = "broker-port", value_name = "PORT")]
+    broker_port: Option<u16>,
     /// Nameserver port on 127.0.0.1.
     #[arg(
         short = 'p',
@@ -75,6 +79,206 @@ struct DevArgs {
         default_value_t = 9876
     )]
     port: u16,
+    /// `flushDiskType` of the three nodes: `sync` (SYNC_FLUSH) or `async` (ASYNC_FLUSH,
+    /// RocketMQ's default).
+    #[arg(long, value_enum, default_value = "async")]
+    flush: FlushArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Closed-loop producers: K sends in flight, progress every second, final summary.
+    Produce(BenchProduceArgs),
+    /// Pull consumers over every queue of a topic: throughput and end-to-end latency.
+    Consume(BenchConsumeArgs),
+    /// A Raft group on loopback in this process, proposing through the proposer.
+    Raft(BenchRaftArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchCommon {
+    /// Nameserver list `host:port;host:port`.
+    #[arg(
+        short = 'n',
+        long = "namesrv",
+        value_name = "ADDRS",
+        default_value = "127.0.0.1:9876"
+    )]
+    namesrv: String,
+    /// Topic.
+    #[arg(short = 't', long = "topic", default_value = "BenchTopic")]
+    topic: String,
+    /// Upper bound of the run (`30s`, `500ms`, `2m`).
+    #[arg(long, value_parser = raftmq::bench::parse_duration, default_value = "30s")]
+    duration: std::time::Duration,
+    /// Stop after this many messages.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Broker process whose memory (/proc/PID/status) to sample every second.
+    #[arg(long = "broker-pid", value_name = "PID")]
+    broker_pid: Option<u32>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines on stderr.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchProduceArgs {
+    #[command(flatten)]
+    common: BenchCommon,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Producer client instances (each with its own connections).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Sends in flight in total (closed loop).
+    #[arg(long, default_value_t = 64)]
+    inflight: usize,
+    /// Producer group.
+    #[arg(short = 'g', long, default_value = "raftmq_bench_producer")]
+    group: String,
+}
+
+#[derive(Debug, Args)]
+struct BenchConsumeArgs {
+    #[command(flatten)]
+    common: BenchCommon,
+    /// Consumer group.
+    #[arg(short = 'g', long, default_value = "raftmq_bench_consumer")]
+    group: String,
+    /// Start at each queue's minimum offset instead of the committed offset.
+    #[arg(long = "from-start")]
+    from_start: bool,
+    /// Stop each queue at its end as seen at the start (drain a backlog).
+    #[arg(long)]
+    drain: bool,
+    /// Messages per pull.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FlushArg {
+    Sync,
+    Async,
+}
+
+impl From<FlushArg> for raftmq_store::config::FlushMode {
+    fn from(f: FlushArg) -> Self {
+        match f {
+            FlushArg::Sync => raftmq_store::config::FlushMode::Sync,
+            FlushArg::Async => raftmq_store::config::FlushMode::Async,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct BenchRaftArgs {
+    /// Group size.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// `flushDiskType` of every member.
+    #[arg(long, value_enum, default_value = "sync")]
+    flush: FlushArg,
+    /// Proposals in flight, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    inflight: Vec<usize>,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Length of each run (`10s`, `500ms`).
+    #[arg(long, value_parser = raftmq::bench::parse_duration, default_value = "10s")]
+    duration: std::time::Duration,
+    /// Kill the leader this many times after the runs and time the failovers.
+    #[arg(long, default_value_t = 0)]
+    failover: usize,
+    /// Parent directory of the temporary group data (default: the system temp dir).
+    #[arg(long = "data", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Leader heartbeat period in ms (default: the group default, 250).
+    #[arg(long = "heartbeat-ms")]
+    heartbeat_ms: Option<u64>,
+    /// Election timeout range `MIN,MAX` in ms (default: the group default, 1000,2000).
+    #[arg(long = "election-ms", value_delimiter = ',', num_args = 2)]
+    election_ms: Option<Vec<u64>>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines on stderr.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// Prints a bench summary as text or as one JSON line.
+fn print_summary<T: serde::Serialize + std::fmt::Display>(s: &T, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(s)?);
+    } else {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+async fn run_bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    use raftmq::bench::{consume, produce, raft};
+    match cmd {
+        BenchCommand::Produce(a) => {
+            let c = a.common;
+            let opts = produce::ProduceOptions {
+                group: a.group,
+                size: a.size,
+                threads: a.threads,
+                inflight: a.inflight,
+                duration: c.duration,
+                messages: c.messages,
+                broker_pid: c.broker_pid,
+                quiet: c.quiet,
+                ..produce::ProduceOptions::new(c.namesrv, c.topic)
+            };
+            print_summary(&produce::run(&opts).await?, c.json)
+        }
+        BenchCommand::Consume(a) => {
+            let c = a.common;
+            let opts = consume::ConsumeOptions {
+                from_start: a.from_start,
+                drain: a.drain,
+                duration: c.duration,
+                messages: c.messages,
+                batch: a.batch,
+                broker_pid: c.broker_pid,
+                quiet: c.quiet,
+                ..consume::ConsumeOptions::new(c.namesrv, c.topic, a.group)
+            };
+            print_summary(&consume::run(&opts).await?, c.json)
+        }
+        BenchCommand::Raft(a) => {
+            let election_timeout = match a.election_ms.as_deref() {
+                None => None,
+                Some([min, max]) if min < max => Some((
+                    std::time::Duration::from_millis(*min),
+                    std::time::Duration::from_millis(*max),
+                )),
+                Some(_) => anyhow::bail!("--election-ms wants MIN,MAX with MIN < MAX"),
+            };
+            let opts = raft::RaftOptions {
+                nodes: a.nodes,
+                inflight: a.inflight,
+                size: a.size,
+                duration: a.duration,
+                failover: a.failover,
+                data_dir: a.data,
+                heartbeat: a.heartbeat_ms.map(std::time::Duration::from_millis),
+                election_timeout,
+                quiet: a.quiet,
+                ..raft::RaftOptions::new(a.flush.into())
+            };
+            print_summary(&raft::run(&opts).await?, a.json)
+        }
+    }
 }
 
 fn namesrv_config(args: &NamesrvArgs) -> anyhow::Result<NamesrvConfig> {
@@ -173,17 +377,40 @@ async fn serve_broker(cfg: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Free loopback ports: bound, then released (the nodes bind them right after).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("picking free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<Result<Vec<u16>, std::io::Error>>()
+        .context("picking free ports")
+}
+
 /// The 3-node loopback group of `raftmq dev`.
 fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec<BrokerConfig>> {
-    let ports: Vec<u16> = (0..3u16)
-        .map(|i| args.broker_port.checked_add(i * 10))
-        .collect::<Option<_>>()
-        .context("--broker-port too high")?;
-    let raft_ports: Vec<u16> = ports
-        .iter()
-        .map(|p| p.checked_add(30000))
-        .collect::<Option<_>>()
-        .context("--broker-port too high for the Raft ports (port + 30000)")?;
+    let (ports, raft_ports): (Vec<u16>, Vec<u16>) = match args.broker_port {
+        None if args.port == 0 => {
+            let p = free_ports(6)?;
+            (p[..3].to_vec(), p[3..].to_vec())
+        }
+        base => {
+            let base = base.unwrap_or(10911);
+            let ports: Vec<u16> = (0..3u16)
+                .map(|i| base.checked_add(i * 10))
+                .collect::<Option<_>>()
+                .context("--broker-port too high")?;
+            let raft: Vec<u16> = ports
+                .iter()
+                .map(|p| p.checked_add(30000))
+                .collect::<Option<_>>()
+                .context("--broker-port too high for the Raft ports (port + 30000)")?;
+            (ports, raft)
+        }
+    };
     let peers: Vec<String> = raft_ports
         .iter()
         .enumerate()
@@ -206,6 +433,7 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
             dleger_self_id: format!("n{i}"),
             peer_broker_addrs: brokers.join(";"),
             maped_file_size_commit_log: 64 << 20,
+            flush_disk_type: args.flush.into(),
             ..BrokerConfig::default()
         };
         cfg.broker_ip1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -215,21 +443,13 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
     Ok(out)
 }
 
-async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal()?;
-    let ns_cfg = dev_config(&args)?;
-    let requested = SocketAddr::new(ns_cfg.bind_address, ns_cfg.listen_port);
-    let ns = Namesrv::bind(ns_cfg)
-        .await
-        .with_context(|| format!("starting nameserver on {requested}"))?;
-    let ns_addr = ns.local_addr();
-    println!("raftmq dev: nameserver listening on {ns_addr}");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ns_task = tokio::spawn(ns.serve(async {
-        let _ = stop_rx.await;
-    }));
-    let mut brokers = vec![];
-    for cfg in dev_broker_configs(&args, ns_addr)? {
+/// Start the three nodes into `brokers` and wait until clients can use the group.
+async fn start_dev_group(
+    args: &DevArgs,
+    ns_addr: SocketAddr,
+    brokers: &mut Vec<Broker>,
+) -> anyhow::Result<()> {
+    for cfg in dev_broker_configs(args, ns_addr)? {
         let name = format!("{}-{}", cfg.broker_name, cfg.dleger_self_id);
         let b = Broker::start(cfg)
             .await
@@ -272,7 +492,37 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(cause = %e, "no leader elected yet"),
         }
     }
-    shutdown.await;
+    Ok(())
+}
+
+async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
+    let ns_cfg = dev_config(&args)?;
+    let requested = SocketAddr::new(ns_cfg.bind_address, ns_cfg.listen_port);
+    let ns = Namesrv::bind(ns_cfg)
+        .await
+        .with_context(|| format!("starting nameserver on {requested}"))?;
+    let ns_addr = ns.local_addr();
+    println!("raftmq dev: nameserver listening on {ns_addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns_task = tokio::spawn(ns.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let mut brokers = vec![];
+    // Start-up stops early (cleanly) when a signal arrives meanwhile.
+    let started = tokio::select! {
+        r = start_dev_group(&args, ns_addr, &mut brokers) => Some(r),
+        _ = &mut shutdown => None,
+    };
+    match started {
+        Some(Ok(())) => shutdown.await,
+        Some(Err(e)) => {
+            let _ = stop_tx.send(());
+            return Err(e);
+        }
+        None => {}
+    }
     for b in brokers {
         b.shutdown().await;
     }
@@ -286,6 +536,18 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Bench(_))
+        && std::env::var("RUST_LOG").map_or(true, |s| s.trim().is_empty())
+    {
+        // Benchmarks kill leaders on purpose; only warnings of our own code are shown unless
+        // RUST_LOG says otherwise.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "warn,openraft=off,raftmq_raft=error,raftmq_store=error",
+            ))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     raftmq::telemetry::init();
     match cli.command {
         Command::Namesrv(args) => {
@@ -294,5 +556,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Broker(args) => serve_broker(broker_config(&args)?).await,
         Command::Dev(args) => serve_dev(args).await,
+        Command::Bench(cmd) => run_bench(cmd).await,
     }
 }

@@ -13,6 +13,7 @@
 //!   schedule;
 //! * [`recorder`]: appends operations to the history file while a run goes on;
 //! * [`run`]: one chaos run (nodes up, seeded nemesis schedule, fault windows recorded);
+//! * [`workload`]: producers and consumers over the project client, recording the history;
 //! * [`setup`]: checks for (and installs) the network tools namespace mode needs.
 //!
 //! The checker reads only the history file; it knows nothing of clusters, sockets or the
@@ -28,3 +29,4 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod setup;
+pub mod workload;
