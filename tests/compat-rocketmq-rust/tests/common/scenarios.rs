@@ -633,3 +633,65 @@ pub async fn leader_kill_loses_no_acknowledged_message(group: &mut super::Group)
     let mut p = p;
     p.shutdown().await;
 }
+
+/// A concurrent listener answers RECONSUME_LATER to the first delivery of each message: the
+/// client sends it back (CONSUMER_SEND_MSG_BACK), the broker redelivers it through the
+/// group's retry topic after the first delay level (10 s), with reconsumeTimes 1.
+pub async fn retry_after_reconsume_later(namesrv: &str) {
+    let topic = unique("CompatRetry");
+    let mut p = producer(namesrv).await;
+    let want = as_set(&send_all(&p, tagged_batch(&topic, "retry", 6)).await);
+
+    let seen: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let sink = seen.clone();
+    let mut c = DefaultMQPushConsumer::builder(client_runtime("consumer"))
+        .consumer_group(unique("compat_retry"))
+        .name_server_addr(namesrv.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .consume_message_batch_max_size(1)
+        .build();
+    c.subscribe(&topic, "*").await.expect("subscribe");
+    c.register_message_listener_concurrently(
+        move |msgs: &[&MessageExt], _ctx: &ConsumeConcurrentlyContext| {
+            let mut v = sink.lock().unwrap_or_else(|e| e.into_inner());
+            let mut later = false;
+            for m in msgs {
+                let g = Got::of(m);
+                later |= m.reconsume_times() == 0;
+                v.push((g.body, m.reconsume_times()));
+            }
+            Ok(if later {
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            } else {
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            })
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(30), c.start())
+        .await
+        .expect("consumer start bounded")
+        .expect("consumer starts");
+    let ok = wait_until(DELIVERY_TIMEOUT, || {
+        let v = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let retried: BTreeSet<String> = v
+            .iter()
+            .filter(|(_, n)| *n >= 1)
+            .map(|(b, _)| b.clone())
+            .collect();
+        retried == want
+    })
+    .await;
+    let v = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        ok,
+        "not every message came back with reconsumeTimes 1: {v:?}"
+    );
+    let first: BTreeSet<String> = v
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(b, _)| b.clone())
+        .collect();
+    assert_eq!(first, want, "first deliveries");
+    c.shutdown().await;
+    p.shutdown().await;
+}
