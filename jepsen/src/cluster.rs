@@ -5,8 +5,10 @@
 //! Owns the node table (name, address, port, command line, child process), starting a node and
 //! waiting until its port accepts connections, stopping, `kill -9`, SIGSTOP/SIGCONT and
 //! restarting a node with the same command on the same address. It also locates or builds the
-//! `raftmq` binary and writes the nameserver's config. Dropping a [`Cluster`] kills every
-//! process it started and then deletes its namespaces.
+//! `raftmq` binary and writes the nameserver's config and each broker member's `broker.conf`
+//! (DLedger keys: `dLegerPeers`, `dLegerSelfId`, ...). Dropping a [`Cluster`] kills every
+//! process it started and then deletes its namespaces; nodes also die with the harness
+//! process (PR_SET_PDEATHSIG).
 //!
 //! It does not decide when or what to break (that is [`crate::nemesis`]) and knows nothing of
 //! the history or the checker.
@@ -297,6 +299,18 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        // If the harness dies without dropping the cluster (SIGKILL, abort), the node dies
+        // with it instead of running on unowned. The signal follows the thread that started
+        // the node, so start nodes from a thread that outlives them.
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().map_err(|source| ClusterError::Spawn {
             node: node.name.clone(),
             command: format!("{cmd:?}"),

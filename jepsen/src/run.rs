@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
-use crate::nemesis::{FaultKind, FaultRecord, Nemesis};
+use crate::history::Recorder;
+use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
-use crate::recorder::Recorder;
 use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
 /// Errors of a run (before or after the schedule; faults that fail are recorded instead).
@@ -110,6 +110,9 @@ pub struct RunConfig {
     /// How long a fault is held, min and max.
     #[serde(serialize_with = "ser_range")]
     pub hold: (Duration, Duration),
+    /// Targets kill, pause and net choose from.
+    #[serde(serialize_with = "ser_targets")]
+    pub targets: Vec<Target>,
     /// Sends per second over all producers.
     pub rate: u32,
     /// Longest time the consumers may take to drain after the faults.
@@ -127,6 +130,18 @@ fn ser_range<S: serde::Serializer>(d: &(Duration, Duration), s: S) -> Result<S::
 
 fn ser_kinds<S: serde::Serializer>(k: &[FaultKind], s: S) -> Result<S::Ok, S::Error> {
     k.iter().map(|k| k.name()).collect::<Vec<_>>().serialize(s)
+}
+
+fn ser_targets<S: serde::Serializer>(t: &[Target], s: S) -> Result<S::Ok, S::Error> {
+    t.iter()
+        .map(|t| format!("{t:?}").to_lowercase())
+        .collect::<Vec<_>>()
+        .serialize(s)
+}
+
+/// Parses `one,leader,minority,majority,all` target lists.
+pub fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
+    text.split(',').map(str::parse).collect()
 }
 
 fn ser_mode<S: serde::Serializer>(m: &NetMode, s: S) -> Result<S::Ok, S::Error> {
@@ -343,6 +358,22 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     } else {
         None
     };
+    let observer = if broker {
+        let nodes = members
+            .iter()
+            .map(|&m| c.node(m).map(|n| (n.name.clone(), n.addr().to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let o = crate::observer::RoleObserver::spawn(
+            nodes,
+            Duration::from_millis(500),
+            rec.clone(),
+            client_ns.clone(),
+        )
+        .map_err(io_err(&config.out))?;
+        Some(o)
+    } else {
+        None
+    };
     progress(&format!(
         "nemesis {:?} for {:.0?} (seed {})",
         config.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>(),
@@ -351,8 +382,24 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     ));
     let records: Vec<FaultRecord> = {
         let t0 = Instant::now();
-        let mut nem =
-            Nemesis::new(&mut c, &rec, config.seed).with_members((1..=config.nodes).collect());
+        let probe_ns = client_ns.clone();
+        let mut nem = Nemesis::new(&mut c, &rec, config.seed)
+            .with_members(members.clone())
+            .with_targets(config.targets.clone())
+            .with_leader(move |cl: &Cluster| {
+                if !broker {
+                    return None;
+                }
+                // Right after a fault the group may still be electing: ask for up to 10 s.
+                let until = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let l = leader_from_namesrv(cl, probe_ns.as_deref(), namesrv_addr, GROUP);
+                    if l.is_some() || Instant::now() >= until {
+                        return l;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
         nem.run_schedule(
             &config.nemeses,
             Instant::now() + config.time,
@@ -409,6 +456,9 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         }
         None => None,
     };
+    if let Some(o) = observer {
+        o.stop();
+    }
     rec.flush()?;
     let nodes: Vec<NodeInfo> = c
         .nodes()

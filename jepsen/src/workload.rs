@@ -6,9 +6,10 @@
 //! queues `q` with `q % consumers == c`. A send ends `ok` with the queue and offset the broker
 //! acknowledged, `fail` when the client knows nothing was stored, `info` when it cannot know
 //! (timeout, connection lost). A poll records the messages returned, in order. After
-//! [`WorkloadHandle::stop_sends`] the consumers drain: they keep pulling until every queue
-//! answered "no new message" at an offset at or past the queue's maximum, or the drain
-//! deadline passes.
+//! [`WorkloadHandle::stop_sends`] and once every producer's last send has completed, the
+//! consumers drain: they keep pulling until every queue answered "no new message" at an offset
+//! past both the queue's maximum and the highest offset acknowledged to any producer, or the
+//! drain deadline passes.
 //!
 //! The workload runs on its own threads; in namespace mode they live in the clients'
 //! namespace (the hub). It knows the client API and the history format, nothing of faults.
@@ -23,8 +24,8 @@ use raftmq::client::consumer::PullStatus;
 use raftmq::client::{ClientConfig, Message, Producer, ProducerConfig, PullConsumer};
 use raftmq::remoting::body::MessageQueue;
 
+use crate::history::Recorder;
 use crate::history::{Op, OpF, OpType, Process, Queue, Read};
-use crate::recorder::Recorder;
 
 /// Process number of the first consumer.
 pub const CONSUMER_BASE: u64 = 1000;
@@ -74,6 +75,10 @@ struct Counters {
     polls: AtomicU64,
     messages_read: AtomicU64,
     commits: AtomicU64,
+    /// Set once every producer has stopped and its last send completed.
+    producers_done: AtomicBool,
+    /// Highest acknowledged offset per queue name: a queue is drained only past it.
+    acked: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A running workload.
@@ -232,6 +237,7 @@ async fn run(
             .spawn(async move { consume(c, consumer, &cfg, &rec, &stop, &dl, &counters).await });
     }
     while producers.join_next().await.is_some() {}
+    counters.producers_done.store(true, Ordering::SeqCst);
     let mut drained = true;
     while let Some(r) = consumers.join_next().await {
         drained &= r.unwrap_or(false);
@@ -270,6 +276,11 @@ async fn produce(
                 op.value = Some(value);
                 op.queue = Some(queue_name(&r.queue));
                 op.offset = u64::try_from(r.queue_offset).ok();
+                if let Some(off) = op.offset {
+                    let mut acked = counters.acked.lock().unwrap_or_else(|p| p.into_inner());
+                    let top = acked.entry(queue_name(&r.queue).0).or_insert(off);
+                    *top = (*top).max(off);
+                }
                 if op.offset.is_none() {
                     op.kind = OpType::Info;
                     op.queue = None;
@@ -317,35 +328,22 @@ async fn consume(
     let process = CONSUMER_BASE + c as u64;
     // Wait for the topic's queues (the first send creates the topic).
     let mut queues: BTreeMap<i32, QueueState> = BTreeMap::new();
-    loop {
-        if let Ok(qs) = consumer.fetch_subscribe_queues(&cfg.topic).await {
-            for mq in qs {
-                let mine = usize::try_from(mq.queue_id).unwrap_or(0) % cfg.consumers == c;
-                if mine {
-                    queues.entry(mq.queue_id).or_insert(QueueState {
-                        mq,
-                        next: 0,
-                        polls_since_commit: 0,
-                        drained: false,
-                    });
-                }
-            }
-        }
-        if !queues.is_empty() {
-            break;
-        }
+    while !add_queues(&consumer, cfg, c, process, rec, &mut queues).await {
         if drain_over(stop_sends, drain_deadline) {
             consumer.shutdown().await;
             return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let assign = |kind| Op::new(0, Process::Client(process), kind, OpF::Assign);
-    if rec.record(assign(OpType::Invoke)).is_err() || rec.record(assign(OpType::Ok)).is_err() {
-        return false;
-    }
+    let mut refreshed = Instant::now();
     loop {
-        let draining = stop_sends.load(Ordering::SeqCst);
+        // Drain only once no send can still land: every producer has finished.
+        let draining = counters.producers_done.load(Ordering::SeqCst);
+        // Pick up queues the topic gained (a route that grew after the first look).
+        if refreshed.elapsed() >= Duration::from_secs(2) {
+            refreshed = Instant::now();
+            add_queues(&consumer, cfg, c, process, rec, &mut queues).await;
+        }
         if draining && queues.values().all(|q| q.drained) {
             break;
         }
@@ -389,13 +387,22 @@ async fn consume(
                     if !reads.is_empty() {
                         idle = false;
                     }
+                    q.next = r.next_begin_offset.max(q.next);
+                    // Drained: nothing new, and past every acknowledged offset of the queue
+                    // (a stale leader answering "nothing new" does not end the drain early).
+                    let past_acked = counters
+                        .acked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(qn.as_str())
+                        .is_none_or(|&top| u64::try_from(q.next).is_ok_and(|n| n > top));
                     if draining
                         && matches!(r.status, PullStatus::NoNewMsg)
                         && q.next >= r.max_offset
+                        && past_acked
                     {
                         q.drained = true;
                     }
-                    q.next = r.next_begin_offset.max(q.next);
                     q.polls_since_commit += 1;
                     let mut op = Op::new(0, Process::Client(process), OpType::Ok, OpF::Poll);
                     op.reads = Some(reads);
@@ -430,6 +437,41 @@ async fn consume(
     }
     consumer.shutdown().await;
     true
+}
+
+/// Adds the topic's queues this consumer owns that it does not poll yet, recording an
+/// `assign` of each. Returns whether it polls any queue now.
+async fn add_queues(
+    consumer: &PullConsumer,
+    cfg: &WorkloadConfig,
+    c: usize,
+    process: u64,
+    rec: &Recorder,
+    queues: &mut BTreeMap<i32, QueueState>,
+) -> bool {
+    if let Ok(qs) = consumer.fetch_subscribe_queues(&cfg.topic).await {
+        for mq in qs {
+            let mine = usize::try_from(mq.queue_id).unwrap_or(0) % cfg.consumers == c;
+            if !mine || queues.contains_key(&mq.queue_id) {
+                continue;
+            }
+            let mut inv = Op::new(0, Process::Client(process), OpType::Invoke, OpF::Assign);
+            inv.queue = Some(queue_name(&mq));
+            let _ = rec.record(inv.clone());
+            inv.kind = OpType::Ok;
+            let _ = rec.record(inv);
+            queues.insert(
+                mq.queue_id,
+                QueueState {
+                    mq,
+                    next: 0,
+                    polls_since_commit: 0,
+                    drained: false,
+                },
+            );
+        }
+    }
+    !queues.is_empty()
 }
 
 async fn commit(

@@ -29,3 +29,9 @@ async fn dev_orderly_consume_keeps_per_key_order() {
     let dev = Dev::start();
     scenarios::orderly_per_key(&dev.namesrv).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_reconsume_later_redelivers_through_the_retry_topic() {
+    let dev = Dev::start();
+    scenarios::retry_after_reconsume_later(&dev.namesrv).await;
+}

@@ -64,17 +64,34 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `raftmq <args>` with logs on stderr at `warn` (inherited, so a failing test shows
-    /// them) and stdout piped.
+    /// Starts `raftmq <args>` with logs on stderr (inherited, so a failing test shows them;
+    /// errors only unless `RAFTMQ_LOG` gives a filter) and stdout piped.
     pub fn start(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(raftmq_bin())
-            .args(args)
+        let mut cmd = Command::new(raftmq_bin());
+        cmd.args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RAFTMQ_LOG").unwrap_or_else(|_| "error,openraft=off".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        // If the test process dies without running destructors (killed by a timeout), the
+        // kernel kills the child too instead of leaving a broker running.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+            // which is async-signal-safe and touches no memory shared with the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning raftmq {args:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -454,9 +454,10 @@ pub async fn orderly_per_key(namesrv: &str) {
     p.shutdown().await;
 }
 
-/// Sends until `stop` says so, one sync send at a time; returns (acknowledged, attempted).
-/// A failed send (error or timeout) is not acknowledged and is not retried here: the client
-/// already retried it.
+/// Sends until `stop` says so, one sync `send_with_selector` at a time, cycling over four
+/// order keys (`ok0#…` to `ok3#…`, a key always on the same queue); returns (acknowledged,
+/// attempted) in send order. A failed send (error or timeout) is not acknowledged and is not
+/// retried here: the client already did what it does.
 async fn send_stream(
     p: &DefaultMQProducer,
     topic: &str,
@@ -468,10 +469,21 @@ async fn send_stream(
     let mut attempted = vec![];
     let mut i = 0usize;
     while !stop(acked.len(), attempted.len()) && Instant::now() < deadline {
-        let body = format!("{prefix}-{i}");
-        let m = message(topic, TAGS[i % 3], &format!("k-{body}"), &body);
+        let key = format!("ok{}", i % 4);
+        let body = format!("{key}#{prefix}-{i}");
+        let m = message(topic, TAGS[i % 3], &key, &body);
         attempted.push(body.clone());
-        match tokio::time::timeout(Duration::from_secs(20), p.send(m)).await {
+        let selector = |mqs: &[MessageQueue], _m: &Message, k: &String| {
+            let n = i32::try_from(mqs.len()).ok()?.max(1);
+            let idx = java_hash(k).checked_abs().unwrap_or(0) % n;
+            mqs.get(usize::try_from(idx).ok()?).cloned()
+        };
+        match tokio::time::timeout(
+            Duration::from_secs(20),
+            p.send_with_selector(m, selector, key),
+        )
+        .await
+        {
             Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => acked.push(body),
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -480,9 +492,37 @@ async fn send_stream(
     (acked, attempted)
 }
 
-/// `kill -9` of the group's leader while a producer sends and a push consumer consumes: the
-/// producer gets SEND_OK again from the new leader, and the consumer ends up with every
-/// acknowledged message (duplicates allowed: delivery is at least once), nothing unsent.
+/// For each order key, the acknowledged bodies must be first seen by the orderly consumer in
+/// send order (a redelivery after failover may repeat a suffix; first sightings keep order).
+fn assert_key_order(acked_in_order: &[String], got: &[String]) {
+    let mut first_seen: Vec<&String> = vec![];
+    let mut seen = BTreeSet::new();
+    for b in got {
+        if seen.insert(b) {
+            first_seen.push(b);
+        }
+    }
+    for k in 0..4 {
+        let key = format!("ok{k}#");
+        let sent: Vec<&String> = acked_in_order
+            .iter()
+            .filter(|b| b.starts_with(&key))
+            .collect();
+        let acked: BTreeSet<&String> = sent.iter().copied().collect();
+        let order: Vec<&String> = first_seen
+            .iter()
+            .copied()
+            .filter(|b| acked.contains(b))
+            .collect();
+        assert_eq!(order, sent, "orderly delivery of key ok{k}");
+    }
+}
+
+/// `kill -9` of the group's leader while a producer sends (by order key) and two push
+/// consumers consume, one concurrently and one orderly: the producer gets SEND_OK again from
+/// the new leader, both consumers end up with every acknowledged message (duplicates allowed:
+/// delivery is at least once) and nothing unsent, and the orderly one sees each key's
+/// acknowledged messages in send order.
 pub async fn leader_kill_loses_no_acknowledged_message(group: &mut super::Group) {
     let namesrv = group.namesrv.clone();
     // The client's smallest allowed route refresh interval.
@@ -509,6 +549,21 @@ pub async fn leader_kill_loses_no_acknowledged_message(group: &mut super::Group)
             route_poll_ms: poll,
         },
         &inbox,
+    )
+    .await;
+    // A second group consumes orderly (queue locks, lost with the old leader).
+    let ordered: Inbox = Arc::default();
+    let ogroup = unique("compat_failover_ord");
+    let mut oc = push_consumer(
+        &ConsumerSpec {
+            namesrv: &namesrv,
+            group: &ogroup,
+            topic: &topic,
+            expression: "*",
+            orderly: true,
+            route_poll_ms: poll,
+        },
+        &ordered,
     )
     .await;
 
@@ -555,7 +610,88 @@ pub async fn leader_kill_loses_no_acknowledged_message(group: &mut super::Group)
     let attempted = as_set(&attempted);
     let unknown: Vec<&String> = got.iter().filter(|b| !attempted.contains(*b)).collect();
     assert!(unknown.is_empty(), "delivered but never sent: {unknown:?}");
+
+    wait_for_all(&ordered, &want, "orderly consumer across the failover").await;
+    let got_ordered = settle(&ordered, Duration::from_secs(2)).await;
+    eprintln!(
+        "failover: orderly consumer {} deliveries ({} distinct), done {:?} after the kill",
+        got_ordered.len(),
+        as_set(&got_ordered).len(),
+        killed_at.elapsed()
+    );
+    let unknown: Vec<&String> = got_ordered
+        .iter()
+        .filter(|b| !attempted.contains(*b))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "orderly: delivered but never sent: {unknown:?}"
+    );
+    assert_key_order(&acked, &got_ordered);
+    oc.shutdown().await;
     c.shutdown().await;
     let mut p = p;
+    p.shutdown().await;
+}
+
+/// A concurrent listener answers RECONSUME_LATER to the first delivery of each message: the
+/// client sends it back (CONSUMER_SEND_MSG_BACK), the broker redelivers it through the
+/// group's retry topic after the first delay level (10 s), with reconsumeTimes 1.
+pub async fn retry_after_reconsume_later(namesrv: &str) {
+    let topic = unique("CompatRetry");
+    let mut p = producer(namesrv).await;
+    let want = as_set(&send_all(&p, tagged_batch(&topic, "retry", 6)).await);
+
+    let seen: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let sink = seen.clone();
+    let mut c = DefaultMQPushConsumer::builder(client_runtime("consumer"))
+        .consumer_group(unique("compat_retry"))
+        .name_server_addr(namesrv.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .consume_message_batch_max_size(1)
+        .build();
+    c.subscribe(&topic, "*").await.expect("subscribe");
+    c.register_message_listener_concurrently(
+        move |msgs: &[&MessageExt], _ctx: &ConsumeConcurrentlyContext| {
+            let mut v = sink.lock().unwrap_or_else(|e| e.into_inner());
+            let mut later = false;
+            for m in msgs {
+                let g = Got::of(m);
+                later |= m.reconsume_times() == 0;
+                v.push((g.body, m.reconsume_times()));
+            }
+            Ok(if later {
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            } else {
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            })
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(30), c.start())
+        .await
+        .expect("consumer start bounded")
+        .expect("consumer starts");
+    let ok = wait_until(DELIVERY_TIMEOUT, || {
+        let v = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let retried: BTreeSet<String> = v
+            .iter()
+            .filter(|(_, n)| *n >= 1)
+            .map(|(b, _)| b.clone())
+            .collect();
+        retried == want
+    })
+    .await;
+    let v = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        ok,
+        "not every message came back with reconsumeTimes 1: {v:?}"
+    );
+    let first: BTreeSet<String> = v
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(b, _)| b.clone())
+        .collect();
+    assert_eq!(first, want, "first deliveries");
+    c.shutdown().await;
     p.shutdown().await;
 }
