@@ -10,12 +10,13 @@
 //! in order, so the log order equals the sequencing order.
 //!
 //! Queue offsets are valid for one leader term only (DLedger's rule): the sequencer is
-//! rebuilt whenever the term changes, and it only runs once the role watcher reports the
-//! leader `ready` (its own first entry of the term is applied, so the applied queue-offset
-//! table covers the whole log it inherited). A queue seen for the first time in a term starts
-//! at the applied table's next offset. After a failed write the proposer drains its
-//! in-flight batches and waits for everything in the log to be applied before sequencing
-//! again. Prepared and rolled-back transactional messages get queue offset 0 and do not
+//! rebuilt whenever the term changes, after a failed write, and at start. A rebuild drains the
+//! in-flight batches and then waits until this node has applied every entry of its log, so
+//! the applied queue-offset table covers the whole log it inherited. Seeing the role watcher
+//! report the leader `ready` is not enough on its own: a leader that restarts keeps its term
+//! (openraft 0.9 restores a committed vote of its own as leadership), and its last applied
+//! entry can then be of that term while entries after it still wait to be re-applied. A
+//! queue seen for the first time in a term starts at the applied table's next offset. Prepared and rolled-back transactional messages get queue offset 0 and do not
 //! advance their queue, as in RocketMQ.
 
 use std::collections::HashMap;
@@ -246,23 +247,27 @@ async fn run(
             continue;
         }
 
-        if write_failed.swap(false, Ordering::SeqCst) {
+        let failed_before = write_failed.swap(false, Ordering::SeqCst);
+        let term_now = role.borrow().term;
+        if failed_before || seq.term != term_now {
             // Drain every in-flight batch, then wait until the whole log is applied, so the
-            // applied table is the truth again before anything is sequenced.
+            // applied table is the truth again before anything is sequenced for this term.
             let all = permits
                 .acquire_many(limits.max_inflight_batches as u32)
                 .await;
             seq.reset(0);
             let caught_up = wait_applied_all(&raft, limits.reseed_timeout).await;
             drop(all);
-            if !caught_up {
-                let leader = role.borrow().leader;
+            let r = *role.borrow();
+            if !caught_up || !r.ready || r.term != term_now {
                 let _ = first.resp.send(Err(RaftGroupError::NotLeader {
-                    leader,
+                    leader: r.leader.filter(|_| !r.is_leader),
                     leader_node: None,
                 }));
+                // Not sequenced for any term yet: the next send tries again.
                 continue;
             }
+            seq.reset(term_now);
         }
 
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -297,7 +302,15 @@ async fn run(
             continue;
         }
         if seq.term != r.term {
-            seq.reset(r.term);
+            // The term moved while this batch was being collected: nothing was sequenced
+            // for the new term yet, so refuse and rebuild before the next send.
+            for req in batch {
+                let _ = req.resp.send(Err(RaftGroupError::NotLeader {
+                    leader: r.leader.filter(|_| !r.is_leader),
+                    leader_node: None,
+                }));
+            }
+            continue;
         }
 
         let now = now_ms();
