@@ -200,6 +200,8 @@ pub struct RaftSummary {
     /// 1 KiB write into a mapped, preallocated file + `msync(MS_SYNC)` per second (what one
     /// SYNC_FLUSH group commit of the store costs at least).
     pub msync_per_s: f64,
+    /// The same msync probe repeated after the runs (the limit can drift while they run).
+    pub msync_after_per_s: f64,
     pub runs: Vec<RaftRun>,
     pub failover: Option<FailoverSummary>,
 }
@@ -215,6 +217,11 @@ impl std::fmt::Display for RaftSummary {
             f,
             "  machine: fdatasync after a 4 KiB append: {:.0} /s; after a 4 KiB overwrite in a preallocated file: {:.0} /s; msync after 1 KiB into a mapping: {:.0} /s",
             self.fsync_per_s, self.fsync_prealloc_per_s, self.msync_per_s
+        )?;
+        writeln!(
+            f,
+            "  machine after the runs: msync after 1 KiB into a mapping: {:.0} /s (ratios below use the figures before)",
+            self.msync_after_per_s
         )?;
         writeln!(
             f,
@@ -766,6 +773,19 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
     .await;
     group.shutdown().await;
     let (runs, failover) = result?;
+    // The disk's sync cost drifts on shared machines: measure the store's primitive again
+    // after the runs, so a reader sees whether the limit moved while they ran.
+    let probe_dir = root.clone();
+    let msync_after = tokio::task::spawn_blocking(move || msync_rate(&probe_dir, FSYNC_PROBE))
+        .await
+        .map_err(|e| BenchError::Io {
+            context: "msync probe".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| BenchError::Io {
+            context: format!("measuring msync in {}", root.display()),
+            source,
+        })?;
     Ok(RaftSummary {
         nodes: opts.nodes,
         flush: flush_name(opts.flush).to_owned(),
@@ -774,6 +794,7 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
         fsync_per_s: fsync,
         fsync_prealloc_per_s: fsync_prealloc,
         msync_per_s: msync,
+        msync_after_per_s: msync_after,
         runs,
         failover,
     })
