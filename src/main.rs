@@ -68,8 +68,9 @@ struct DevArgs {
     data: PathBuf,
     /// Remoting port of the first broker node; the others use the next ports (10911, 10921,
     /// 10931 by default) and their Raft transports listen 30000 above (40911, ...).
-    #[arg(long = "broker-port", value_name = "PORT", default_value_t = 10911)]
-    broker_port: u16,
+    /// Default 10911, or free ports picked at start when the nameserver port is 0.
+    #[arg(long = "broker-port", value_name = "PORT")]
+    broker_port: Option<u16>,
     /// Nameserver port on 127.0.0.1.
     #[arg(
         short = 'p',
@@ -376,17 +377,40 @@ async fn serve_broker(cfg: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Free loopback ports: bound, then released (the nodes bind them right after).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("picking free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<Result<Vec<u16>, std::io::Error>>()
+        .context("picking free ports")
+}
+
 /// The 3-node loopback group of `raftmq dev`.
 fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec<BrokerConfig>> {
-    let ports: Vec<u16> = (0..3u16)
-        .map(|i| args.broker_port.checked_add(i * 10))
-        .collect::<Option<_>>()
-        .context("--broker-port too high")?;
-    let raft_ports: Vec<u16> = ports
-        .iter()
-        .map(|p| p.checked_add(30000))
-        .collect::<Option<_>>()
-        .context("--broker-port too high for the Raft ports (port + 30000)")?;
+    let (ports, raft_ports): (Vec<u16>, Vec<u16>) = match args.broker_port {
+        None if args.port == 0 => {
+            let p = free_ports(6)?;
+            (p[..3].to_vec(), p[3..].to_vec())
+        }
+        base => {
+            let base = base.unwrap_or(10911);
+            let ports: Vec<u16> = (0..3u16)
+                .map(|i| base.checked_add(i * 10))
+                .collect::<Option<_>>()
+                .context("--broker-port too high")?;
+            let raft: Vec<u16> = ports
+                .iter()
+                .map(|p| p.checked_add(30000))
+                .collect::<Option<_>>()
+                .context("--broker-port too high for the Raft ports (port + 30000)")?;
+            (ports, raft)
+        }
+    };
     let peers: Vec<String> = raft_ports
         .iter()
         .enumerate()
@@ -419,21 +443,13 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
     Ok(out)
 }
 
-async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal()?;
-    let ns_cfg = dev_config(&args)?;
-    let requested = SocketAddr::new(ns_cfg.bind_address, ns_cfg.listen_port);
-    let ns = Namesrv::bind(ns_cfg)
-        .await
-        .with_context(|| format!("starting nameserver on {requested}"))?;
-    let ns_addr = ns.local_addr();
-    println!("raftmq dev: nameserver listening on {ns_addr}");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ns_task = tokio::spawn(ns.serve(async {
-        let _ = stop_rx.await;
-    }));
-    let mut brokers = vec![];
-    for cfg in dev_broker_configs(&args, ns_addr)? {
+/// Start the three nodes into `brokers` and wait until clients can use the group.
+async fn start_dev_group(
+    args: &DevArgs,
+    ns_addr: SocketAddr,
+    brokers: &mut Vec<Broker>,
+) -> anyhow::Result<()> {
+    for cfg in dev_broker_configs(args, ns_addr)? {
         let name = format!("{}-{}", cfg.broker_name, cfg.dleger_self_id);
         let b = Broker::start(cfg)
             .await
@@ -476,7 +492,37 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(cause = %e, "no leader elected yet"),
         }
     }
-    shutdown.await;
+    Ok(())
+}
+
+async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
+    let ns_cfg = dev_config(&args)?;
+    let requested = SocketAddr::new(ns_cfg.bind_address, ns_cfg.listen_port);
+    let ns = Namesrv::bind(ns_cfg)
+        .await
+        .with_context(|| format!("starting nameserver on {requested}"))?;
+    let ns_addr = ns.local_addr();
+    println!("raftmq dev: nameserver listening on {ns_addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns_task = tokio::spawn(ns.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let mut brokers = vec![];
+    // Start-up stops early (cleanly) when a signal arrives meanwhile.
+    let started = tokio::select! {
+        r = start_dev_group(&args, ns_addr, &mut brokers) => Some(r),
+        _ = &mut shutdown => None,
+    };
+    match started {
+        Some(Ok(())) => shutdown.await,
+        Some(Err(e)) => {
+            let _ = stop_tx.send(());
+            return Err(e);
+        }
+        None => {}
+    }
     for b in brokers {
         b.shutdown().await;
     }

@@ -367,6 +367,16 @@ async fn topic_admin_is_replicated_and_routed() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     assert_eq!(v["table"]["brokerRole"], "SYNC_MASTER");
+    let resp = lc
+        .invoke(RemotingCommand::request(RequestCode::GetBrokerConfig), RPC)
+        .await
+        .unwrap();
+    let text = String::from_utf8(resp.body.unwrap().to_vec()).unwrap();
+    assert!(text.contains("brokerName=broker-a\n"), "{text}");
+    assert!(text.contains(&format!(
+        "listenPort={}\n",
+        leader.rsplit(':').next().unwrap()
+    )));
     // Delete: gone from the broker's table (and sends no longer auto-create it from a
     // template that is not there).
     let resp = lc

@@ -380,3 +380,103 @@ async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
     assert_eq!(view.sys_flag() & 1, 1, "compressed flag kept");
     assert_eq!(view.flag(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_sends_create_a_topic_once() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = std::sync::Arc::new(Cluster::client(&leader));
+    let counter = |c: std::sync::Arc<raftmq::remoting::RemotingClient>| async move {
+        let resp = c
+            .invoke(
+                RemotingCommand::request(RequestCode::GetAllTopicConfig),
+                RPC,
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+        v["dataVersion"]["counter"].as_i64().unwrap()
+    };
+    let before = counter(c.clone()).await;
+    let sends: Vec<_> = (0..16)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.invoke(send_req("Fresh", -1, "", format!("{i}").as_bytes()), RPC)
+                    .await
+                    .unwrap()
+                    .code
+            })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 0);
+    }
+    assert_eq!(counter(c.clone()).await, before + 1, "one topic creation");
+    assert_eq!(drain(&leader, "Fresh", 4, "*").await.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_groups_are_replicated_config() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let c = Cluster::client(&leader);
+    assert_eq!(
+        c.invoke(send_req("G", 0, "", b"x"), RPC)
+            .await
+            .unwrap()
+            .code,
+        0
+    );
+    let create = |body: &str| {
+        RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup)
+            .with_body(body.as_bytes().to_vec())
+    };
+    // Java sends every field, plus some this broker does not know.
+    let resp = c
+        .invoke(
+            create(r#"{"groupName":"Off","consumeEnable":false,"retryMaxTimes":3,"groupSysFlag":0,"consumeMessageOrderly":false}"#),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(c.invoke(create("{}"), RPC).await.unwrap().code, 1);
+    assert_eq!(c.invoke(create("not json"), RPC).await.unwrap().code, 1);
+    let resp = c
+        .invoke(pull_req("Off", "G", 0, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 16, "a disabled group may not consume");
+    let resp = c
+        .invoke(
+            RemotingCommand::request(RequestCode::GetAllSubscriptiongroupConfig),
+            RPC,
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+    let off = &v["subscriptionGroupTable"]["Off"];
+    assert_eq!(
+        (
+            off["consumeEnable"].as_bool(),
+            off["retryMaxTimes"].as_i64()
+        ),
+        (Some(false), Some(3))
+    );
+    assert_eq!(off["retryQueueNums"], 1, "defaults for absent fields");
+    let resp = c
+        .invoke(
+            RemotingCommand::request(RequestCode::DeleteSubscriptiongroup)
+                .with_ext("groupName", "Off"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0);
+    let resp = c
+        .invoke(pull_req("Off", "G", 0, 0, "*", 0), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+}

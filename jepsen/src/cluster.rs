@@ -5,8 +5,10 @@
 //! Owns the node table (name, address, port, command line, child process), starting a node and
 //! waiting until its port accepts connections, stopping, `kill -9`, SIGSTOP/SIGCONT and
 //! restarting a node with the same command on the same address. It also locates or builds the
-//! `raftmq` binary and writes the nameserver's config. Dropping a [`Cluster`] kills every
-//! process it started and then deletes its namespaces.
+//! `raftmq` binary and writes the nameserver's config and each broker member's `broker.conf`
+//! (DLedger keys: `dLegerPeers`, `dLegerSelfId`, ...). Dropping a [`Cluster`] kills every
+//! process it started and then deletes its namespaces; nodes also die with the harness
+//! process (PR_SET_PDEATHSIG).
 //!
 //! It does not decide when or what to break (that is [`crate::nemesis`]) and knows nothing of
 //! the history or the checker.
@@ -297,6 +299,18 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        // If the harness dies without dropping the cluster (SIGKILL, abort), the node dies
+        // with it instead of running on unowned. The signal follows the thread that started
+        // the node, so start nodes from a thread that outlives them.
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().map_err(|source| ClusterError::Spawn {
             node: node.name.clone(),
             command: format!("{cmd:?}"),
@@ -582,4 +596,104 @@ pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, Cluster
     Err(ClusterError::Build(
         "cargo reported no executable for the raftmq binary".into(),
     ))
+}
+
+/// One broker group to generate `broker.conf` files for.
+#[derive(Debug, Clone)]
+pub struct BrokerGroupSpec {
+    /// `brokerName` and `dLegerGroup`, for example `broker-a`.
+    pub name: String,
+    /// `brokerClusterName`.
+    pub cluster: String,
+    /// `namesrvAddr`.
+    pub namesrv: String,
+    /// `flushDiskType`: `SYNC_FLUSH` (acknowledged once fsynced on a majority) or
+    /// `ASYNC_FLUSH`.
+    pub flush_disk_type: String,
+    /// `mapedFileSizeCommitLog` in bytes.
+    pub segment_bytes: u64,
+    /// `mapedFileSizeConsumeQueue` in bytes (a multiple of 20).
+    pub consume_queue_bytes: u64,
+    /// `messageIndexEnable` (the key index preallocates about 400 MiB per node).
+    pub message_index: bool,
+}
+
+/// Writes `DIR/broker.conf` for member `pos` of a group whose members are the cluster nodes
+/// `members` (Raft ids `n0`, `n1`, ... in that order; Raft transport of member `k` on
+/// `raft_ports[k]` of its node's address), and returns the arguments that run it
+/// (`broker -c FILE`).
+pub fn broker_command(
+    cluster: &Cluster,
+    members: &[usize],
+    raft_ports: &[u16],
+    pos: usize,
+    spec: &BrokerGroupSpec,
+) -> Result<Vec<OsString>, ClusterError> {
+    if raft_ports.len() != members.len() {
+        return Err(ClusterError::State {
+            node: spec.name.clone(),
+            reason: format!(
+                "{} members but {} Raft ports",
+                members.len(),
+                raft_ports.len()
+            ),
+        });
+    }
+    let mut peers = Vec::new();
+    let mut brokers = Vec::new();
+    for (k, &m) in members.iter().enumerate() {
+        let n = cluster.node(m)?;
+        peers.push(format!("n{k}-{}:{}", n.ip, raft_ports[k]));
+        brokers.push(format!("n{k}-{}", n.addr()));
+    }
+    let me = members.get(pos).copied().ok_or(ClusterError::NoNode {
+        index: pos,
+        len: members.len(),
+    })?;
+    let node = cluster.node(me)?;
+    let conf = node.data_dir.join("broker.conf");
+    let text = format!(
+        "# written by raftmq-jepsen: member n{pos} of {group}\n\
+         brokerClusterName={cluster}\n\
+         brokerName={group}\n\
+         brokerIP1={ip}\n\
+         listenPort={port}\n\
+         namesrvAddr={namesrv}\n\
+         storePathRootDir={store}\n\
+         enableDLegerCommitLog=true\n\
+         dLegerGroup={group}\n\
+         dLegerPeers={peers}\n\
+         dLegerSelfId=n{pos}\n\
+         peerBrokerAddrs={brokers}\n\
+         flushDiskType={flush}\n\
+         mapedFileSizeCommitLog={seg}\n\
+         mapedFileSizeConsumeQueue={cq}\n\
+         autoCreateTopicEnable=true\n\
+         autoCreateSubscriptionGroup=true\n\
+         messageIndexEnable={index}\n",
+        cluster = spec.cluster,
+        group = spec.name,
+        ip = node.ip,
+        port = node.port,
+        namesrv = spec.namesrv,
+        store = node.data_dir.join("store").display(),
+        peers = peers.join(";"),
+        brokers = brokers.join(";"),
+        flush = spec.flush_disk_type,
+        seg = spec.segment_bytes,
+        cq = spec.consume_queue_bytes,
+        index = spec.message_index,
+    );
+    std::fs::write(&conf, text).map_err(io_err(&conf))?;
+    Ok(vec!["broker".into(), "-c".into(), conf.into_os_string()])
+}
+
+/// Whether `binary` has a `broker` subcommand (`raftmq broker --help` succeeds).
+pub fn has_broker_command(binary: &Path) -> bool {
+    Command::new(binary)
+        .args(["broker", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -11,8 +11,9 @@
 //! * [`cluster`]: real `raftmq` processes, one per node, started, killed, paused, restarted;
 //! * [`nemesis`]: faults (kill, pause, partition, net) with recorded windows, on a seeded
 //!   schedule;
-//! * [`recorder`]: appends operations to the history file while a run goes on;
+//! * [`observer`]: records every node's Raft role and term at a fixed period;
 //! * [`run`]: one chaos run (nodes up, seeded nemesis schedule, fault windows recorded);
+//! * [`workload`]: producers and consumers over the project client, recording the history;
 //! * [`setup`]: checks for (and installs) the network tools namespace mode needs.
 //!
 //! The checker reads only the history file; it knows nothing of clusters, sockets or the
@@ -24,7 +25,8 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod netns;
-pub mod recorder;
+pub mod observer;
 pub mod report;
 pub mod run;
 pub mod setup;
+pub mod workload;

@@ -55,11 +55,12 @@ EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or ch
 (2 is a usage error).
 
 Replica comparison (commitlog and consumequeue files byte for byte) is a library function
-used by cluster control. `run` drives real processes and the nemesis but has no workload yet
-(its verdict is unknown).";
+used by cluster control. `run` drives real processes, the nemesis and the workload, then checks
+what it recorded (see `run --help`).";
 
 const RUN_HELP: &str = "\
-NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed):
+NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;
+--targets limits the targets kill, pause and net pick from):
   kill       kill -9 of one node, the leader, a minority, a majority or all nodes; restart
              with the same data directory and address at the end of the window.
   pause      SIGSTOP of the same targets (sockets stay open, nothing answers); SIGCONT.
@@ -80,8 +81,12 @@ with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pau
 RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), results.json and
 report.html (from check), nodes/<name>/node.log and nodes/<name>/data.
 
-LIMITATION: the broker is not wired yet: nodes run `raftmq namesrv` as stand-ins and no
-workload runs, so a run's verdict is always unknown (exit code 3), never valid.";
+WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
+one Raft group broker-a (n0..; SYNC_FLUSH); 4 producers send unique values (each its own key)
+at --rate to JepsenTopic, 2 consumers pull every queue and commit offsets; after the faults
+the consumers drain (up to --drain). Every operation goes to history.jsonl.
+Without the broker command the nodes run `raftmq namesrv` as stand-ins and no workload runs:
+the verdict is always unknown (exit code 3), never valid.";
 
 const HISTORY_HELP: &str = "\
 HISTORY FORMAT: one JSON object per line, an invocation then its completion per process:
@@ -165,6 +170,15 @@ struct RunArgs {
     hold_min: std::time::Duration,
     #[arg(long, default_value = "10s", value_parser = chaos_run::parse_duration)]
     hold_max: std::time::Duration,
+    /// Targets kill, pause and net choose from: one, leader, minority, majority, all.
+    #[arg(long, default_value = "one,leader,minority,majority,all", value_parser = chaos_run::parse_targets)]
+    targets: std::vec::Vec<raftmq_jepsen::nemesis::Target>,
+    /// Sends per second over all producers.
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// Longest time consumers may take to drain after the faults.
+    #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
+    drain: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -232,6 +246,9 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         },
         gap: (a.gap_min, a.gap_max.max(a.gap_min)),
         hold: (a.hold_min, a.hold_max.max(a.hold_min)),
+        targets: a.targets,
+        rate: a.rate,
+        drain: a.drain,
     };
     eprintln!("run folder {} (seed {seed})", out.display());
     let summary = chaos_run::run(&config, |line| eprintln!("{line}"))?;

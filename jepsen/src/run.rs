@@ -2,10 +2,12 @@
 //! time while recording every fault window to `history.jsonl`, stop everything, and describe
 //! the run in `run.json`. Checking the history is the caller's next step.
 //!
-//! Today the nodes run `raftmq namesrv` as stand-ins and no workload is driven, because the
-//! broker is not available to the harness yet: the run exercises cluster control and the
-//! nemeses for real, but its history holds only faults, so its verdict is always "unknown".
-//! `run.json` and the printed progress say so.
+//! With a `raftmq` binary that has the `broker` command, the nodes are a nameserver and one
+//! Raft broker group (`broker-a`, members `n0..`), and the [`crate::workload`] runs from the
+//! clients' namespace during the faults and drains afterwards. With an older binary the nodes
+//! run `raftmq namesrv` as stand-ins and no workload is driven: the run exercises cluster
+//! control and the nemeses for real, but its history holds only faults, so its verdict is
+//! always "unknown". `run.json` and the printed progress say which happened.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -16,9 +18,10 @@ use serde::Serialize;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
-use crate::nemesis::{FaultKind, FaultRecord, Nemesis};
+use crate::history::Recorder;
+use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
-use crate::recorder::Recorder;
+use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
 /// Errors of a run (before or after the schedule; faults that fail are recorded instead).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,51 @@ pub enum RunError {
     },
     #[error("invalid run configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Workload(#[from] workload::WorkloadError),
+}
+
+/// Name of the broker group a run starts.
+pub const GROUP: &str = "broker-a";
+/// Topic the workload uses.
+pub const TOPIC: &str = "JepsenTopic";
+
+/// The group member the nameserver lists as master (brokerId 0), as a cluster index: asks
+/// the nameserver at `namesrv` from namespace `ns`.
+pub fn leader_from_namesrv(
+    cluster: &Cluster,
+    ns: Option<&str>,
+    namesrv: SocketAddr,
+    group: &str,
+) -> Option<usize> {
+    use raftmq::namesrv::client::NamesrvClient;
+    let ask = || -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let client = NamesrvClient::new(
+                &[namesrv.to_string()],
+                raftmq::remoting::ClientConfig::default(),
+                Duration::from_secs(1),
+            );
+            let info = client.cluster_info().await.ok()?;
+            info.broker_addr_table
+                .get(group)?
+                .broker_addrs
+                .get(&0)
+                .cloned()
+        })
+    };
+    let addr = match ns {
+        Some(ns) => netns::run_in_netns(ns, ask).ok().flatten(),
+        None => ask(),
+    }?;
+    cluster
+        .nodes()
+        .iter()
+        .position(|n| n.addr().to_string() == addr)
 }
 
 /// What to run.
@@ -62,6 +110,14 @@ pub struct RunConfig {
     /// How long a fault is held, min and max.
     #[serde(serialize_with = "ser_range")]
     pub hold: (Duration, Duration),
+    /// Targets kill, pause and net choose from.
+    #[serde(serialize_with = "ser_targets")]
+    pub targets: Vec<Target>,
+    /// Sends per second over all producers.
+    pub rate: u32,
+    /// Longest time the consumers may take to drain after the faults.
+    #[serde(serialize_with = "ser_duration")]
+    pub drain: Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -74,6 +130,18 @@ fn ser_range<S: serde::Serializer>(d: &(Duration, Duration), s: S) -> Result<S::
 
 fn ser_kinds<S: serde::Serializer>(k: &[FaultKind], s: S) -> Result<S::Ok, S::Error> {
     k.iter().map(|k| k.name()).collect::<Vec<_>>().serialize(s)
+}
+
+fn ser_targets<S: serde::Serializer>(t: &[Target], s: S) -> Result<S::Ok, S::Error> {
+    t.iter()
+        .map(|t| format!("{t:?}").to_lowercase())
+        .collect::<Vec<_>>()
+        .serialize(s)
+}
+
+/// Parses `one,leader,minority,majority,all` target lists.
+pub fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
+    text.split(',').map(str::parse).collect()
 }
 
 fn ser_mode<S: serde::Serializer>(m: &NetMode, s: S) -> Result<S::Ok, S::Error> {
@@ -112,6 +180,8 @@ pub struct RunSummary {
     pub history: PathBuf,
     pub nodes: Vec<NodeInfo>,
     pub faults: Vec<FaultInfo>,
+    /// What the workload did (absent without a broker).
+    pub workload: Option<WorkloadStats>,
     pub elapsed_s: f64,
 }
 
@@ -187,10 +257,17 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     }
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
     let started = Instant::now();
-    let limitations = vec![
-        "nodes run `raftmq namesrv` as stand-ins for broker nodes".to_owned(),
-        "no workload: the history holds only fault windows, so the verdict is unknown".to_owned(),
-    ];
+    let broker = cluster::has_broker_command(&config.binary);
+    let limitations = if broker {
+        Vec::new()
+    } else {
+        vec![
+            "the raftmq binary has no broker command: nodes run `raftmq namesrv` as stand-ins"
+                .to_owned(),
+            "no workload: the history holds only fault windows, so the verdict is unknown"
+                .to_owned(),
+        ]
+    };
     for l in &limitations {
         progress(&format!("NOTE: {l}"));
     }
@@ -206,12 +283,36 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         start_timeout: Duration::from_secs(30),
     };
     let mode = config.mode;
-    let mut c = Cluster::create(cc, &name_refs, |_| match mode {
-        NetMode::Namespaces => Ok(9876),
+    let mut c = Cluster::create(cc, &name_refs, |i| match mode {
+        NetMode::Namespaces if i == 0 => Ok(9876),
+        NetMode::Namespaces => Ok(10911),
         NetMode::Loopback => cluster::free_port(),
     })?;
+    let members: Vec<usize> = (1..=config.nodes).collect();
+    let namesrv_addr = c.node(0)?.addr();
+    let raft_ports: Vec<u16> = members
+        .iter()
+        .map(|_| match mode {
+            NetMode::Namespaces => Ok(40911),
+            NetMode::Loopback => cluster::free_port(),
+        })
+        .collect::<Result<_, _>>()?;
+    let spec = cluster::BrokerGroupSpec {
+        name: GROUP.into(),
+        cluster: "JepsenCluster".into(),
+        namesrv: namesrv_addr.to_string(),
+        flush_disk_type: "SYNC_FLUSH".into(),
+        // Small files: runs are short and the disk is shared.
+        segment_bytes: 16 << 20,
+        consume_queue_bytes: 20 * 6000,
+        message_index: false,
+    };
     for i in 0..c.len() {
-        let args: Vec<OsString> = cluster::namesrv_command(c.node(i)?)?;
+        let args: Vec<OsString> = if i == 0 || !broker {
+            cluster::namesrv_command(c.node(i)?)?
+        } else {
+            cluster::broker_command(&c, &members, &raft_ports, i - 1, &spec)?
+        };
         c.set_command(i, args)?;
         c.start(i)?;
         let n = c.node(i)?;
@@ -222,9 +323,57 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             n.pid()
         ));
     }
+    let client_ns = c.client_netns().map(str::to_owned);
 
     let history = config.out.join("history.jsonl");
-    let rec = Recorder::create(&history)?;
+    let rec = std::sync::Arc::new(Recorder::create(&history)?);
+    let load = if broker {
+        let wc = WorkloadConfig {
+            namesrv: namesrv_addr.to_string(),
+            topic: TOPIC.into(),
+            group: "JepsenConsumers".into(),
+            producers: 4,
+            consumers: 2,
+            rate: config.rate,
+            client_ip: match mode {
+                NetMode::Namespaces => std::net::IpAddr::V4(netns::HUB_ADDR),
+                NetMode::Loopback => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            },
+            send_timeout: Duration::from_secs(3),
+            pull_timeout: Duration::from_secs(3),
+            commit_every: 10,
+        };
+        let h = workload::spawn(wc, rec.clone(), client_ns.clone())?;
+        // Faults start once the group takes writes (or after 60 s regardless).
+        let warm = Instant::now() + Duration::from_secs(60);
+        while h.sends_ok() == 0 && Instant::now() < warm {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        progress(&format!(
+            "workload running: {} sends, {} acknowledged",
+            h.sends(),
+            h.sends_ok()
+        ));
+        Some(h)
+    } else {
+        None
+    };
+    let observer = if broker {
+        let nodes = members
+            .iter()
+            .map(|&m| c.node(m).map(|n| (n.name.clone(), n.addr().to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let o = crate::observer::RoleObserver::spawn(
+            nodes,
+            Duration::from_millis(500),
+            rec.clone(),
+            client_ns.clone(),
+        )
+        .map_err(io_err(&config.out))?;
+        Some(o)
+    } else {
+        None
+    };
     progress(&format!(
         "nemesis {:?} for {:.0?} (seed {})",
         config.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>(),
@@ -233,8 +382,24 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     ));
     let records: Vec<FaultRecord> = {
         let t0 = Instant::now();
-        let mut nem =
-            Nemesis::new(&mut c, &rec, config.seed).with_members((1..=config.nodes).collect());
+        let probe_ns = client_ns.clone();
+        let mut nem = Nemesis::new(&mut c, &rec, config.seed)
+            .with_members(members.clone())
+            .with_targets(config.targets.clone())
+            .with_leader(move |cl: &Cluster| {
+                if !broker {
+                    return None;
+                }
+                // Right after a fault the group may still be electing: ask for up to 10 s.
+                let until = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let l = leader_from_namesrv(cl, probe_ns.as_deref(), namesrv_addr, GROUP);
+                    if l.is_some() || Instant::now() >= until {
+                        return l;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
         nem.run_schedule(
             &config.nemeses,
             Instant::now() + config.time,
@@ -261,6 +426,39 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             },
         )
     };
+    let stats = match load {
+        Some(h) => {
+            progress(&format!(
+                "faults over; draining (up to {:.0?})",
+                config.drain
+            ));
+            // Keep sending after the last heal until the group acknowledges again (at least
+            // 2 s, at most the drain time), so recovery after the last fault is measured.
+            let healed_ok = h.sends_ok();
+            let t = Instant::now();
+            while t.elapsed() < config.drain
+                && (t.elapsed() < Duration::from_secs(2) || h.sends_ok() <= healed_ok)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            progress(&format!(
+                "{} sends acknowledged in {:.1?} after the last heal",
+                h.sends_ok() - healed_ok,
+                t.elapsed()
+            ));
+            h.stop_sends(Instant::now() + config.drain);
+            let st = h.finish()?;
+            progress(&format!(
+                "workload: {} sends ({} ok, {} fail, {} info), {} polls, {} messages read, drained: {}",
+                st.sends, st.sends_ok, st.sends_fail, st.sends_info, st.polls, st.messages_read, st.drained
+            ));
+            Some(st)
+        }
+        None => None,
+    };
+    if let Some(o) = observer {
+        o.stop();
+    }
     rec.flush()?;
     let nodes: Vec<NodeInfo> = c
         .nodes()
@@ -292,6 +490,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                 detail: r.detail,
             })
             .collect(),
+        workload: stats,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     let path = config.out.join("run.json");

@@ -1,6 +1,8 @@
 //! End to end: `raftmq-jepsen run` brings up real processes, runs the seeded nemesis, records
-//! the fault windows, tears everything down and checks the history. Without a workload the
-//! verdict must be unknown (exit 3), never valid.
+//! the fault windows, tears everything down and checks the history. With a binary lacking the
+//! broker command there is no workload and the verdict must be unknown (exit 3), never valid.
+//! With the broker the workload runs; faults a 3-node group must survive (one node, the
+//! leader or a minority killed, paused or partitioned) must give a valid verdict.
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,8 +52,9 @@ fn fault_choices(run_json: &Value) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn a_run_without_workload_applies_faults_cleans_up_and_is_never_valid() {
+fn a_run_with_every_nemesis_cleans_up_and_exits_with_its_verdict() {
     require_namespaces();
+    let broker = raftmq_jepsen::cluster::has_broker_command(&raftmq_bin());
     let dir = tempfile::tempdir().unwrap();
     let mut choices = Vec::new();
     for round in 0..2 {
@@ -71,14 +74,24 @@ fn a_run_without_workload_applies_faults_cleans_up_and_is_never_valid() {
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
-        assert!(stdout.contains("verdict: unknown"), "{stdout}");
-        assert!(stderr.contains("no workload"), "{stderr}");
         let results = json(&out.join("results.json"));
-        assert_eq!(results["verdict"], "unknown");
         let r = json(&out.join("run.json"));
+        // The exit code is the verdict's; a run with a broker ran a real workload.
+        let want_code = match results["verdict"].as_str().unwrap() {
+            "valid" => 0,
+            "invalid" => 1,
+            _ => 3,
+        };
+        assert_eq!(o.status.code(), Some(want_code), "{stdout}\n{stderr}");
+        if broker {
+            assert!(r["workload"]["sends_ok"].as_u64().unwrap() > 0, "{r}");
+            assert_eq!(results["stats"]["sends_ok"], r["workload"]["sends_ok"]);
+        } else {
+            assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+            assert!(stderr.contains("no workload"), "{stderr}");
+            assert!(!r["limitations"].as_array().unwrap().is_empty());
+        }
         assert_eq!(r["config"]["seed"], 7);
-        assert!(!r["limitations"].as_array().unwrap().is_empty());
         let faults = r["faults"].as_array().unwrap();
         assert!(faults.len() >= 3, "{r}");
         for f in faults {
@@ -86,6 +99,10 @@ fn a_run_without_workload_applies_faults_cleans_up_and_is_never_valid() {
             if !f["start_error"].is_null() {
                 assert!(f["start_error"].as_str().unwrap().contains("leader"), "{f}");
             }
+        }
+        // Every failed fault start made the verdict unknown, unless a property failed.
+        if faults.iter().any(|f| !f["start_error"].is_null()) {
+            assert_ne!(results["verdict"], "valid");
         }
         let applied = faults.iter().filter(|f| f["start_error"].is_null()).count();
         assert_eq!(results["stats"]["fault_windows"], applied);
@@ -104,6 +121,7 @@ fn a_run_without_workload_applies_faults_cleans_up_and_is_never_valid() {
 
 #[test]
 fn loopback_runs_kill_and_pause_and_refuses_partitions() {
+    let broker = raftmq_jepsen::cluster::has_broker_command(&raftmq_bin());
     let dir = tempfile::tempdir().unwrap();
     let (o, _) = run(
         &dir.path().join("a"),
@@ -115,12 +133,16 @@ fn loopback_runs_kill_and_pause_and_refuses_partitions() {
             "1",
             "--nemesis",
             "kill,pause",
+            "--targets",
+            "one,minority",
+            "--drain",
+            "10s",
         ],
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),
-        Some(3),
+        Some(if broker { 0 } else { 3 }),
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -134,4 +156,96 @@ fn loopback_runs_kill_and_pause_and_refuses_partitions() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("needs network namespaces"), "{stderr}");
+}
+
+#[test]
+fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
+    require_namespaces();
+    assert!(
+        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
+        "the raftmq binary has no broker command"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (o, _) = run(
+        &out,
+        &[
+            "--time",
+            "8s",
+            "--seed",
+            "5",
+            "--nemesis",
+            "kill,pause,partition",
+            "--targets",
+            "one,leader,minority",
+            "--drain",
+            "30s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&out.join("run.json"));
+    assert!(r["workload"]["sends_ok"].as_u64().unwrap() >= 100, "{r}");
+    assert_eq!(r["workload"]["drained"], true, "{r}");
+    assert!(r["faults"].as_array().unwrap().len() >= 2, "{r}");
+    // The role observer saw the nodes every half second.
+    assert!(
+        results["leaders"]["observations"].as_u64().unwrap() >= 10,
+        "{}",
+        results["leaders"]
+    );
+    assert!(results["leaders"]["leader_terms"].as_u64().unwrap() >= 1);
+    // Leader targets found the leader through the nameserver.
+    for f in r["faults"].as_array().unwrap() {
+        assert!(f["start_error"].is_null(), "{f}");
+    }
+}
+
+#[test]
+fn nodes_die_with_a_killed_harness() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = raftmq_bin();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftmq-jepsen"))
+        .args(["run", "--loopback", "--bin", bin.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("run"))
+        .args([
+            "--time",
+            "60s",
+            "--nemesis",
+            "kill",
+            "--gap-min",
+            "50s",
+            "--gap-max",
+            "50s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut pids = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("(pid Some(").nth(1) {
+            pids.push(rest.trim_end_matches("))").parse::<u32>().unwrap());
+        }
+        if line.starts_with("nemesis ") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 4, "namesrv and three nodes");
+    for pid in &pids {
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = nemesis_support::eventually(std::time::Duration::from_secs(10), || {
+        pids.iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
+    assert!(gone, "nodes outlived the harness: {pids:?}");
 }

@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 use nemesis_support::{ask, namesrv_cluster};
 use raftmq_jepsen::checker::{self, CheckConfig, Outcome};
 use raftmq_jepsen::cluster::NetMode;
+use raftmq_jepsen::history::Recorder;
 use raftmq_jepsen::history::{History, OpF, OpType, Phase};
 use raftmq_jepsen::nemesis::{partition, FaultKind, Nemesis, NemesisError, Rng, Target};
-use raftmq_jepsen::recorder::Recorder;
 
-fn load(rec: &Recorder) -> History {
+fn load(rec: &Recorder, path: &std::path::Path) -> History {
     rec.flush().unwrap();
-    History::load(rec.path(), |_| {}).unwrap()
+    History::load(path, |_| {}).unwrap()
 }
 
 #[test]
 fn fault_windows_are_recorded_and_undone() {
     let (dir, mut c) = namesrv_cluster(3, NetMode::Namespaces);
-    let rec = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+    let hpath = dir.path().join("history.jsonl");
+    let rec = Recorder::create(&hpath).unwrap();
     let hub = c.client_netns().map(str::to_owned);
     let addrs: Vec<_> = c.nodes().iter().map(|n| n.addr()).collect();
     {
@@ -45,7 +46,7 @@ fn fault_windows_are_recorded_and_undone() {
     for a in &addrs {
         assert!(ask(hub.as_deref(), *a, Duration::from_secs(2)).is_ok());
     }
-    let h = load(&rec);
+    let h = load(&rec, &hpath);
     let faults: Vec<_> = h.ops().iter().filter(|o| o.f == OpF::Fault).collect();
     assert_eq!(faults.len(), 12, "invoke+ok for start and end of 3 faults");
     assert!(faults
@@ -66,7 +67,8 @@ fn fault_windows_are_recorded_and_undone() {
 #[test]
 fn a_fault_that_cannot_apply_is_recorded_failed_and_the_verdict_is_unknown() {
     let (dir, mut c) = namesrv_cluster(3, NetMode::Loopback);
-    let rec = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+    let hpath = dir.path().join("history.jsonl");
+    let rec = Recorder::create(&hpath).unwrap();
     {
         let mut nem = Nemesis::new(&mut c, &rec, 2);
         // Loopback: no partitions.
@@ -86,7 +88,7 @@ fn a_fault_that_cannot_apply_is_recorded_failed_and_the_verdict_is_unknown() {
     for n in c.nodes() {
         assert!(ask(None, n.addr(), Duration::from_secs(2)).is_ok());
     }
-    let h = load(&rec);
+    let h = load(&rec, &hpath);
     let fails: Vec<_> = h
         .ops()
         .iter()
@@ -103,7 +105,8 @@ fn a_fault_that_cannot_apply_is_recorded_failed_and_the_verdict_is_unknown() {
 #[test]
 fn a_seeded_schedule_runs_faults_and_ends_every_one() {
     let (dir, mut c) = namesrv_cluster(3, NetMode::Namespaces);
-    let rec = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+    let hpath = dir.path().join("history.jsonl");
+    let rec = Recorder::create(&hpath).unwrap();
     let records = {
         let mut nem = Nemesis::new(&mut c, &rec, 42);
         let started = Instant::now();
@@ -131,7 +134,7 @@ fn a_seeded_schedule_runs_faults_and_ends_every_one() {
         assert!(n.is_running() && !n.is_paused(), "{} left broken", n.name);
         assert!(ask(c.client_netns(), n.addr(), Duration::from_secs(2)).is_ok());
     }
-    let h = load(&rec);
+    let h = load(&rec, &hpath);
     let results = checker::check(&h, &CheckConfig::default());
     let applied = records.iter().filter(|r| r.start_error.is_none()).count();
     assert_eq!(results.stats.fault_windows, applied);
@@ -167,7 +170,8 @@ fn the_same_seed_gives_the_same_choices() {
 #[test]
 fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
     let (dir, mut c) = namesrv_cluster(3, NetMode::Namespaces);
-    let rec = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+    let hpath = dir.path().join("history.jsonl");
+    let rec = Recorder::create(&hpath).unwrap();
     let ns = c.node(0).unwrap().netns().unwrap().to_owned();
     let show = |ns: &str| {
         let tc = raftmq_jepsen::netns::run(
@@ -198,7 +202,7 @@ fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
         !tc.contains("netem") && !nft.contains("numgen"),
         "{tc}\n{nft}"
     );
-    let results = checker::check(&load(&rec), &CheckConfig::default());
+    let results = checker::check(&load(&rec, &hpath), &CheckConfig::default());
     assert_eq!(results.stats.fault_windows, 1);
     assert_eq!(results.stats.failed_faults, 0);
 }

@@ -1,6 +1,8 @@
 //! Replication benchmark: a 3-node group on loopback over the real store.
 //!
-//! `cargo run --release -p raftmq-raft --example bench -- [sync|async] [messages] [kills]`
+//! `cargo run --release -p raftmq-raft --example bench -- [sync|async] [messages] [kills] [election_min_ms election_max_ms heartbeat_ms]`
+//!
+//! Without the last three, the group uses `RaftGroupConfig`'s default timeouts.
 //!
 //! Prints the machine's fdatasync rate (measured first, in the same directory), then
 //! messages/s and send latency (p50/p99/max) for 1 KiB messages with 1 and 64 sends in
@@ -64,6 +66,7 @@ struct Bench {
     root: PathBuf,
     peers: BTreeMap<NodeId, PeerNode>,
     flush: FlushMode,
+    timeouts: Option<(u64, u64, u64)>,
     nodes: Vec<Option<BrokerNode>>,
 }
 
@@ -81,7 +84,12 @@ impl Bench {
     }
 
     async fn open(&self, id: NodeId) -> BrokerNode {
-        let cfg = RaftGroupConfig::new("bench", id, self.peers.clone());
+        let mut cfg = RaftGroupConfig::new("bench", id, self.peers.clone());
+        if let Some((min, max, hb)) = self.timeouts {
+            cfg.election_timeout_min = Duration::from_millis(min);
+            cfg.election_timeout_max = Duration::from_millis(max);
+            cfg.heartbeat_interval = Duration::from_millis(hb);
+        }
         let start = Instant::now();
         loop {
             let l = match PeerListener::bind(
@@ -253,6 +261,11 @@ async fn main() {
     };
     let messages: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2000);
     let kills: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let num = |i: usize| args.get(i).and_then(|s| s.parse::<u64>().ok());
+    let timeouts = match (num(4), num(5), num(6)) {
+        (Some(a), Some(b), Some(c)) => Some((a, b, c)),
+        _ => None,
+    };
     let tmp = tempfile::tempdir().unwrap();
     println!(
         "fdatasync: {:.0}/s (4 KiB writes, {})",
@@ -272,6 +285,7 @@ async fn main() {
         root: tmp.path().to_path_buf(),
         peers,
         flush,
+        timeouts,
         nodes: vec![],
     };
     for id in 0..3 {
@@ -279,7 +293,7 @@ async fn main() {
         b.nodes.push(Some(n));
     }
     let b = Arc::new(RwLock::new(b));
-    println!("flush {flush:?}, 3 nodes on loopback, 1 KiB messages");
+    println!("flush {flush:?}, 3 nodes on loopback, 1 KiB messages, timeouts (election min/max, heartbeat ms): {timeouts:?}");
     load(&b, 1, messages.min(2000)).await;
     load(&b, 64, messages * 4).await;
     failover(&b, kills).await;

@@ -467,52 +467,66 @@ impl RaftGroup {
         }
     }
 
-    /// Purge the log up to the newest segment-boundary snapshot (the retention driver calls
-    /// this once the segments below it may go). Unless `force` (disk critically full), a
-    /// leader purges only what every member has matched, so nobody needs the snapshot path.
-    /// Returns the purged index, or `None` when there was nothing (safe) to purge.
+    /// Purge the log up to a segment-boundary snapshot: the newest one at or below `upto`
+    /// (the retention bound; `None` = no bound) and, unless `force` (disk critically full),
+    /// at or below what every member has matched, so nobody needs the snapshot path. The
+    /// snapshot served to followers from then on is the one at the purge point. Returns the
+    /// purged index, or `None` when there was nothing (safe) to purge.
     pub async fn compact(
         &self,
         sm: &crate::state_machine::StateMachine,
         log: &raftmq_store::commitlog::CommitLog,
+        upto: Option<u64>,
         force: bool,
         timeout: Duration,
     ) -> Result<Option<u64>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let fatal = |e: typ::Fatal| RaftGroupError::Fatal(e.to_string());
-        let Some(target) = sm.boundary_snapshot() else {
-            return Ok(None);
-        };
-        {
-            let m = self.raft.metrics().borrow().clone();
-            if m.purged.is_some_and(|p| p.index >= target.index) {
-                return Ok(None);
-            }
-            if m.state == ServerState::Leader && !force {
-                let lagging = m
-                    .replication
-                    .as_ref()
-                    .map(|r| {
-                        r.iter().any(|(id, matched)| {
-                            *id != self.id && matched.map(|l| l.index) < Some(target.index)
-                        })
-                    })
-                    .unwrap_or(false);
-                if lagging {
+        let smfatal = |e: typ::StorageError| RaftGroupError::Fatal(e.to_string());
+        let mut bound = upto.unwrap_or(u64::MAX);
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader && !force {
+            let matched = m
+                .replication
+                .as_ref()
+                .map(|r| r.values().map(|v| v.map(|l| l.index)).min().flatten())
+                .unwrap_or(None);
+            match matched {
+                Some(mi) => bound = bound.min(mi),
+                None => {
                     tracing::info!(
                         node = self.id,
-                        upto = target.index,
-                        "purge postponed: a member has not matched it"
+                        "purge postponed: a member has matched nothing yet"
                     );
                     return Ok(None);
                 }
             }
+        }
+        let Some(target) = sm.select_purge_point(bound) else {
+            return Ok(None);
+        };
+        if m.purged.is_some_and(|p| p.index >= target.index) {
+            sm.prune_snapshots().await.map_err(smfatal)?;
+            return Ok(None);
         }
         self.raft.trigger().snapshot().await.map_err(fatal)?;
         self.wait_metrics(deadline, "snapshot", |m| {
             m.snapshot.is_some_and(|s| s.index >= target.index)
         })
         .await?;
+        // openraft keeps its newest snapshot id; what followers are sent is ours.
+        let mut asked = tokio::time::Instant::now();
+        while sm.current_snapshot() != Some(target) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RaftGroupError::Timeout { op: "snapshot" });
+            }
+            // A build already under way may have served an older choice: ask again.
+            if asked.elapsed() > Duration::from_millis(300) {
+                self.raft.trigger().snapshot().await.map_err(fatal)?;
+                asked = tokio::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.raft
             .trigger()
             .purge_log(target.index)
@@ -522,9 +536,10 @@ impl RaftGroup {
             m.purged.is_some_and(|p| p.index >= target.index)
         })
         .await?;
+        sm.prune_snapshots().await.map_err(smfatal)?;
         sm.purge_derived_below(log.state().first_pos)
             .await
-            .map_err(|e| RaftGroupError::Fatal(e.to_string()))?;
+            .map_err(smfatal)?;
         tracing::info!(
             node = self.id,
             upto = target.index,

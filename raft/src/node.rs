@@ -33,6 +33,16 @@ pub async fn start_node(
     transport: Transport,
     bootstrap: bool,
 ) -> Result<BrokerNode> {
+    let max_record = raftmq_store::format::max_payload(storage.commitlog.segment_size);
+    if cfg.max_batch_bytes as u64 > max_record {
+        return Err(RaftGroupError::Config(crate::error::ConfigError::Invalid {
+            key: "max_batch_bytes",
+            reason: format!(
+                "{} exceeds the largest record a {}-byte segment holds ({max_record})",
+                cfg.max_batch_bytes, storage.commitlog.segment_size
+            ),
+        }));
+    }
     let s = open_storage(root, storage, cfg.replication_max_bytes)
         .map_err(|e| RaftGroupError::Fatal(e.to_string()))?;
     let mut group = RaftGroup::start(

@@ -236,6 +236,15 @@ async fn run(
                 None => return,
             },
         };
+        if first.bytes.len() > limits.max_batch_bytes {
+            let reason = format!(
+                "send of {} bytes exceeds the batch limit of {}",
+                first.bytes.len(),
+                limits.max_batch_bytes
+            );
+            let _ = first.resp.send(Err(RaftGroupError::InvalidCommand(reason)));
+            continue;
+        }
 
         if write_failed.swap(false, Ordering::SeqCst) {
             // Drain every in-flight batch, then wait until the whole log is applied, so the
@@ -264,7 +273,9 @@ async fn run(
         while batch.len() < limits.max_batch_commands {
             match rx.try_recv() {
                 Ok(r) => {
-                    if bytes + r.bytes.len() > limits.max_batch_bytes {
+                    if bytes + r.bytes.len() > limits.max_batch_bytes
+                        || r.bytes.len() > limits.max_batch_bytes
+                    {
                         carry = Some(r);
                         break;
                     }
@@ -316,6 +327,23 @@ async fn run(
         let cmd = BrokerCommand::PutMessages {
             bytes: buf.freeze(),
         };
+        // Offsets were sequenced for `seq.term`: submit only while the core still leads in
+        // that term (the core may have moved on before the role watcher noticed).
+        let still_leading = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_term == seq.term && m.state == openraft::ServerState::Leader
+        };
+        if !still_leading {
+            for w in waiters {
+                let _ = w.resp.send(Err(RaftGroupError::NotLeader {
+                    leader: None,
+                    leader_node: None,
+                }));
+            }
+            write_failed.store(true, Ordering::SeqCst);
+            continue;
+        }
         let pending = match raft.client_write_ff(cmd).await {
             Ok(p) => p,
             Err(fatal) => {
@@ -383,4 +411,105 @@ async fn wait_applied_all(raft: &typ::Raft, timeout: Duration) -> bool {
         }
     };
     tokio::time::timeout(timeout, fut).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use raftmq_store::message::{sysflag, StoredMessage};
+
+    use super::*;
+
+    struct Applied(HashMap<(String, i32), i64>);
+
+    impl QueueOffsetSource for Applied {
+        fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
+            self.0
+                .get(&(topic.to_string(), queue_id))
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    fn msg(topic: &str, queue_id: i32, sys_flag: i32) -> Vec<u8> {
+        let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        StoredMessage {
+            topic: topic.into(),
+            queue_id,
+            flag: 0,
+            queue_offset: -1,
+            physical_offset: 0,
+            sys_flag,
+            born_timestamp: 1,
+            born_host: host,
+            store_timestamp: 0,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: b"b".to_vec(),
+            properties: vec![],
+        }
+        .encode()
+        .unwrap()
+    }
+
+    fn offsets(bytes: &[u8]) -> Vec<(String, i32, i64, i64)> {
+        message::iter_batch(bytes)
+            .map(|r| {
+                let (_, v) = r.unwrap();
+                (
+                    v.topic().to_string(),
+                    v.queue_id(),
+                    v.queue_offset(),
+                    v.store_timestamp(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequencer_continues_the_applied_table_and_skips_half_messages() {
+        let applied = Applied([(("T".to_string(), 1), 41)].into_iter().collect());
+        let mut seq = Sequencer::default();
+        seq.reset(3);
+        let mut batch = [
+            msg("T", 1, 0),
+            msg("T", 1, sysflag::TRANSACTION_PREPARED),
+            msg("T", 2, 0),
+            msg("T", 1, sysflag::TRANSACTION_COMMIT),
+        ]
+        .concat();
+        let slots = parse_request(&batch).unwrap();
+        seq.assign(&mut batch, &slots, &applied, 777).unwrap();
+        let got = offsets(&batch);
+        assert_eq!(
+            got,
+            vec![
+                ("T".into(), 1, 41, 777),
+                ("T".into(), 1, 0, 777),
+                ("T".into(), 2, 0, 777),
+                ("T".into(), 1, 42, 777),
+            ]
+        );
+        // The next request continues from the sequencer, not from the (stale) applied table.
+        let mut next = msg("T", 1, 0);
+        let slots = parse_request(&next).unwrap();
+        seq.assign(&mut next, &slots, &applied, 778).unwrap();
+        assert_eq!(offsets(&next)[0].2, 43);
+        // A new term starts over from the applied table.
+        seq.reset(4);
+        let mut again = msg("T", 1, 0);
+        let slots = parse_request(&again).unwrap();
+        seq.assign(&mut again, &slots, &applied, 779).unwrap();
+        assert_eq!(offsets(&again)[0].2, 41);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_whole() {
+        assert!(parse_request(&[]).is_err());
+        let mut bad = msg("T", 0, 0);
+        bad.extend_from_slice(b"trailing garbage");
+        assert!(parse_request(&bad).is_err());
+    }
 }

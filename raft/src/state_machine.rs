@@ -11,11 +11,12 @@
 //!
 //! Snapshots are taken at segment boundaries (openraft.md §3.5): when the first entry of a
 //! new commitlog segment is applied, the state as of the last entry of the previous segment
-//! is captured and persisted (`snapshots/boundary.snap`, atomic replace). It carries the
+//! is captured and persisted (`snapshots/<index>.snap`, atomic replace). It carries the
 //! metadata tables, the queue-offset table, the applied id, membership and the commitlog
-//! position just past the applied entry. `build_snapshot` returns the newest boundary
-//! snapshot (the current state only while no segment has rolled yet), so a purge up to a
-//! snapshot's id always ends on a segment boundary. Installing one resets the
+//! position just past the applied entry. `build_snapshot` serves the boundary snapshot at
+//! the log's purge point (or the one a pending purge selected), never a newer one: a
+//! follower that installs it then lacks nothing the leader still retains (openraft.md §3.5's
+//! trap). Snapshots below the purge point are deleted. Installing one resets the
 //! dispatcher and, when the local log ends before the snapshot, restarts the commitlog at that
 //! position so record positions stay identical to the leader's. openraft never snapshots or
 //! purges by itself (`SnapshotPolicy::Never`).
@@ -25,6 +26,7 @@
 // openraft's trait methods return its `StorageError` (over 200 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -92,11 +94,13 @@ struct Inner {
     current: Option<StoredSnapshot>,
     segment_size: u64,
     snapshot_dir: Option<PathBuf>,
-    /// Newest segment-boundary snapshot.
-    boundary: Option<StoredSnapshot>,
+    /// Segment-boundary snapshots by last index.
+    boundaries: BTreeMap<u64, StoredSnapshot>,
+    /// Boundary chosen by a purge in progress ([`StateMachine::select_purge_point`]).
+    purge_target: Option<u64>,
 }
 
-const BOUNDARY_FILE: &str = "boundary.snap";
+const SNAPSHOT_EXT: &str = "snap";
 
 /// A snapshot's metadata and bytes.
 type StoredSnapshot = (SnapshotMeta<NodeId, PeerNode>, Vec<u8>);
@@ -127,9 +131,9 @@ impl StateMachine {
         policy: CheckpointPolicy,
         snapshot_dir: Option<PathBuf>,
     ) -> Result<Self, SE> {
-        let boundary = match &snapshot_dir {
-            Some(d) => load_boundary(d)?,
-            None => None,
+        let boundaries = match &snapshot_dir {
+            Some(d) => load_boundaries(d)?,
+            None => BTreeMap::new(),
         };
         let segment_size = log.config().segment_size;
         let membership = if dispatcher.extra().is_empty() {
@@ -147,10 +151,11 @@ impl StateMachine {
                 policy,
                 since_checkpoint: 0,
                 last_checkpoint: Instant::now(),
-                current: boundary.clone(),
+                current: None,
                 segment_size,
                 snapshot_dir,
-                boundary,
+                boundaries,
+                purge_target: None,
             })),
         })
     }
@@ -195,12 +200,63 @@ impl StateMachine {
         f(&self.lock().metadata)
     }
 
-    /// Id of the newest segment-boundary snapshot, if a segment has rolled.
-    pub fn boundary_snapshot(&self) -> Option<LogId<NodeId>> {
+    /// Ids of the segment-boundary snapshots kept, oldest first.
+    pub fn boundary_snapshots(&self) -> Vec<LogId<NodeId>> {
         self.lock()
-            .boundary
+            .boundaries
+            .values()
+            .filter_map(|(m, _)| m.last_log_id)
+            .collect()
+    }
+
+    /// Id of the snapshot last built or installed (what a follower would be sent).
+    pub fn current_snapshot(&self) -> Option<LogId<NodeId>> {
+        self.lock()
+            .current
             .as_ref()
             .and_then(|(m, _)| m.last_log_id)
+    }
+
+    /// Choose the boundary a purge is about to go to: the newest at or below `bound`.
+    /// Until the purge is done, `build_snapshot` serves that one. Returns its id.
+    pub fn select_purge_point(&self, bound: u64) -> Option<LogId<NodeId>> {
+        let mut g = self.lock();
+        let (idx, id) = g
+            .boundaries
+            .range(..=bound)
+            .next_back()
+            .and_then(|(i, (m, _))| m.last_log_id.map(|l| (*i, l)))?;
+        g.purge_target = Some(idx);
+        Some(id)
+    }
+
+    /// Forget snapshots below the log's purge point (they can never be served again).
+    pub async fn prune_snapshots(&self) -> Result<(), SE> {
+        self.blocking(|g| {
+            let Some(p) = g.log.state().purged.map(|p| p.index) else {
+                return Ok(());
+            };
+            if g.purge_target.is_some_and(|t| t <= p) {
+                g.purge_target = None;
+            }
+            let old: Vec<u64> = g.boundaries.range(..p).map(|(i, _)| *i).collect();
+            for i in old {
+                g.boundaries.remove(&i);
+                if let Some(d) = &g.snapshot_dir {
+                    let path = d.join(snapshot_file(i));
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(smerr(
+                                ErrorVerb::Delete,
+                                format!("{}: {e}", path.display()),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Delete consumequeue and index files wholly below commitlog position `pos` (after the
@@ -405,22 +461,43 @@ impl Inner {
     /// Capture and persist the state as of the last entry of the segment just finished.
     fn capture_boundary(&mut self) -> Result<(), SE> {
         let snap = self.snapshot_now()?;
+        self.keep_boundary(snap)
+    }
+
+    fn keep_boundary(&mut self, snap: StoredSnapshot) -> Result<(), SE> {
+        let Some(idx) = snap.0.last_log_id.map(|l| l.index) else {
+            return Ok(());
+        };
         if let Some(dir) = &self.snapshot_dir {
-            store_boundary(dir, &snap)?;
+            store_snapshot(dir, idx, &snap)?;
         }
         tracing::debug!(snapshot = %snap.0.snapshot_id, "segment-boundary snapshot");
-        self.boundary = Some(snap);
+        self.boundaries.insert(idx, snap);
         Ok(())
     }
 
-    fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
-        let (meta, bytes) = match &self.boundary {
-            Some(b) => b.clone(),
-            None => {
-                self.checkpoint()?;
-                self.snapshot_now()?
+    /// The snapshot to hand to openraft: the boundary at the pending purge target, else at
+    /// the log's purge point (or the first above it), else the newest boundary, else (no
+    /// segment rolled yet) the current state.
+    fn served(&mut self) -> Result<StoredSnapshot, SE> {
+        if let Some(t) = self.purge_target {
+            if let Some(s) = self.boundaries.get(&t) {
+                return Ok(s.clone());
             }
-        };
+        }
+        if let Some(p) = self.log.state().purged {
+            if let Some((_, s)) = self.boundaries.range(p.index..).next() {
+                return Ok(s.clone());
+            }
+        } else if let Some((_, s)) = self.boundaries.iter().next_back() {
+            return Ok(s.clone());
+        }
+        self.checkpoint()?;
+        self.snapshot_now()
+    }
+
+    fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let (meta, bytes) = self.served()?;
         self.current = Some((meta.clone(), bytes.clone()));
         Ok(Snapshot {
             meta,
@@ -461,10 +538,15 @@ impl Inner {
         self.membership = p.membership;
         self.checkpoint()?;
         let snap = (meta.clone(), data);
+        // Everything below it is gone here too: keep only what can still be served.
+        self.boundaries.clear();
         if let Some(dir) = &self.snapshot_dir {
-            store_boundary(dir, &snap)?;
+            for i in list_snapshots(dir)? {
+                let _ = std::fs::remove_file(dir.join(snapshot_file(i)));
+            }
         }
-        self.boundary = Some(snap.clone());
+        self.purge_target = None;
+        self.keep_boundary(snap.clone())?;
         self.current = Some(snap);
         Ok(())
     }
@@ -535,32 +617,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-fn load_boundary(dir: &Path) -> Result<Option<StoredSnapshot>, SE> {
-    let path = dir.join(BOUNDARY_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => codec::decode_versioned(&bytes)
-            .map(Some)
-            .map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(smerr(ErrorVerb::Read, format!("{}: {e}", path.display()))),
+fn snapshot_file(index: u64) -> String {
+    format!("{index:020}.{SNAPSHOT_EXT}")
+}
+
+fn list_snapshots(dir: &Path) -> Result<Vec<u64>, SE> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(smerr(ErrorVerb::Read, format!("{}: {e}", dir.display()))),
+    };
+    let mut out = vec![];
+    for ent in rd {
+        let ent = ent.map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", dir.display())))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(&format!(".{SNAPSHOT_EXT}")) {
+            if let Ok(i) = stem.parse::<u64>() {
+                out.push(i);
+            }
+        }
     }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn load_boundaries(dir: &Path) -> Result<BTreeMap<u64, StoredSnapshot>, SE> {
+    let mut out = BTreeMap::new();
+    for i in list_snapshots(dir)? {
+        let path = dir.join(snapshot_file(i));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", path.display())))?;
+        let snap: StoredSnapshot = codec::decode_versioned(&bytes)
+            .map_err(|e| smerr(ErrorVerb::Read, format!("{}: {e}", path.display())))?;
+        out.insert(i, snap);
+    }
+    Ok(out)
 }
 
 /// Atomic replace: temp file, fsync, rename, fsync the directory.
-fn store_boundary(dir: &Path, snap: &StoredSnapshot) -> Result<(), SE> {
+fn store_snapshot(dir: &Path, index: u64, snap: &StoredSnapshot) -> Result<(), SE> {
     let werr = |what: &str, e: std::io::Error| {
         smerr(ErrorVerb::Write, format!("{what} {}: {e}", dir.display()))
     };
     let bytes = codec::encode_versioned(snap)
         .map_err(|e| serr(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
     std::fs::create_dir_all(dir).map_err(|e| werr("create", e))?;
-    let tmp = dir.join(format!("{BOUNDARY_FILE}.tmp"));
+    let name = snapshot_file(index);
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| werr("create", e))?;
         f.write_all(&bytes).map_err(|e| werr("write", e))?;
         f.sync_all().map_err(|e| werr("fsync", e))?;
     }
-    std::fs::rename(&tmp, dir.join(BOUNDARY_FILE)).map_err(|e| werr("rename", e))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| werr("rename", e))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| werr("fsync dir", e))?;

@@ -121,6 +121,13 @@ async fn three_nodes_dispatch_the_same_committed_messages() {
         c.node(leader).proposer.send(bad).await,
         Err(raftmq_raft::RaftGroupError::InvalidCommand(_))
     ));
+    // So is a send larger than one batch may be (it could not fit a record).
+    let mut huge = common::cluster::message(2, &"z".repeat(20_000));
+    huge.extend_from_slice(&common::cluster::message(2, &"w".repeat(20_000)));
+    assert!(matches!(
+        c.node(leader).proposer.send(huge).await,
+        Err(raftmq_raft::RaftGroupError::InvalidCommand(_))
+    ));
     let r = c.send(leader, 2, "after-bad").await.unwrap();
     assert_eq!(r[0].queue_offset, counts[2] + 2);
 }

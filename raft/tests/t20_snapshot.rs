@@ -1,6 +1,7 @@
-//! Segment-boundary snapshots and purge: a follower that was down while the leader purged
-//! its log comes back through the snapshot path plus the retained log, with record positions
-//! identical to the leader's.
+//! Segment-boundary snapshots and purge: purges stop at a retention bound and at what every
+//! member matched; a follower that was down while the leader purged comes back through the
+//! snapshot at the leader's purge point (never a newer one) plus the retained log, with
+//! record positions identical to the leader's.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,14 +11,14 @@ use std::time::Duration;
 use common::cluster::{Cluster, QUEUES, TOPIC};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
+async fn purge_respects_bounds_and_snapshot_brings_a_follower_back() {
     let mut c = Cluster::start().await;
     let leader = c.wait_leader(Duration::from_secs(20)).await;
     let victim = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     let pad = "y".repeat(1000);
+    let t = Duration::from_secs(10);
 
-    // With everyone up, a purge to the newest boundary goes through on the leader.
     let mut acks = vec![];
     for i in 0..100 {
         let body = format!("a-{i}-{pad}");
@@ -25,22 +26,28 @@ async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
         acks.push((i % QUEUES, r[0].queue_offset, r[0].phys_offset, body));
     }
     let n = c.node(leader);
-    common::wait_until("followers matched", Duration::from_secs(10), || {
+    common::wait_until("followers matched", t, || {
         let m = n.group.metrics();
         let ok = m.replication.values().all(|v| *v == m.last_log_index);
         async move { ok }
     })
     .await;
+    // A retention bound: the purge stops at the newest boundary at or below it.
+    let bounds = n.sm.boundary_snapshots();
+    assert!(bounds.len() >= 2, "test did not roll segments: {bounds:?}");
+    let bound = bounds[1].index;
     let first = n
         .group
-        .compact(&n.sm, &n.log, false, Duration::from_secs(10))
+        .compact(&n.sm, &n.log, Some(bound), false, t)
         .await
         .unwrap();
-    assert!(
-        first.is_some(),
-        "nothing purged although every member matched"
-    );
+    assert_eq!(first, Some(bound));
+    assert_eq!(n.sm.current_snapshot(), Some(bounds[1]));
     assert!(n.log.state().first_pos > 0);
+    assert!(
+        n.sm.boundary_snapshots().iter().all(|b| b.index >= bound),
+        "snapshots below the purge point kept"
+    );
 
     // Now a follower is down while the leader writes and purges again.
     c.kill(victim);
@@ -50,27 +57,36 @@ async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
         acks.push((i % QUEUES, r[0].queue_offset, r[0].phys_offset, body));
     }
     let n = c.node(leader);
-    assert_eq!(
-        n.group
-            .compact(&n.sm, &n.log, false, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        None,
-        "purged below what a member has matched"
-    );
+    // Without force, the purge stays at or below what the dead follower matched.
+    let victim_matched = n.group.metrics().replication[&(victim as u64)].unwrap();
+    if let Some(p) = n
+        .group
+        .compact(&n.sm, &n.log, None, false, t)
+        .await
+        .unwrap()
+    {
+        assert!(
+            p <= victim_matched,
+            "purged {p} past the follower's {victim_matched}"
+        );
+    }
     let purged = n
         .group
-        .compact(&n.sm, &n.log, true, Duration::from_secs(10))
+        .compact(&n.sm, &n.log, None, true, t)
         .await
         .unwrap()
         .expect("forced purge");
-    assert!(purged > first.unwrap());
+    assert!(purged > victim_matched);
+    // More segments roll after the purge: a follower must still get the snapshot at the
+    // purge point, not a newer boundary (it would lack messages the leader retains).
+    for i in 400..520 {
+        let body = format!("c-{i}-{pad}");
+        let r = c.send(leader, i % QUEUES, &body).await.unwrap();
+        acks.push((i % QUEUES, r[0].queue_offset, r[0].phys_offset, body));
+    }
     // The other follower purges independently.
     let o = c.node(other);
-    o.group
-        .compact(&o.sm, &o.log, true, Duration::from_secs(10))
-        .await
-        .unwrap();
+    o.group.compact(&o.sm, &o.log, None, true, t).await.unwrap();
 
     c.restart(victim).await;
     let leader_state = c.node(leader).log.state();
@@ -84,12 +100,12 @@ async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
     )
     .await;
     let v = c.node(victim);
-    // It never purged by itself: a purge mark at or past the leader's means it installed the
-    // leader's snapshot (openraft purges the follower's log up to the installed snapshot).
+    // It never purged by itself: its purge mark is the installed snapshot's id.
     let vm = v.group.metrics();
-    assert!(
-        vm.purged_index >= Some(purged) && vm.snapshot_index >= Some(purged),
-        "the follower did not come back through a snapshot: {vm:?}"
+    assert_eq!(
+        vm.purged_index,
+        Some(purged),
+        "the follower did not come back through the snapshot at the leader's purge point: {vm:?}"
     );
     // Queues continue where the leader's do.
     for q in 0..QUEUES {
@@ -97,30 +113,26 @@ async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
             .node(leader)
             .sm
             .with_dispatcher(|d| d.max_offset(TOPIC, q));
-        common::wait_until("queue caught up", Duration::from_secs(10), || {
+        common::wait_until("queue caught up", t, || {
             let got = v.sm.with_dispatcher(|d| d.max_offset(TOPIC, q));
             async move { got == want }
         })
         .await;
     }
     // Every acked message the leader still retains is on the follower at the same place.
+    let retained = c.node(leader).log.state().first_pos;
     for (q, off, phys, body) in &acks {
-        if (*phys as u64) < v.log.state().first_pos {
+        if (*phys as u64) < retained {
             continue;
         }
         let (p, b) = c
             .read_body(victim, *q, *off)
-            .unwrap_or_else(|| panic!("follower lacks {q}/{off}"));
+            .unwrap_or_else(|| panic!("follower lacks retained {q}/{off}"));
         assert_eq!((&b, p), (body, *phys));
     }
     // Byte-identical from the leader's first retained position on.
     let end = leader_state.next_pos;
-    let start = c
-        .node(leader)
-        .log
-        .state()
-        .first_pos
-        .max(v.log.state().first_pos);
+    let start = retained.max(v.log.state().first_pos);
     let seg = 64 * 1024u64;
     let mut pos = start;
     while pos < end {
@@ -134,13 +146,9 @@ async fn purge_waits_for_members_and_snapshot_brings_a_follower_back() {
     }
     // And new sends flow to it.
     let r = c.send(leader, 1, "after-snapshot").await.unwrap();
-    common::wait_until(
-        "new send dispatched on the follower",
-        Duration::from_secs(10),
-        || {
-            let got = c.read_body(victim, 1, r[0].queue_offset).map(|(_, b)| b);
-            async move { got.as_deref() == Some("after-snapshot") }
-        },
-    )
+    common::wait_until("new send dispatched on the follower", t, || {
+        let got = c.read_body(victim, 1, r[0].queue_offset).map(|(_, b)| b);
+        async move { got.as_deref() == Some("after-snapshot") }
+    })
     .await;
 }

@@ -329,6 +329,72 @@ impl BrokerConfig {
             .map_err(|e| ConfigError::Inconsistent(format!("DLedger settings: {e}")))
     }
 
+    /// The effective settings as `key=value` lines (GET_BROKER_CONFIG answers with this).
+    pub fn to_properties_text(&self) -> String {
+        let flush = match self.flush_disk_type {
+            FlushMode::Sync => "SYNC_FLUSH",
+            FlushMode::Async => "ASYNC_FLUSH",
+        };
+        let pairs: Vec<(&str, String)> = vec![
+            ("brokerClusterName", self.broker_cluster_name.clone()),
+            ("brokerName", self.broker_name.clone()),
+            ("brokerIP1", self.broker_ip1.to_string()),
+            ("listenPort", self.listen_port.to_string()),
+            ("namesrvAddr", self.namesrv_addr.join(";")),
+            (
+                "storePathRootDir",
+                self.store_path_root_dir.display().to_string(),
+            ),
+            ("enableDLegerCommitLog", "true".into()),
+            ("dLegerGroup", self.dleger_group.clone()),
+            ("dLegerPeers", self.dleger_peers.clone()),
+            ("dLegerSelfId", self.dleger_self_id.clone()),
+            ("peerBrokerAddrs", self.peer_broker_addrs.clone()),
+            ("flushDiskType", flush.into()),
+            (
+                "mapedFileSizeCommitLog",
+                self.maped_file_size_commit_log.to_string(),
+            ),
+            (
+                "mapedFileSizeConsumeQueue",
+                self.maped_file_size_consume_queue.to_string(),
+            ),
+            ("maxMessageSize", self.max_message_size.to_string()),
+            (
+                "autoCreateTopicEnable",
+                self.auto_create_topic_enable.to_string(),
+            ),
+            (
+                "autoCreateSubscriptionGroup",
+                self.auto_create_subscription_group.to_string(),
+            ),
+            (
+                "defaultTopicQueueNums",
+                self.default_topic_queue_nums.to_string(),
+            ),
+            ("brokerPermission", self.broker_permission.to_string()),
+            ("longPollingEnable", self.long_polling_enable.to_string()),
+            (
+                "shortPollingTimeMills",
+                self.short_polling_time.as_millis().to_string(),
+            ),
+            (
+                "registerBrokerTimeoutMills",
+                self.register_broker_timeout.as_millis().to_string(),
+            ),
+            (
+                "registerNameServerPeriod",
+                self.register_name_server_period.as_millis().to_string(),
+            ),
+            ("deleteWhen", self.delete_when.clone()),
+            ("fileReservedTime", self.file_reserved_time.to_string()),
+            ("messageIndexEnable", self.message_index_enable.to_string()),
+            ("traceOn", self.trace_on.to_string()),
+            ("regionId", self.region_id.clone()),
+        ];
+        pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
     /// The address clients reach this node at (`brokerIP1:listenPort`).
     pub fn broker_addr(&self, bound_port: u16) -> SocketAddr {
         SocketAddr::new(self.broker_ip1, bound_port)
@@ -359,6 +425,17 @@ mod tests {
         let (_, left) = BrokerConfig::from_properties_checked(&props).unwrap();
         assert_eq!(left.unknown, vec![("listenPrt".to_string(), 11)]);
         assert_eq!(left.ignored, vec![("brokerRole".to_string(), 12)]);
+    }
+
+    #[test]
+    fn properties_text_round_trips() {
+        let text = "brokerName=broker-z\nlistenPort=1234\nflushDiskType=SYNC_FLUSH\n\
+                    namesrvAddr=127.0.0.1:1;127.0.0.1:2\nshortPollingTimeMills=500\n";
+        let cfg = BrokerConfig::from_properties(&Properties::parse(text, "t").unwrap()).unwrap();
+        let again = Properties::parse(&cfg.to_properties_text(), "again").unwrap();
+        let (back, left) = BrokerConfig::from_properties_checked(&again).unwrap();
+        assert_eq!(back, cfg);
+        assert!(left.unknown.is_empty(), "{:?}", left.unknown);
     }
 
     #[test]
@@ -399,6 +476,18 @@ mod tests {
             let (cfg, left) = BrokerConfig::from_properties_checked(&props).unwrap();
             assert!(left.unknown.is_empty(), "{name}: {:?}", left.unknown);
             assert_eq!(cfg.broker_name, "broker-a", "{name}");
+        }
+        let mut ports = std::collections::BTreeSet::new();
+        for i in 0..3 {
+            for g in ["a", "b"] {
+                let cfg = BrokerConfig::load(&dir.join(format!("broker-{g}-n{i}.conf"))).unwrap();
+                assert_eq!(cfg.broker_name, format!("broker-{g}"));
+                let raft = cfg.raft_group().unwrap();
+                assert_eq!(raft.self_id, i);
+                assert!(ports.insert(cfg.listen_port), "remoting ports are distinct");
+                let own = raft.self_node().unwrap().raft_addr.clone();
+                assert!(ports.insert(own.rsplit(':').next().unwrap().parse().unwrap()));
+            }
         }
         let n2 = BrokerConfig::load(&dir.join("broker-a-n2.conf")).unwrap();
         let g = n2.raft_group().unwrap();

@@ -107,6 +107,7 @@ pub struct TopicManager {
     broker_perm: i32,
     counter: AtomicI64,
     started_ms: i64,
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl TopicManager {
@@ -117,7 +118,13 @@ impl TopicManager {
             broker_perm: cfg.broker_permission,
             counter: AtomicI64::new(0),
             started_ms: super::now_ms(),
+            creating: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Serialises auto-creations, so concurrent first sends create a topic once.
+    pub async fn creation_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.creating.lock().await
     }
 
     /// The applied config of `name`.

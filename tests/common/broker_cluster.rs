@@ -29,6 +29,11 @@ fn free_port() -> u16 {
 
 /// Spawn the binary and read its one-line banner `<prefix> <addr>` from stdout.
 fn spawn(args: &[&str], prefix: &str, log: PathBuf) -> (Child, String) {
+    try_spawn(args, prefix, log).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`spawn`], with the failure (and the process's log tail) as an error.
+fn try_spawn(args: &[&str], prefix: &str, log: PathBuf) -> Result<(Child, String), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_raftmq"))
         .args(args)
         .env("RUST_LOG", "info")
@@ -48,16 +53,16 @@ fn spawn(args: &[&str], prefix: &str, log: PathBuf) -> (Child, String) {
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => (child, addr),
+        Ok(addr) => Ok((child, addr)),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            panic!(
+            Err(format!(
                 "{args:?} printed no banner ({e}); log tail:\n{}",
                 tail.join("\n")
-            );
+            ))
         }
     }
 }
@@ -82,8 +87,22 @@ impl Cluster {
         Self::start_with(n, "")
     }
 
-    /// As [`Cluster::start`], with extra `broker.conf` lines for every node.
+    /// As [`Cluster::start`], with extra `broker.conf` lines for every node. Ports are picked
+    /// free and released before the nodes bind them, so a concurrent test can take one in
+    /// between: then the whole cluster is started again on other ports (at most 3 times).
     pub fn start_with(n: usize, extra: &str) -> Cluster {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(n, extra) {
+                Ok(c) => return c,
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free ports after 3 attempts: {last}");
+    }
+
+    fn try_start(n: usize, extra: &str) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let ns_conf = dir.path().join("namesrv.conf");
         std::fs::write(
@@ -138,13 +157,17 @@ impl Cluster {
             nodes,
         };
         for i in 0..n {
-            c.start_node(i);
+            c.try_start_node(i)?;
         }
-        c
+        Ok(c)
     }
 
     /// (Re)start node `i` from its config file.
     pub fn start_node(&mut self, i: usize) {
+        self.try_start_node(i).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_node(&mut self, i: usize) -> Result<(), String> {
         let log = self.dir.path().join(format!("broker-n{i}.log"));
         let log = {
             // Keep earlier logs of the node when it restarts.
@@ -157,9 +180,10 @@ impl Cluster {
             p
         };
         let conf = self.nodes[i].conf.to_string_lossy().to_string();
-        let (child, addr) = spawn(&["broker", "-c", &conf], "raftmq broker listening on", log);
+        let (child, addr) = try_spawn(&["broker", "-c", &conf], "raftmq broker listening on", log)?;
         assert_eq!(addr, self.nodes[i].addr);
         self.nodes[i].child = Some(child);
+        Ok(())
     }
 
     /// `kill -9` node `i`.

@@ -24,9 +24,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, ClusterError, NetMode};
+use crate::history::Recorder;
 use crate::history::{HistoryError, Op, OpF, OpType, Phase, Process};
 use crate::netns::NetError;
-use crate::recorder::Recorder;
 
 pub use net::NetFault;
 pub use partition::{Firewall, Grudge};
@@ -103,6 +103,22 @@ pub enum Target {
     /// `n/2+1` nodes: the group loses its quorum.
     Majority,
     All,
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "one" => Ok(Target::One),
+            "leader" => Ok(Target::Leader),
+            "minority" => Ok(Target::Minority),
+            "majority" => Ok(Target::Majority),
+            "all" => Ok(Target::All),
+            other => Err(format!(
+                "unknown target {other:?} (known: one, leader, minority, majority, all)"
+            )),
+        }
+    }
 }
 
 impl Target {
@@ -205,6 +221,8 @@ pub struct Nemesis<'a> {
     netem: Option<bool>,
     /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
     members: Vec<usize>,
+    /// Target kinds kill, pause and net choose from (never empty).
+    targets: Vec<Target>,
 }
 
 /// The result of one scheduled fault.
@@ -230,6 +248,7 @@ impl<'a> Nemesis<'a> {
         };
         let members = (0..cluster.len()).collect();
         Nemesis {
+            targets: Target::ALL.to_vec(),
             netem: None,
             members,
             cluster,
@@ -256,6 +275,14 @@ impl<'a> Nemesis<'a> {
     /// "minority" are computed over this set.
     pub fn with_members(mut self, members: Vec<usize>) -> Self {
         self.members = members;
+        self
+    }
+
+    /// Restricts the targets kill, pause and net choose from (an empty list keeps all).
+    pub fn with_targets(mut self, targets: Vec<Target>) -> Self {
+        if !targets.is_empty() {
+            self.targets = targets;
+        }
         self
     }
 
@@ -307,7 +334,8 @@ impl<'a> Nemesis<'a> {
         let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
         match kind {
             FaultKind::Kill | FaultKind::Pause | FaultKind::Net => {
-                let target = Target::ALL[usize::try_from(self.rng.below(5)).unwrap_or(0)];
+                let pick = self.rng.below(self.targets.len() as u64);
+                let target = self.targets[usize::try_from(pick).unwrap_or(0)];
                 let target = if kind == FaultKind::Net && target == Target::All {
                     Target::Minority
                 } else {

@@ -1,7 +1,9 @@
 //! Topic administration and broker information: UPDATE_AND_CREATE_TOPIC (17),
 //! DELETE_TOPIC_IN_BROKER (215), GET_ALL_TOPIC_CONFIG (21), GET_BROKER_RUNTIME_INFO (28),
 //! GET_TOPIC_STATS_INFO (202), GET_CONSUMER_CONNECTION_LIST (203),
-//! GET_PRODUCER_CONNECTION_LIST (204), GET_CONSUME_STATS (208).
+//! GET_PRODUCER_CONNECTION_LIST (204), GET_CONSUME_STATS (208), GET_BROKER_CONFIG (26),
+//! subscription groups (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP 200, GET_ALL_SUBSCRIPTIONGROUP_CONFIG
+//! 201, DELETE_SUBSCRIPTIONGROUP 207; changes replicated).
 //!
 //! Topic changes are replicated through the group (leader only) and trigger a registration
 //! with the nameservers.
@@ -9,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use raftmq_store::metadata::TopicConfig;
+use raftmq_store::metadata::{SubscriptionGroupConfig, TopicConfig};
 
 use crate::broker::client_manager::Channel;
 use crate::broker::BrokerState;
@@ -19,9 +21,9 @@ use crate::remoting::body::{
     OffsetWrapper, ProducerConnection, TopicOffset,
 };
 use crate::remoting::header::admin::{
-    CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
-    GetConsumerConnectionListRequestHeader, GetProducerConnectionListRequestHeader,
-    GetTopicStatsInfoRequestHeader,
+    CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
+    GetProducerConnectionListRequestHeader, GetTopicStatsInfoRequestHeader,
 };
 use crate::remoting::json;
 use crate::remoting::{ProcessError, ProcessResult, RemotingCommand, ResponseCode};
@@ -299,5 +301,98 @@ pub fn consume_stats(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
         )));
     }
     let body = encode_consume_stats(&table, 0.0)?;
+    Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
+}
+
+pub fn broker_config(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let version = serde_json::to_string(&state.topics.data_version())
+        .map_err(|e| ProcessError::msg(e.to_string()))?;
+    Ok(Some(
+        RemotingCommand::response_to(&req)
+            .with_ext("version", version)
+            .with_body(state.cfg.to_properties_text().into_bytes()),
+    ))
+}
+
+/// A subscription group config from its JSON body: RocketMQ's defaults for absent fields,
+/// unknown (5.x) fields ignored.
+pub fn parse_group_config(body: &[u8]) -> Result<SubscriptionGroupConfig, String> {
+    let v = json::parse_lenient(body).map_err(|e| e.to_string())?;
+    let name = v
+        .get("groupName")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty())
+        .ok_or("groupName is missing")?;
+    raftmq_store::message::validate_topic_name(name).map_err(|e| format!("groupName: {e}"))?;
+    let mut g = SubscriptionGroupConfig::new(name);
+    let b = |k: &str, d: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(d);
+    let i = |k: &str, d: i64| v.get(k).and_then(|x| x.as_i64()).unwrap_or(d);
+    g.consume_enable = b("consumeEnable", g.consume_enable);
+    g.consume_from_min_enable = b("consumeFromMinEnable", g.consume_from_min_enable);
+    g.consume_broadcast_enable = b("consumeBroadcastEnable", g.consume_broadcast_enable);
+    g.notify_consumer_ids_changed_enable = b(
+        "notifyConsumerIdsChangedEnable",
+        g.notify_consumer_ids_changed_enable,
+    );
+    g.retry_queue_nums = i("retryQueueNums", g.retry_queue_nums.into()).clamp(1, 1024) as i32;
+    g.retry_max_times = i("retryMaxTimes", g.retry_max_times.into()).clamp(0, 1000) as i32;
+    g.broker_id = i("brokerId", g.broker_id);
+    g.which_broker_when_consume_slowly = i(
+        "whichBrokerWhenConsumeSlowly",
+        g.which_broker_when_consume_slowly,
+    );
+    Ok(g)
+}
+
+pub async fn create_group(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let g = match parse_group_config(req.body.as_deref().unwrap_or_default()) {
+        Ok(g) => g,
+        Err(e) => {
+            return Ok(Some(RemotingCommand::error_to(
+                &req,
+                ResponseCode::SystemError,
+                e,
+            )))
+        }
+    };
+    match state
+        .node
+        .write(raftmq_raft::BrokerCommand::UpsertSubscriptionGroup { group: g })
+        .await
+    {
+        Ok(()) => Ok(Some(RemotingCommand::response_to(&req))),
+        Err(e) => Ok(Some(super::error_response(state, &req, e))),
+    }
+}
+
+pub async fn delete_group(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let h: DeleteSubscriptionGroupRequestHeader = req.decode_header()?;
+    match state
+        .node
+        .write(raftmq_raft::BrokerCommand::DeleteSubscriptionGroup {
+            group: h.group_name,
+        })
+        .await
+    {
+        Ok(()) => Ok(Some(RemotingCommand::response_to(&req))),
+        Err(e) => Ok(Some(super::error_response(state, &req, e))),
+    }
+}
+
+pub fn all_group_config(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
+    let groups = state
+        .node
+        .sm
+        .with_metadata(|m| m.groups())
+        .map_err(|e| ProcessError::msg(e.to_string()))?;
+    let table: BTreeMap<String, SubscriptionGroupConfig> = groups
+        .into_iter()
+        .map(|g| (g.group_name.clone(), g))
+        .collect();
+    let body = serde_json::json!({
+        "subscriptionGroupTable": table,
+        "dataVersion": state.topics.data_version(),
+    });
+    let body = serde_json::to_vec(&body).map_err(|e| ProcessError::msg(e.to_string()))?;
     Ok(Some(RemotingCommand::response_to(&req).with_body(body)))
 }

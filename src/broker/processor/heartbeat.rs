@@ -33,6 +33,25 @@ pub async fn heartbeat(
             tracing::info!(group = %c.group_name, client = %hb.client_id, "consumer group changed");
             state.clients.notify_changed(&c.group_name);
         }
+        if state.cfg.auto_create_subscription_group && state.node.check_writable().is_ok() {
+            let known = state
+                .node
+                .sm
+                .with_metadata(|m| m.group(&c.group_name))
+                .ok()
+                .flatten()
+                .is_some();
+            if !known {
+                let group = raftmq_store::metadata::SubscriptionGroupConfig::new(&c.group_name);
+                if let Err(e) = state
+                    .node
+                    .write(raftmq_raft::BrokerCommand::UpsertSubscriptionGroup { group })
+                    .await
+                {
+                    tracing::debug!(group = %c.group_name, cause = %e, "subscription group not created");
+                }
+            }
+        }
         match state
             .topics
             .ensure_retry_topic(&state.node, &c.group_name)

@@ -53,6 +53,10 @@ pub const CODES: &[RequestCode] = &[
     RequestCode::DeleteTopicInBroker,
     RequestCode::GetAllTopicConfig,
     RequestCode::GetBrokerRuntimeInfo,
+    RequestCode::GetBrokerConfig,
+    RequestCode::UpdateAndCreateSubscriptiongroup,
+    RequestCode::GetAllSubscriptiongroupConfig,
+    RequestCode::DeleteSubscriptiongroup,
     RequestCode::ViewMessageById,
     RequestCode::QueryMessage,
 ];
@@ -108,6 +112,12 @@ impl Processor for BrokerProcessor {
                 RequestCode::DeleteTopicInBroker => admin::delete_topic(state, req).await,
                 RequestCode::GetAllTopicConfig => admin::all_topic_config(state, req),
                 RequestCode::GetBrokerRuntimeInfo => admin::runtime_info(state, req),
+                RequestCode::GetBrokerConfig => admin::broker_config(state, req),
+                RequestCode::UpdateAndCreateSubscriptiongroup => {
+                    admin::create_group(state, req).await
+                }
+                RequestCode::GetAllSubscriptiongroupConfig => admin::all_group_config(state, req),
+                RequestCode::DeleteSubscriptiongroup => admin::delete_group(state, req).await,
                 RequestCode::ViewMessageById => query::view_message(state, req),
                 RequestCode::QueryMessage => query::query_message(state, req),
                 _ => Ok(Some(RemotingCommand::not_supported(&req))),

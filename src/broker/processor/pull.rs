@@ -197,6 +197,20 @@ pub async fn process(
             ),
         )));
     }
+    let group_disabled = state
+        .node
+        .sm
+        .with_metadata(|m| m.group(&h.consumer_group))
+        .ok()
+        .flatten()
+        .is_some_and(|g| !g.consume_enable);
+    if group_disabled {
+        return Ok(Some(RemotingCommand::error_to(
+            &req,
+            ResponseCode::NoPermission,
+            format!("subscription group no permission, {}", h.consumer_group),
+        )));
+    }
     let sub = if h.has_flag(PULL_FLAG_SUBSCRIPTION) {
         Subscription::parse(
             &h.topic,

@@ -328,6 +328,15 @@ async fn resolve_topic(
     match resolve_for_send(&h.topic, existing, template, h.default_topic_queue_nums) {
         SendTopic::Existing(t) => Ok(t),
         SendTopic::Create(t) => {
+            // One creation at a time: concurrent first sends to a new topic create it once.
+            let _creating = state.topics.creation_lock().await;
+            if let Some(existing) = state
+                .topics
+                .get(&state.node, &h.topic)
+                .map_err(Refusal::Broker)?
+            {
+                return Ok(existing);
+            }
             tracing::info!(topic = %t.topic_name, queues = t.write_queue_nums, "auto-creating topic");
             state
                 .topics
@@ -375,7 +384,15 @@ pub async fn send_back(state: &Arc<BrokerState>, req: RemotingCommand) -> Proces
         }
     };
     let mut m = view.to_owned_message();
-    let max_times = h.max_reconsume_times.unwrap_or(16);
+    let group_max = state
+        .node
+        .sm
+        .with_metadata(|m| m.group(&h.group))
+        .ok()
+        .flatten()
+        .map(|g| g.retry_max_times)
+        .unwrap_or(16);
+    let max_times = h.max_reconsume_times.unwrap_or(group_max);
     let dead = h.delay_level < 0 || m.reconsume_times >= max_times;
     let topic = if dead {
         format!("{}{}", crate::broker::topic::DLQ_PREFIX, h.group)

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{client_runtime, unique, Proc};
+use common::{client_runtime, start_namesrv, unique};
 use raftmq::namesrv::bodies::{
     DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper,
 };
@@ -17,12 +17,6 @@ use raftmq::namesrv::client::{NamesrvClient, RegisterResult};
 use raftmq::remoting::header::namesrv::RegisterBrokerRequestHeader;
 use raftmq::remoting::ClientConfig;
 use rocketmq_client_rust::DefaultMQProducer;
-
-fn start_namesrv() -> (Proc, String) {
-    let mut ns = Proc::start("namesrv", &["namesrv", "-p", "0", "--listen", "127.0.0.1"]);
-    let addr = ns.wait_line("raftmq namesrv listening on", Duration::from_secs(60));
-    (ns, addr)
-}
 
 /// Registers one member of a Raft group the way raftmq brokers do (leader as brokerId 0).
 async fn register(
@@ -72,7 +66,8 @@ async fn register(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_parses_routes_of_a_raft_group_and_follows_the_leader() {
-    let (_ns, ns_addr) = start_namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ns, ns_addr) = start_namesrv(dir.path());
     let ns = NamesrvClient::new(
         std::slice::from_ref(&ns_addr),
         ClientConfig::default(),

@@ -64,17 +64,34 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `raftmq <args>` with logs on stderr at `warn` (inherited, so a failing test shows
-    /// them) and stdout piped.
+    /// Starts `raftmq <args>` with logs on stderr (inherited, so a failing test shows them;
+    /// errors only unless `RAFTMQ_LOG` gives a filter) and stdout piped.
     pub fn start(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(raftmq_bin())
-            .args(args)
+        let mut cmd = Command::new(raftmq_bin());
+        cmd.args(args)
             .env(
                 "RUST_LOG",
-                std::env::var("RAFTMQ_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RAFTMQ_LOG").unwrap_or_else(|_| "error,openraft=off".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        // If the test process dies without running destructors (killed by a timeout), the
+        // kernel kills the child too instead of leaving a broker running.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+            // which is async-signal-safe and touches no memory shared with the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning raftmq {args:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -218,5 +235,163 @@ pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> b
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub mod scenarios;
+
+/// `raftmq dev` on free loopback ports with its data in a temporary directory.
+pub struct Dev {
+    pub proc: Proc,
+    pub namesrv: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Dev {
+    /// Starts it and waits until it reports a leader.
+    pub fn start() -> Dev {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let base = free_group_base().to_string();
+        let data = dir.path().join("data");
+        let data = data.to_str().expect("utf-8 temp path");
+        let mut proc = Proc::start(
+            "raftmq dev",
+            &["dev", "-p", "0", "--broker-port", &base, "--data", data],
+        );
+        let namesrv = proc.wait_line(
+            "raftmq dev: nameserver listening on",
+            Duration::from_secs(120),
+        );
+        proc.wait_line("raftmq dev: ready", Duration::from_secs(60));
+        Dev { proc, namesrv, dir }
+    }
+}
+
+/// Starts `raftmq namesrv` on a free loopback port with its KV config under `dir` (the
+/// default is in `$HOME`, which parallel nameservers would share); returns it and its address.
+pub fn start_namesrv(dir: &Path) -> (Proc, String) {
+    let conf = dir.join("namesrv.conf");
+    let kv = dir.join("namesrv-kv");
+    std::fs::write(&conf, format!("kvConfigPath={}\n", kv.display()))
+        .expect("writing namesrv config");
+    let conf = conf.to_str().expect("utf-8 temp path").to_string();
+    let mut p = Proc::start(
+        "raftmq namesrv",
+        &["namesrv", "-c", &conf, "-p", "0", "--listen", "127.0.0.1"],
+    );
+    let addr = p.wait_line("raftmq namesrv listening on", Duration::from_secs(120));
+    (p, addr)
+}
+
+/// A 3-process broker group `broker-a` (three `raftmq broker` processes, one Raft group) and a
+/// `raftmq namesrv` process, all on free loopback ports, data in a temporary directory.
+pub struct Group {
+    pub namesrv_proc: Proc,
+    pub namesrv: String,
+    /// Indexed by node (n0, n1, n2); `None` once killed.
+    pub brokers: Vec<Option<Proc>>,
+    /// Remoting address of each node.
+    pub broker_addrs: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Group {
+    /// Starts the processes and waits until the nameserver shows a leader (brokerId 0) for
+    /// the auto-create template topic TBW102.
+    pub async fn start() -> Group {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (namesrv_proc, namesrv) = start_namesrv(dir.path());
+        let base = free_group_base();
+        let ports: Vec<u16> = (0..3).map(|i| base + i * 10).collect();
+        let peers: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("n{i}-127.0.0.1:{}", p + 30_000))
+            .collect();
+        let broker_addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let peer_brokers: Vec<String> = broker_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("n{i}-{a}"))
+            .collect();
+        let mut brokers = vec![];
+        for (i, port) in ports.iter().enumerate() {
+            let conf = dir.path().join(format!("broker-a-n{i}.conf"));
+            let store = dir.path().join(format!("broker-a-n{i}"));
+            let text = format!(
+                "brokerClusterName=DefaultCluster\n\
+                 brokerName=broker-a\n\
+                 brokerIP1=127.0.0.1\n\
+                 listenPort={port}\n\
+                 namesrvAddr={namesrv}\n\
+                 storePathRootDir={}\n\
+                 enableDLegerCommitLog=true\n\
+                 dLegerGroup=broker-a\n\
+                 dLegerPeers={}\n\
+                 dLegerSelfId=n{i}\n\
+                 peerBrokerAddrs={}\n\
+                 flushDiskType=ASYNC_FLUSH\n\
+                 mapedFileSizeCommitLog=67108864\n\
+                 autoCreateTopicEnable=true\n",
+                store.display(),
+                peers.join(";"),
+                peer_brokers.join(";"),
+            );
+            std::fs::write(&conf, text).expect("writing broker config");
+            let conf = conf.to_str().expect("utf-8 temp path").to_string();
+            let mut p = Proc::start(&format!("broker-a-n{i}"), &["broker", "-c", &conf]);
+            p.wait_line("raftmq broker listening on", Duration::from_secs(120));
+            brokers.push(Some(p));
+        }
+        let group = Group {
+            namesrv_proc,
+            namesrv,
+            brokers,
+            broker_addrs,
+            dir,
+        };
+        assert!(
+            group
+                .leader_for("TBW102", Duration::from_secs(60))
+                .await
+                .is_some(),
+            "no leader registered for broker-a within 60 s"
+        );
+        group
+    }
+
+    /// The node the nameserver shows as brokerId 0 for `topic`, once it shows one.
+    pub async fn leader_for(&self, topic: &str, timeout: Duration) -> Option<usize> {
+        let ns = raftmq::namesrv::client::NamesrvClient::new(
+            std::slice::from_ref(&self.namesrv),
+            raftmq::remoting::ClientConfig::default(),
+            Duration::from_secs(3),
+        );
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(route)) = ns.topic_route(topic).await {
+                let leader = route
+                    .broker_datas
+                    .iter()
+                    .find(|b| b.broker_name == "broker-a")
+                    .and_then(|b| b.broker_addrs.get(&0).cloned());
+                if let Some(addr) = leader {
+                    if let Some(i) = self.broker_addrs.iter().position(|a| *a == addr) {
+                        if self.brokers[i].is_some() {
+                            return Some(i);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// `kill -9` of node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut p) = self.brokers[i].take() {
+            p.kill9();
+        }
     }
 }
