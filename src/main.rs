@@ -203,7 +203,7 @@ struct BenchRaftArgs {
     #[arg(long = "heartbeat-ms")]
     heartbeat_ms: Option<u64>,
     /// Election timeout range `MIN,MAX` in ms (default: the group default, 1000,2000).
-    #[arg(long = "election-ms", value_delimiter = ',', num_args = 2)]
+    #[arg(long = "election-ms", value_delimiter = ',')]
     election_ms: Option<Vec<u64>>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]

@@ -160,6 +160,8 @@ pub struct RaftRun {
     pub vs_fsync: f64,
     /// `msgs_per_s` over the measured `fdatasync` rate after preallocated overwrites.
     pub vs_fsync_prealloc: f64,
+    /// `msgs_per_s` over the measured `msync` rate.
+    pub vs_msync: f64,
 }
 
 /// Kill-to-first-write times.
@@ -195,6 +197,11 @@ pub struct RaftSummary {
     /// 4 KiB overwrite in a preallocated file + `fdatasync` per second (the cheaper case the
     /// store's preallocated, mapped segments are closer to).
     pub fsync_prealloc_per_s: f64,
+    /// 1 KiB write into a mapped, preallocated file + `msync(MS_SYNC)` per second (what one
+    /// SYNC_FLUSH group commit of the store costs at least).
+    pub msync_per_s: f64,
+    /// The same msync probe repeated after the runs (the limit can drift while they run).
+    pub msync_after_per_s: f64,
     pub runs: Vec<RaftRun>,
     pub failover: Option<FailoverSummary>,
 }
@@ -208,17 +215,23 @@ impl std::fmt::Display for RaftSummary {
         )?;
         writeln!(
             f,
-            "  machine: fdatasync after a 4 KiB append: {:.0} /s; after a 4 KiB overwrite in a preallocated file: {:.0} /s",
-            self.fsync_per_s, self.fsync_prealloc_per_s
+            "  machine: fdatasync after a 4 KiB append: {:.0} /s; after a 4 KiB overwrite in a preallocated file: {:.0} /s; msync after 1 KiB into a mapping: {:.0} /s",
+            self.fsync_per_s, self.fsync_prealloc_per_s, self.msync_per_s
         )?;
         writeln!(
             f,
-            "  {:>8} {:>10} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "  machine after the runs: msync after 1 KiB into a mapping: {:.0} /s (ratios below use the figures before)",
+            self.msync_after_per_s
+        )?;
+        writeln!(
+            f,
+            "  {:>8} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
             "inflight",
             "msgs/s",
             "MB/s",
             "vs fsync",
             "vs prealc",
+            "vs msync",
             "p50",
             "p99",
             "p999",
@@ -228,12 +241,13 @@ impl std::fmt::Display for RaftSummary {
         for r in &self.runs {
             writeln!(
                 f,
-                "  {:>8} {:>10.0} {:>8.2} {:>8.2}x {:>8.2}x {:>10} {:>10} {:>10} {:>10} {:>7}",
+                "  {:>8} {:>10.0} {:>8.2} {:>8.2}x {:>8.2}x {:>8.2}x {:>10} {:>10} {:>10} {:>10} {:>7}",
                 r.inflight,
                 r.msgs_per_s,
                 r.mb_per_s,
                 r.vs_fsync,
                 r.vs_fsync_prealloc,
+                r.vs_msync,
                 super::stats::fmt_us(r.latency.p50_us),
                 super::stats::fmt_us(r.latency.p99_us),
                 super::stats::fmt_us(r.latency.p999_us),
@@ -303,6 +317,37 @@ fn fsync_rate(dir: &Path, span: Duration, prealloc: bool) -> std::io::Result<f64
         }
     }
     let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-6);
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+/// Writes 1 KiB into a mapped, preallocated file and calls `msync(MS_SYNC)` on it,
+/// repeatedly for `span` (the store's segments are such files and SYNC_FLUSH msyncs them);
+/// returns syncs per second.
+fn msync_rate(dir: &Path, span: Duration) -> std::io::Result<f64> {
+    let path = dir.join("msync-probe");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    f.set_len(1 << 20)?;
+    f.sync_all()?;
+    // SAFETY: the file was created above, is private to this run and is not resized or
+    // truncated while mapped.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&f)? };
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < span && n < 200_000 {
+        let at = (n % 1024) * 1024;
+        map[at..at + 1024].fill(n as u8);
+        map.flush_range(at, 1024)?;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-6);
+    drop(map);
     drop(f);
     std::fs::remove_file(&path)?;
     Ok(rate)
@@ -446,12 +491,26 @@ impl Group {
     async fn leader(&self) -> Result<usize, BenchError> {
         let deadline = Instant::now() + WAIT;
         loop {
+            // A member that claims to lead counts only when a majority sees it as leader of
+            // the same term: a restarted former leader can briefly claim its old term.
+            let roles: Vec<Option<raftmq_raft::Role>> = self
+                .members
+                .iter()
+                .map(|m| m.node.as_ref().map(|n| *n.group.role().borrow()))
+                .collect();
+            let majority = self.members.len() / 2 + 1;
             for (i, m) in self.members.iter().enumerate() {
-                if let Some(n) = &m.node {
-                    let r = *n.group.role().borrow();
-                    if r.is_leader && r.ready {
-                        return Ok(i);
-                    }
+                let Some(r) = roles[i] else { continue };
+                if !(r.is_leader && r.ready) {
+                    continue;
+                }
+                let backers = roles
+                    .iter()
+                    .flatten()
+                    .filter(|o| o.term == r.term && o.leader == Some(m.id))
+                    .count();
+                if backers >= majority {
+                    return Ok(i);
                 }
             }
             if Instant::now() > deadline {
@@ -511,7 +570,11 @@ impl Group {
 }
 
 /// One measuring run of `inflight` closed-loop proposers on the current leader.
-async fn measure(g: &Group, inflight: usize, fsync: (f64, f64)) -> Result<RaftRun, BenchError> {
+async fn measure(
+    g: &Group,
+    inflight: usize,
+    fsync: (f64, f64, f64),
+) -> Result<RaftRun, BenchError> {
     let li = g.leader().await?;
     let leader = g.members[li]
         .node
@@ -568,6 +631,7 @@ async fn measure(g: &Group, inflight: usize, fsync: (f64, f64)) -> Result<RaftRu
         latency: t.latency.latency(),
         vs_fsync: msgs_per_s / fsync.0.max(1e-9),
         vs_fsync_prealloc: msgs_per_s / fsync.1.max(1e-9),
+        vs_msync: msgs_per_s / fsync.2.max(1e-9),
     })
 }
 
@@ -669,10 +733,11 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
     let _guard = DirGuard(root.clone());
 
     let probe_dir = root.clone();
-    let (fsync, fsync_prealloc) = tokio::task::spawn_blocking(move || {
+    let (fsync, fsync_prealloc, msync) = tokio::task::spawn_blocking(move || {
         Ok::<_, std::io::Error>((
             fsync_rate(&probe_dir, FSYNC_PROBE, false)?,
             fsync_rate(&probe_dir, FSYNC_PROBE, true)?,
+            msync_rate(&probe_dir, FSYNC_PROBE)?,
         ))
     })
     .await
@@ -687,7 +752,7 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
     if !opts.quiet {
         eprintln!(
             "raft: fdatasync after a 4 KiB append {fsync:.0} /s, after a 4 KiB overwrite \
-             (preallocated) {fsync_prealloc:.0} /s"
+             (preallocated) {fsync_prealloc:.0} /s, msync after 1 KiB into a mapping {msync:.0} /s"
         );
     }
 
@@ -696,7 +761,7 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
         group.leader().await?;
         let mut runs = vec![];
         for k in &opts.inflight {
-            runs.push(measure(&group, *k, (fsync, fsync_prealloc)).await?);
+            runs.push(measure(&group, *k, (fsync, fsync_prealloc, msync)).await?);
         }
         let fo = if opts.failover > 0 {
             Some(failover(&mut group, opts.failover).await?)
@@ -708,6 +773,19 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
     .await;
     group.shutdown().await;
     let (runs, failover) = result?;
+    // The disk's sync cost drifts on shared machines: measure the store's primitive again
+    // after the runs, so a reader sees whether the limit moved while they ran.
+    let probe_dir = root.clone();
+    let msync_after = tokio::task::spawn_blocking(move || msync_rate(&probe_dir, FSYNC_PROBE))
+        .await
+        .map_err(|e| BenchError::Io {
+            context: "msync probe".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| BenchError::Io {
+            context: format!("measuring msync in {}", root.display()),
+            source,
+        })?;
     Ok(RaftSummary {
         nodes: opts.nodes,
         flush: flush_name(opts.flush).to_owned(),
@@ -715,6 +793,8 @@ pub async fn run(opts: &RaftOptions) -> Result<RaftSummary, BenchError> {
         data_dir: parent.display().to_string(),
         fsync_per_s: fsync,
         fsync_prealloc_per_s: fsync_prealloc,
+        msync_per_s: msync,
+        msync_after_per_s: msync_after,
         runs,
         failover,
     })
@@ -772,6 +852,8 @@ mod tests {
             let r = fsync_rate(dir.path(), Duration::from_millis(100), prealloc).unwrap();
             assert!(r > 0.0);
         }
+        assert!(msync_rate(dir.path(), Duration::from_millis(100)).unwrap() > 0.0);
+        assert!(!dir.path().join("msync-probe").exists());
         assert!(!dir.path().join("fsync-probe").exists());
     }
 }
