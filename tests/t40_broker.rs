@@ -206,6 +206,53 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     assert_eq!(resp.code, 19);
     assert!(start.elapsed() >= Duration::from_millis(500));
 
+    // An empty queue pulled from offset 0 (what clients do with a group's retry queue) is
+    // held too, and wakes on the first message instead of answering at once.
+    let resp = lc
+        .invoke(send_req("EmptyQ", 0, "", b"first"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let start = Instant::now();
+    let resp = lc
+        .invoke(pull_req("lp", "EmptyQ", 1, 0, "*", 400), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 19, "{:?}", resp.remark);
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "an empty queue at offset 0 is held, not answered at once ({:?})",
+        start.elapsed()
+    );
+    let empty_pull = tokio::spawn({
+        let leader = leader.clone();
+        async move {
+            let c = Cluster::client(&leader);
+            let resp = c
+                .invoke(
+                    pull_req("lp", "EmptyQ", 1, 0, "*", 15_000),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            (resp, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_at = Instant::now();
+    let resp = lc
+        .invoke(send_req("EmptyQ", 1, "", b"wakes"), RPC)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let (resp, woke_at) = empty_pull.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"wakes");
+    assert!(
+        woke_at.duration_since(sent_at) < Duration::from_secs(2),
+        "woken by the send, not a timeout"
+    );
+
     // Offsets: commit on the leader, read back on a follower (replicated).
     let commit = RemotingCommand::request(RequestCode::UpdateConsumerOffset)
         .with_ext("consumerGroup", "CG")

@@ -31,7 +31,7 @@ const MAX_BYTES: usize = 256 * 1024;
 const MAX_SCAN: usize = 800;
 
 /// Outcome of one look at the queue.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Found,
     NoMatched,
@@ -39,6 +39,18 @@ pub enum Status {
     OffsetTooSmall,
     OffsetOverflowOne,
     OffsetOverflowBadly,
+}
+
+/// Whether a pull with the suspend flag waits for new messages instead of answering at once:
+/// every answer that would be PULL_NOT_FOUND, as RocketMQ holds them. That includes an empty
+/// queue read from offset 0 (a consumer group's still-empty retry queue, which clients pull
+/// continuously); without the hold such a client spins on immediate answers.
+fn holdable(status: Status, request_offset: i64) -> bool {
+    match status {
+        Status::OffsetOverflowOne => true,
+        Status::NoMessageInQueue => request_offset == 0,
+        _ => false,
+    }
 }
 
 impl Status {
@@ -272,8 +284,7 @@ pub async fn process(
     } else {
         state.cfg.short_polling_time
     };
-    if first.status != Status::OffsetOverflowOne || !h.has_flag(PULL_FLAG_SUSPEND) || hold.is_zero()
-    {
+    if !holdable(first.status, h.queue_offset) || !h.has_flag(PULL_FLAG_SUSPEND) || hold.is_zero() {
         return Ok(Some(respond(&req, first, h.queue_offset)));
     }
     // Long poll: wait for the queue to grow past the requested offset, re-look each time.
@@ -316,7 +327,7 @@ pub async fn process(
             h.max_msg_nums,
             &sub,
         ) {
-            Ok(l) if l.status == Status::OffsetOverflowOne => {
+            Ok(l) if holdable(l.status, h.queue_offset) => {
                 last = l;
                 spurious = true;
             }
