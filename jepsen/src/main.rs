@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use raftmq_jepsen::checker::replicas::ReplicasReport;
 use raftmq_jepsen::checker::{self, CheckConfig, Outcome};
 use raftmq_jepsen::cluster::NetMode;
 use raftmq_jepsen::history::History;
@@ -54,9 +55,15 @@ VERDICT:
 EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or checked
 (2 is a usage error).
 
-Replica comparison (commitlog and consumequeue files byte for byte) is a library function
-used by cluster control. `run` drives real processes, the nemesis and the workload, then checks
-what it recorded (see `run --help`).";
+  replicas      run only: with every broker stopped (SIGTERM to all at once), each group's
+                replicas must have identical entry-index units and commitlog bytes up to the
+                lowest commit index among them (meta file, entry index), and every
+                consumequeue must hold the same units up to the lowest offset the replicas'
+                dispatch checkpoints cover. The run writes replicas.json; `check` folds it in
+                when it lies next to the history.                             [fails the run]
+
+`run` drives real processes, the nemesis and the workload, then checks what it recorded (see
+`run --help`); a run whose replica comparison could not be done is at best unknown.";
 
 const RUN_HELP: &str = "\
 NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;
@@ -78,8 +85,9 @@ a bridge in a namespace of the harness (10.77.0.0/24 exists only there; the host
 and routes are never touched). Needs root; `setup` installs iproute2, iptables and nftables
 with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pause only).
 
-RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), results.json and
-report.html (from check), nodes/<name>/node.log and nodes/<name>/data.
+RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), replicas.json (the
+stopped replicas compared), results.json and report.html (from check), nodes/<name>/node.log
+and nodes/<name>/data.
 
 WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
 one Raft group broker-a (n0..; SYNC_FLUSH); 4 producers send unique values (each its own key)
@@ -201,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out,
             min_acked,
             examples,
-        } => check(history, out, min_acked, examples),
+        } => check(history, out, min_acked, examples, Replicas::IfRecorded),
         Cmd::Run(args) => run_chaos(args),
         Cmd::Setup => {
             let installed = raftmq_jepsen::setup::ensure_tools()?;
@@ -259,12 +267,26 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         summary.history.display()
     );
     let defaults = CheckConfig::default();
+    let replicas = match summary.replicas {
+        Some(r) => Replicas::Required(r),
+        // No broker, no workload: the verdict is unknown anyway.
+        None => Replicas::IfRecorded,
+    };
     check(
         summary.history,
         Some(out),
         defaults.min_acked,
         defaults.examples,
+        replicas,
     )
+}
+
+/// Where the replica comparison of a check comes from.
+enum Replicas {
+    /// The run just compared the stopped replicas.
+    Required(ReplicasReport),
+    /// `replicas.json` next to the history, if a run wrote one.
+    IfRecorded,
 }
 
 fn check(
@@ -272,6 +294,7 @@ fn check(
     out: Option<PathBuf>,
     min_acked: usize,
     examples: usize,
+    replicas: Replicas,
 ) -> anyhow::Result<Outcome> {
     let config = CheckConfig {
         min_acked,
@@ -287,11 +310,24 @@ fn check(
         started.elapsed()
     );
     let big = history.len() >= 100_000;
-    let results = checker::check_with_progress(&history, &config, |step, took| {
+    let mut results = checker::check_with_progress(&history, &config, |step, took| {
         if big {
             eprintln!("  checked {step} in {took:.1?}");
         }
     });
+    let recorded = path.with_file_name("replicas.json");
+    match replicas {
+        Replicas::Required(r) => results = results.with_replicas(r),
+        Replicas::IfRecorded if recorded.is_file() => {
+            let text = std::fs::read_to_string(&recorded)
+                .with_context(|| format!("reading {}", recorded.display()))?;
+            let r: ReplicasReport = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", recorded.display()))?;
+            eprintln!("replica comparison from {}", recorded.display());
+            results = results.with_replicas(r);
+        }
+        Replicas::IfRecorded => {}
+    }
     let out_dir = out.unwrap_or_else(|| {
         path.parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -396,6 +432,35 @@ fn print_summary(r: &checker::CheckResults) {
         ms(a.longest_unavailable.as_ref().map(|g| g.duration_ns)),
         a.unrecovered
     );
+    match &r.replicas {
+        Some(rep) => {
+            let groups: Vec<String> = rep
+                .groups
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} up to index {} ({} consumequeues)",
+                        g.group,
+                        g.lowest_committed.map_or("-".into(), |i| i.to_string()),
+                        g.consume_queues.len()
+                    )
+                })
+                .collect();
+            println!(
+                "  {} replicas      stopped replicas compared: {}{}",
+                mark(rep.holds()),
+                groups.join("; "),
+                rep.error
+                    .as_deref()
+                    .map(|e| format!("; NOT DONE: {e}"))
+                    .unwrap_or_default()
+            );
+            for f in rep.findings().iter().take(10) {
+                println!("       {f}");
+            }
+        }
+        None => println!("  -    replicas      not compared (no replicas.json)"),
+    }
     println!("verdict: {}", r.verdict.outcome);
     if !r.verdict.failed.is_empty() {
         println!("  failed: {}", r.verdict.failed.join(", "));

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::checker::replicas::{self, Replica, ReplicasReport};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
 use crate::history::Recorder;
@@ -182,6 +183,10 @@ pub struct RunSummary {
     pub faults: Vec<FaultInfo>,
     /// What the workload did (absent without a broker).
     pub workload: Option<WorkloadStats>,
+    /// Replica comparison of the stopped groups (absent without a broker); also written to
+    /// `replicas.json`.
+    #[serde(skip)]
+    pub replicas: Option<ReplicasReport>,
     pub elapsed_s: f64,
 }
 
@@ -471,8 +476,33 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             starts: n.starts(),
         })
         .collect();
-    progress("stopping the nodes");
+    // The replica check is about what is on disk, so every broker gets SIGTERM at the same
+    // moment and is left to finish its clean stop (flush, committed index and dispatch
+    // checkpoint persisted), then the stores are compared. A kill -9 would leave the same
+    // segment bytes but an older committed index and checkpoint, so less would be compared;
+    // crash states are what the kill nemesis and its restarts exercise.
+    let groups: Vec<(String, Vec<usize>)> = vec![(GROUP.to_owned(), members.clone())];
+    let brokers: Vec<usize> = groups.iter().flat_map(|g| g.1.iter().copied()).collect();
+    progress("stopping the nodes (SIGTERM to every broker at once)");
+    let killed = c.stop_together(&brokers, STOP_GRACE)?;
+    if !killed.is_empty() {
+        progress(&format!(
+            "killed {} after {STOP_GRACE:?} without a clean stop",
+            killed.join(", ")
+        ));
+    }
     c.stop_all(Duration::from_secs(10))?;
+    let replicas = if broker {
+        let r = compare_groups(&c, &groups, killed);
+        report_replicas(&r, &mut progress);
+        let path = config.out.join("replicas.json");
+        let text = serde_json::to_string_pretty(&r)
+            .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+        std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
+        Some(r)
+    } else {
+        None
+    };
     drop(c);
 
     let summary = RunSummary {
@@ -491,6 +521,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             })
             .collect(),
         workload: stats,
+        replicas,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     let path = config.out.join("run.json");
@@ -498,6 +529,67 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
     std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
     Ok(summary)
+}
+
+/// How long a broker may take to stop cleanly after SIGTERM at the end of a run.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Compares the stopped replicas of every group (`name`, member indices); an error reading a
+/// group is kept in the report (the verdict is then unknown), not returned.
+pub fn compare_groups(
+    c: &Cluster,
+    groups: &[(String, Vec<usize>)],
+    killed_at_stop: Vec<String>,
+) -> ReplicasReport {
+    let mut report = ReplicasReport {
+        killed_at_stop,
+        ..ReplicasReport::default()
+    };
+    for (name, members) in groups {
+        let rs: Result<Vec<Replica>, ClusterError> = members
+            .iter()
+            .map(|&m| {
+                c.node(m).map(|n| Replica {
+                    name: n.name.clone(),
+                    root: n.data_dir.join("store"),
+                })
+            })
+            .collect();
+        let res = rs
+            .map_err(|e| e.to_string())
+            .and_then(|rs| replicas::check_group(name, &rs).map_err(|e| e.to_string()));
+        match res {
+            Ok(g) => report.groups.push(g),
+            Err(e) => {
+                let e = format!("{name}: {e}");
+                report.error = Some(match report.error.take() {
+                    Some(prev) => format!("{prev}; {e}"),
+                    None => e,
+                });
+            }
+        }
+    }
+    report
+}
+
+fn report_replicas(r: &ReplicasReport, progress: &mut impl FnMut(&str)) {
+    for g in &r.groups {
+        if g.holds() {
+            progress(&format!(
+                "replicas of {}: identical up to index {} (commitlog byte {}), {} consumequeues agree",
+                g.group,
+                g.lowest_committed.map_or("-".into(), |i| i.to_string()),
+                g.commit_pos,
+                g.consume_queues.len()
+            ));
+        }
+        for f in g.findings() {
+            progress(&format!("REPLICAS DIVERGE: {f}"));
+        }
+    }
+    if let Some(e) = &r.error {
+        progress(&format!("replica comparison failed: {e}"));
+    }
 }
 
 #[cfg(test)]
