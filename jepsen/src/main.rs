@@ -90,9 +90,13 @@ stopped replicas compared), results.json and report.html (from check), nodes/<na
 and nodes/<name>/data.
 
 WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
-one Raft group broker-a (n0..; SYNC_FLUSH); 4 producers send unique values (each its own key)
-at --rate to JepsenTopic, 2 consumers pull every queue and commit offsets; after the faults
-the consumers drain (up to --drain). Every operation goes to history.jsonl.
+one Raft group broker-a (n0..; SYNC_FLUSH), or with --groups 2 the groups broker-a (a0..) and
+broker-b (b0..), each of --nodes nodes and each holding JepsenTopic's 4 queues; 4 producers
+send unique values (each its own key) at --rate over every queue, 2 consumers pull every queue
+and commit offsets; after the faults the consumers drain (up to --drain). Every operation
+goes to history.jsonl. Each fault picks one group, then its targets inside that group (the
+leader is that group's, partitions split that group's members); leader and term checks are
+per group.
 Without the broker command the nodes run `raftmq namesrv` as stand-ins and no workload runs:
 the verdict is always unknown (exit code 3), never valid.";
 
@@ -146,9 +150,12 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Nodes in the group.
+    /// Nodes in each broker group.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Broker groups (broker-a, broker-b, ...), each a Raft group of --nodes nodes.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
     /// How long the nemesis runs (500ms, 30s, 2m, ...).
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     time: std::time::Duration,
@@ -242,6 +249,7 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
     };
     let config = RunConfig {
         nodes: a.nodes,
+        groups: a.groups,
         time: a.time,
         nemeses: a.nemesis,
         seed,

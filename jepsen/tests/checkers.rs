@@ -509,3 +509,52 @@ fn a_term_going_down_is_a_forgotten_vote() {
     assert_eq!((ex.node.as_str(), ex.before, ex.after), ("n2", 5, 4));
     assert_eq!(dirty(&r), ["leaders"]);
 }
+
+#[test]
+fn terms_are_per_broker_group() {
+    use raftmq_jepsen::history::{History, NodeRole, Op, OpF, OpType, Process};
+    let s = valid();
+    let mut ops = s.ops();
+    let mut t = ops.last().map_or(0, |o| o.time_ns);
+    let node = |name: &str, role: &str, term: u64, group: &str| NodeRole {
+        node: name.into(),
+        role: role.into(),
+        term: Some(term),
+        group: Some(group.into()),
+    };
+    let mut observe = |ops: &mut Vec<Op>, nodes: Vec<NodeRole>| {
+        t += 10;
+        let p = Process::Named("observer".into());
+        ops.push(Op::new(t, p.clone(), OpType::Invoke, OpF::Role));
+        let mut ok = Op::new(t + 1, p, OpType::Ok, OpF::Role);
+        ok.nodes = Some(nodes);
+        ops.push(ok);
+    };
+    // Each group has its own leader of term 2: no split brain.
+    observe(
+        &mut ops,
+        vec![
+            node("a0", "leader", 2, "broker-a"),
+            node("a1", "follower", 2, "broker-a"),
+            node("b0", "follower", 2, "broker-b"),
+            node("b1", "leader", 2, "broker-b"),
+        ],
+    );
+    let cfg = raftmq_jepsen::checker::CheckConfig {
+        min_acked: 10,
+        examples: 5,
+    };
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops.clone()).unwrap(), &cfg);
+    assert_eq!(r.leaders.split_brain, 0, "{:?}", r.leaders);
+    assert_eq!(r.leaders.leader_terms, 2);
+    // Two leaders of term 2 inside broker-b are.
+    observe(&mut ops, vec![node("b0", "leader", 2, "broker-b")]);
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops).unwrap(), &cfg);
+    assert_eq!(r.leaders.split_brain, 1);
+    let ex = &r.leaders.split_brain_examples[0];
+    assert_eq!(ex.group.as_deref(), Some("broker-b"));
+    assert_eq!(
+        (ex.leaders[0].0.as_str(), ex.leaders[1].0.as_str()),
+        ("b1", "b0")
+    );
+}
