@@ -41,7 +41,8 @@ CHECKS (each reports counts and a few examples):
   leaders       from role observations (f = role): two nodes leading the same term (split
                 brain), or a node's term going down (a forgotten vote).        [fails the run]
   availability  per fault window: sends ok/failed during it and the time from its end to the
-                first acknowledged send; the longest stretch without an acknowledged send,
+                first acknowledged send (with several groups, also to the first one on the
+                faulted group's queues); the longest stretch without an acknowledged send,
                 in and outside fault windows. Fails only if sends were attempted after a
                 healed window and none was ever acknowledged.
 
@@ -432,8 +433,12 @@ fn print_summary(r: &checker::CheckResults) {
     );
     let a = &r.availability;
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |n| format!("{:.0} ms", n as f64 / 1e6));
+    let group = a
+        .max_group_recovery_ns
+        .map(|n| format!(", max recovery of the faulted group {}", ms(Some(n))))
+        .unwrap_or_default();
     println!(
-        "  {} availability  max recovery {}, mean {}, longest outage {}, {} windows never recovered",
+        "  {} availability  max recovery {}, mean {}{group}, longest outage {}, {} windows never recovered",
         mark(a.holds()),
         ms(a.max_recovery_ns),
         ms(a.mean_recovery_ns),

@@ -225,9 +225,20 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     }
 
     if !results.availability.windows.is_empty() {
-        h.push_str(
+        let grouped = results
+            .availability
+            .windows
+            .iter()
+            .any(|w| w.group.is_some());
+        let _ = writeln!(
+            h,
             "<h2>Fault windows</h2><table><tr><th>kind</th><th>targets</th><th>start s</th>\
-             <th>end s</th><th>ok / failed sends during</th><th>recovery</th></tr>\n",
+             <th>end s</th><th>ok / failed sends during</th><th>recovery</th>{}</tr>",
+            if grouped {
+                "<th>group</th><th>recovery of the group</th>"
+            } else {
+                ""
+            }
         );
         for w in &results.availability.windows {
             let rec = match (w.recovery_ns, w.unrecovered, w.healed) {
@@ -236,9 +247,19 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
                 (None, _, false) => "not healed".into(),
                 _ => "no sends after".into(),
             };
+            let group = if grouped {
+                format!(
+                    "<td>{}</td><td>{}</td>",
+                    esc(w.group.as_deref().unwrap_or("-")),
+                    w.group_recovery_ns
+                        .map_or("-".to_owned(), |r| format!("{:.3} s", r as f64 / 1e9))
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{} / {}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{} / {}</td><td>{}</td>{group}</tr>",
                 esc(&w.kind),
                 esc(&w.targets.join(",")),
                 secs(w.start_ns, t0),

@@ -558,3 +558,58 @@ fn terms_are_per_broker_group() {
         ("b1", "b0")
     );
 }
+
+#[test]
+fn with_two_groups_recovery_is_also_measured_on_the_faulted_group() {
+    use raftmq_jepsen::history::{History, NodeRole, Op, OpF, Phase, Process, Queue};
+    let ms = 1_000_000u64;
+    let mut ops = Vec::new();
+    let obs = Process::Named("observer".into());
+    ops.push(Op::new(0, obs.clone(), OpType::Invoke, OpF::Role));
+    let mut roles = Op::new(ms / 2, obs, OpType::Ok, OpF::Role);
+    roles.nodes = Some(
+        [("a0", "broker-a"), ("b0", "broker-b")]
+            .iter()
+            .map(|(n, g)| NodeRole {
+                node: (*n).into(),
+                role: "leader".into(),
+                term: Some(1),
+                group: Some((*g).into()),
+            })
+            .collect(),
+    );
+    ops.push(roles);
+    let send = |ops: &mut Vec<Op>, t: u64, p: u64, v: &str, q: &str, off: u64| {
+        ops.push(Op::send_invoke(t, p, v, Some(v)));
+        let mut ok = Op::send_done(t + ms / 2, p, OpType::Ok, v);
+        ok.queue = Some(Queue::new(q));
+        ok.offset = Some(off);
+        ops.push(ok);
+    };
+    send(&mut ops, ms, 0, "a-0", "T@broker-a:0", 0);
+    send(&mut ops, 2 * ms, 1, "b-0", "T@broker-b:0", 0);
+    let fault = |t: u64, kind: OpType, phase: Phase| {
+        let mut op = Op::new(t, Process::Named("nemesis".into()), kind, OpF::Fault);
+        op.fault = Some("kill".into());
+        op.phase = Some(phase);
+        op.targets = Some(vec!["b0".into()]);
+        op
+    };
+    ops.push(fault(3 * ms, OpType::Invoke, Phase::Start));
+    ops.push(fault(3 * ms, OpType::Ok, Phase::Start));
+    ops.push(fault(10 * ms, OpType::Invoke, Phase::End));
+    ops.push(fault(10 * ms, OpType::Ok, Phase::End));
+    // broker-a acknowledges 1 ms after the heal, broker-b only 5 ms after.
+    send(&mut ops, 10 * ms + ms / 2, 0, "a-1", "T@broker-a:0", 1);
+    send(&mut ops, 14 * ms + ms / 2, 1, "b-1", "T@broker-b:0", 1);
+    let cfg = raftmq_jepsen::checker::CheckConfig {
+        min_acked: 1,
+        examples: 5,
+    };
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops).unwrap(), &cfg);
+    let w = &r.availability.windows[0];
+    assert_eq!(w.recovery_ns, Some(ms));
+    assert_eq!(w.group.as_deref(), Some("broker-b"));
+    assert_eq!(w.group_recovery_ns, Some(5 * ms));
+    assert_eq!(r.availability.max_group_recovery_ns, Some(5 * ms));
+}

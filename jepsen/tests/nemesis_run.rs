@@ -306,6 +306,12 @@ fn two_groups_of_three_give_a_valid_verdict_with_both_groups_checked() {
             "fault across groups: {f}"
         );
     }
+    // Every window is attributed to its group, with that group's own recovery time.
+    for w in results["availability"]["windows"].as_array().unwrap() {
+        let g = w["group"].as_str().unwrap_or_default();
+        assert!(g == "broker-a" || g == "broker-b", "{w}");
+        assert!(w["group_recovery_ns"].as_u64().is_some(), "{w}");
+    }
     // Roles were observed per group, and both groups' replicas were compared.
     assert!(history.contains("\"group\":\"broker-b\""));
     assert!(results["leaders"]["leader_terms"].as_u64().unwrap() >= 2);
