@@ -406,6 +406,15 @@ impl Inner {
                     })
                     .collect();
             }
+            EntryPayload::Normal(BrokerCommand::DeleteTopic { topic }) => {
+                self.delete_topic(&topic).map_err(|err| aerr(&err))?;
+                // Empty the topic's queues, crash-safely: the checkpoint records which queues
+                // go before their files do, and an open finishes a clear a crash cut short.
+                if self.dispatcher.mark_topic_deleted(&topic) > 0 {
+                    self.checkpoint()?;
+                    self.dispatcher.clear_marked().map_err(|err| aerr(&err))?;
+                }
+            }
             EntryPayload::Normal(cmd) => self.apply_command(cmd).map_err(|err| aerr(&err))?,
         }
         Ok(result)
@@ -422,10 +431,18 @@ impl Inner {
                 Ok(())
             }
             BrokerCommand::UpsertTopic { topic } => md.put_topic(&topic),
-            BrokerCommand::DeleteTopic { topic } => md.delete_topic(&topic).map(|_| ()),
+            BrokerCommand::DeleteTopic { topic } => self.delete_topic(&topic),
             BrokerCommand::UpsertSubscriptionGroup { group } => md.put_group(&group),
             BrokerCommand::DeleteSubscriptionGroup { group } => md.delete_group(&group).map(|_| ()),
         }
+    }
+
+    /// A topic's config and every group's offsets on it go (RocketMQ's deleteTopic); its
+    /// queues are emptied by the caller.
+    fn delete_topic(&self, topic: &str) -> raftmq_store::Result<()> {
+        self.metadata.delete_topic(topic)?;
+        self.metadata.delete_topic_offsets(topic)?;
+        Ok(())
     }
 
     /// The snapshot of the state as applied right now.
