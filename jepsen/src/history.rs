@@ -61,7 +61,7 @@ pub const PROGRESS_EVERY: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The file could not be opened, read or written.
-    #[error("{path}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
