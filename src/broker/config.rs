@@ -38,6 +38,13 @@ pub struct BrokerConfig {
     pub dleger_peers: String,
     /// `dLegerSelfId`. Default `n0`.
     pub dleger_self_id: String,
+    /// `raftHeartbeatIntervalMs` (raftmq): the leader's heartbeat period. Default 50.
+    pub raft_heartbeat_interval: Duration,
+    /// `raftElectionTimeoutMinMs` / `raftElectionTimeoutMaxMs` (raftmq): the randomized
+    /// election timeout. A follower that stops hearing from its leader campaigns after the
+    /// leader lease (= the maximum) plus a random value in `[min, max)`. Defaults 200 / 300.
+    pub raft_election_timeout_min: Duration,
+    pub raft_election_timeout_max: Duration,
     /// `peerBrokerAddrs` (raftmq): `n0-host:port;n1-host:port;...`, the remoting address of
     /// every member, so a follower can name the leader when it refuses a write. Optional.
     pub peer_broker_addrs: String,
@@ -148,6 +155,9 @@ impl Default for BrokerConfig {
             dleger_peers: String::new(),
             dleger_self_id: "n0".into(),
             peer_broker_addrs: String::new(),
+            raft_heartbeat_interval: RaftGroupConfig::DEFAULT_HEARTBEAT_INTERVAL,
+            raft_election_timeout_min: RaftGroupConfig::DEFAULT_ELECTION_TIMEOUT_MIN,
+            raft_election_timeout_max: RaftGroupConfig::DEFAULT_ELECTION_TIMEOUT_MAX,
             flush_disk_type: FlushMode::Async,
             maped_file_size_commit_log: 1 << 30,
             maped_file_size_consume_queue: 300_000 * 20,
@@ -221,6 +231,24 @@ impl BrokerConfig {
             dleger_peers: r.string("dLegerPeers").unwrap_or(d.dleger_peers),
             dleger_self_id: r.string("dLegerSelfId").unwrap_or(d.dleger_self_id),
             peer_broker_addrs: r.string("peerBrokerAddrs").unwrap_or_default(),
+            raft_heartbeat_interval: r.millis_or(
+                "raftHeartbeatIntervalMs",
+                d.raft_heartbeat_interval,
+                Duration::from_millis(10),
+                Duration::from_secs(10),
+            )?,
+            raft_election_timeout_min: r.millis_or(
+                "raftElectionTimeoutMinMs",
+                d.raft_election_timeout_min,
+                Duration::from_millis(20),
+                Duration::from_secs(60),
+            )?,
+            raft_election_timeout_max: r.millis_or(
+                "raftElectionTimeoutMaxMs",
+                d.raft_election_timeout_max,
+                Duration::from_millis(30),
+                Duration::from_secs(120),
+            )?,
             flush_disk_type: flush,
             maped_file_size_commit_log: r
                 .parse_or("mapedFileSizeCommitLog", d.maped_file_size_commit_log)?,
@@ -335,8 +363,17 @@ impl BrokerConfig {
         } else {
             &self.dleger_group
         };
-        RaftGroupConfig::from_dledger(group, &peers, &self.dleger_self_id)
-            .map_err(|e| ConfigError::Inconsistent(format!("DLedger settings: {e}")))
+        let mut g = RaftGroupConfig::from_dledger(group, &peers, &self.dleger_self_id)
+            .map_err(|e| ConfigError::Inconsistent(format!("DLedger settings: {e}")))?;
+        g.heartbeat_interval = self.raft_heartbeat_interval;
+        g.election_timeout_min = self.raft_election_timeout_min;
+        g.election_timeout_max = self.raft_election_timeout_max;
+        g.validate().map_err(|e| {
+            ConfigError::Inconsistent(format!(
+                "raftHeartbeatIntervalMs / raftElectionTimeoutMinMs / raftElectionTimeoutMaxMs: {e}"
+            ))
+        })?;
+        Ok(g)
     }
 
     /// The effective settings as `key=value` lines (GET_BROKER_CONFIG answers with this).
@@ -360,6 +397,18 @@ impl BrokerConfig {
             ("dLegerPeers", self.dleger_peers.clone()),
             ("dLegerSelfId", self.dleger_self_id.clone()),
             ("peerBrokerAddrs", self.peer_broker_addrs.clone()),
+            (
+                "raftHeartbeatIntervalMs",
+                self.raft_heartbeat_interval.as_millis().to_string(),
+            ),
+            (
+                "raftElectionTimeoutMinMs",
+                self.raft_election_timeout_min.as_millis().to_string(),
+            ),
+            (
+                "raftElectionTimeoutMaxMs",
+                self.raft_election_timeout_max.as_millis().to_string(),
+            ),
             ("flushDiskType", flush.into()),
             (
                 "mapedFileSizeCommitLog",
@@ -442,6 +491,21 @@ mod tests {
     }
 
     #[test]
+    fn raft_timing_keys_reach_the_group() {
+        let d = BrokerConfig::default().raft_group().unwrap();
+        assert_eq!(d.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(d.election_timeout_min, Duration::from_millis(200));
+        assert_eq!(d.election_timeout_max, Duration::from_millis(300));
+        let text = "raftHeartbeatIntervalMs=100\nraftElectionTimeoutMinMs=500\n\
+                    raftElectionTimeoutMaxMs=900\n";
+        let cfg = BrokerConfig::from_properties(&Properties::parse(text, "t").unwrap()).unwrap();
+        let g = cfg.raft_group().unwrap();
+        assert_eq!(g.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(g.election_timeout_min, Duration::from_millis(500));
+        assert_eq!(g.election_timeout_max, Duration::from_millis(900));
+    }
+
+    #[test]
     fn properties_text_round_trips() {
         let text = "brokerName=broker-z\nlistenPort=1234\nflushDiskType=SYNC_FLUSH\n\
                     namesrvAddr=127.0.0.1:1;127.0.0.1:2\nshortPollingTimeMills=500\n";
@@ -460,6 +524,9 @@ mod tests {
             "listenPort=x\n",
             "dLegerPeers=n0-127.0.0.1:1\ndLegerSelfId=n5\n",
             "mapedFileSizeConsumeQueue=7\n",
+            "raftHeartbeatIntervalMs=300\n",
+            "raftElectionTimeoutMinMs=400\nraftElectionTimeoutMaxMs=400\n",
+            "raftElectionTimeoutMaxMs=5\n",
         ] {
             let props = Properties::parse(text, "t.conf").unwrap();
             assert!(BrokerConfig::from_properties(&props).is_err(), "{text}");
