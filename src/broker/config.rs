@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftmq_raft::RaftGroupConfig;
-use raftmq_store::config::FlushMode;
+use raftmq_store::config::{FlushMode, RetentionConfig};
 
 use crate::config::{ConfigError, Leftovers, Properties};
 
@@ -74,8 +74,18 @@ pub struct BrokerConfig {
     pub register_name_server_period: Duration,
     /// `deleteWhen`: hour(s) of day when expired segments are deleted. Default `04`.
     pub delete_when: String,
-    /// `fileReservedTime` (hours). Default 72.
+    /// `fileReservedTime` (hours): a sealed commitlog segment is kept this long after its
+    /// last write. Default 72; 0 = deletable as soon as it is sealed.
     pub file_reserved_time: u32,
+    /// `cleanResourceInterval` (ms): how often retention runs. Default 10 000.
+    pub clean_resource_interval: Duration,
+    /// `diskMaxUsedSpaceRatio` (percent): above it, expired segments go at any hour.
+    /// Default 75; 10..=95.
+    pub disk_max_used_space_ratio: u8,
+    /// `diskSpaceCleanForciblyRatio` (percent): above it, sealed segments go even if not
+    /// expired, and the leader purges past what a lagging member has matched (it comes back
+    /// through a snapshot). Default 85; 10..=100 (100 = never).
+    pub disk_space_clean_forcibly_ratio: u8,
     /// `messageIndexEnable`. Default true.
     pub message_index_enable: bool,
     /// `traceOn` reported in send responses. Default true.
@@ -114,7 +124,6 @@ const BROKER_IGNORED_KEYS: &[&str] = &[
     "flushIntervalCommitLog",
     "flushCommitLogTimed",
     "flushConsumeQueueLeastPages",
-    "diskMaxUsedSpaceRatio",
     "destroyMapedFileIntervalForcibly",
     "redeleteHangedFileInterval",
     "slaveReadEnable",
@@ -172,6 +181,9 @@ impl Default for BrokerConfig {
             register_name_server_period: Duration::from_secs(30),
             delete_when: "04".into(),
             file_reserved_time: 72,
+            clean_resource_interval: Duration::from_secs(10),
+            disk_max_used_space_ratio: 75,
+            disk_space_clean_forcibly_ratio: 85,
             message_index_enable: true,
             trace_on: true,
             region_id: "DefaultRegion".into(),
@@ -285,6 +297,18 @@ impl BrokerConfig {
             )?,
             delete_when: r.string("deleteWhen").unwrap_or(d.delete_when),
             file_reserved_time: r.parse_or("fileReservedTime", d.file_reserved_time)?,
+            clean_resource_interval: r.millis_or(
+                "cleanResourceInterval",
+                d.clean_resource_interval,
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            )?,
+            disk_max_used_space_ratio: r
+                .parse_or("diskMaxUsedSpaceRatio", d.disk_max_used_space_ratio)?,
+            disk_space_clean_forcibly_ratio: r.parse_or(
+                "diskSpaceCleanForciblyRatio",
+                d.disk_space_clean_forcibly_ratio,
+            )?,
             message_index_enable: r.bool_or("messageIndexEnable", d.message_index_enable)?,
             trace_on: r.bool_or("traceOn", d.trace_on)?,
             region_id: r.string("regionId").unwrap_or(d.region_id),
@@ -341,7 +365,27 @@ impl BrokerConfig {
                 self.broker_permission
             ));
         }
+        if !(10..=100).contains(&self.disk_space_clean_forcibly_ratio) {
+            return bad(format!(
+                "diskSpaceCleanForciblyRatio {} outside 10..=100",
+                self.disk_space_clean_forcibly_ratio
+            ));
+        }
+        self.retention_config()
+            .validate()
+            .map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
         self.raft_group().map(|_| ())
+    }
+
+    /// The commitlog retention rules (`fileReservedTime`, `deleteWhen`, disk ratios).
+    pub fn retention_config(&self) -> RetentionConfig {
+        RetentionConfig {
+            file_reserved_hours: u64::from(self.file_reserved_time),
+            delete_when: self.delete_when.clone(),
+            disk_max_used_space_ratio: self.disk_max_used_space_ratio,
+            disk_space_clean_forcibly_ratio: self.disk_space_clean_forcibly_ratio,
+            ..RetentionConfig::default()
+        }
     }
 
     /// The Raft group settings (`dLegerGroup`, `dLegerPeers`, `dLegerSelfId`).
@@ -447,6 +491,18 @@ impl BrokerConfig {
             ),
             ("deleteWhen", self.delete_when.clone()),
             ("fileReservedTime", self.file_reserved_time.to_string()),
+            (
+                "cleanResourceInterval",
+                self.clean_resource_interval.as_millis().to_string(),
+            ),
+            (
+                "diskMaxUsedSpaceRatio",
+                self.disk_max_used_space_ratio.to_string(),
+            ),
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio.to_string(),
+            ),
             ("messageIndexEnable", self.message_index_enable.to_string()),
             ("traceOn", self.trace_on.to_string()),
             ("regionId", self.region_id.clone()),
@@ -527,6 +583,10 @@ mod tests {
             "raftHeartbeatIntervalMs=300\n",
             "raftElectionTimeoutMinMs=400\nraftElectionTimeoutMaxMs=400\n",
             "raftElectionTimeoutMaxMs=5\n",
+            "deleteWhen=25\n",
+            "diskMaxUsedSpaceRatio=99\n",
+            "diskSpaceCleanForciblyRatio=5\n",
+            "cleanResourceInterval=1\n",
         ] {
             let props = Properties::parse(text, "t.conf").unwrap();
             assert!(BrokerConfig::from_properties(&props).is_err(), "{text}");
