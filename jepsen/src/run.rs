@@ -307,6 +307,13 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         consume_queue_bytes: 20 * 6000,
         message_index: false,
     };
+    if broker {
+        c.set_group(crate::membership::GroupLayout::new(
+            spec.clone(),
+            &members,
+            &raft_ports,
+        ));
+    }
     for i in 0..c.len() {
         let args: Vec<OsString> = if i == 0 || !broker {
             cluster::namesrv_command(c.node(i)?)?
