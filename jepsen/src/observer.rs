@@ -2,7 +2,10 @@
 //! (GET_BROKER_RUNTIME_INFO: `brokerRole`, `raftTerm`) at a fixed period and records each round
 //! as one `role` operation (process `"observer"`), so the checker can find two leaders in one
 //! term or a node whose term goes down, and the report can draw per-node role lanes. A node
-//! that does not answer in time is recorded as `down`.
+//! that does not answer in time is recorded as `down`. A node is named after the Raft id it
+//! reports (`n<raftNodeId>`), so a slot whose node was replaced by a new id (the membership
+//! nemesis) is recorded under the new name from its first answer on, and as `down` under the
+//! last name it answered with.
 //!
 //! Runs on its own thread (inside the clients' namespace when given). It knows the remoting
 //! request and the history format, nothing of faults.
@@ -69,7 +72,7 @@ async fn observe(
         connect_timeout: Duration::from_millis(300),
         ..ClientConfig::default()
     };
-    let clients: Vec<(String, Arc<RemotingClient>)> = nodes
+    let mut clients: Vec<(String, Arc<RemotingClient>)> = nodes
         .into_iter()
         .map(|(name, addr)| (name, Arc::new(RemotingClient::new(addr, config.clone()))))
         .collect();
@@ -96,6 +99,13 @@ async fn observe(
         while let Some(r) = asks.join_next().await {
             if let Ok((i, role)) = r {
                 roles[i] = Some(role);
+            }
+        }
+        for (r, (name, _)) in roles.iter().zip(clients.iter_mut()) {
+            if let Some(r) = r.as_ref().filter(|r| r.role != "down") {
+                if *name != r.node {
+                    name.clone_from(&r.node);
+                }
             }
         }
         let mut ok = Op::new(0, process(), OpType::Ok, OpF::Role);
@@ -140,8 +150,12 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         Some(_) => "follower",
         None => return down(),
     };
+    let node = table["raftNodeId"]
+        .as_str()
+        .and_then(|id| id.parse::<u64>().ok())
+        .map_or_else(|| name.to_owned(), |id| format!("n{id}"));
     NodeRole {
-        node: name.to_owned(),
+        node,
         role: role.into(),
         term: table["raftTerm"].as_str().and_then(|t| t.parse().ok()),
     }

@@ -216,6 +216,7 @@ pub fn parse_nemeses(text: &str) -> Result<Vec<FaultKind>, String> {
             FaultKind::Pause,
             FaultKind::Partition,
             FaultKind::Net,
+            FaultKind::Membership,
         ]);
     }
     if text.trim() == "none" {
@@ -523,7 +524,11 @@ mod tests {
             parse_nemeses("kill,partition").unwrap(),
             vec![FaultKind::Kill, FaultKind::Partition]
         );
-        assert_eq!(parse_nemeses("all").unwrap().len(), 4);
+        assert_eq!(parse_nemeses("all").unwrap().len(), 5);
+        assert_eq!(
+            parse_nemeses("membership").unwrap(),
+            vec![FaultKind::Membership]
+        );
         assert!(parse_nemeses("kill,flood").unwrap_err().contains("flood"));
     }
 }
