@@ -78,17 +78,24 @@ NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --se
   net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
              the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
              and run.json.
+  membership either (a) leadership transfer from the leader to a random other member
+             (raftmq admin transfer-leader), or (b) a random member (the leader too:
+             leadership moves away first) removed from the group, killed and its data
+             deleted; the group runs without it for the window; at the end a new node with a
+             NEW Raft id (n3, n4, ...; its slot keeps the address) and an empty store joins
+             as a learner, catches up and is promoted to voter. Works with --loopback.
+             The replacement is Cluster::replace_node, usable on its own.
 Each fault's start and end is recorded in history.jsonl (f=fault, phase=start|end); a fault
 that fails is recorded as failed and makes the verdict unknown.
 
 NETWORK: by default each node runs in its own network namespace (rj<pid>x...-n<i>) attached to
 a bridge in a namespace of the harness (10.77.0.0/24 exists only there; the host's interfaces
 and routes are never touched). Needs root; `setup` installs iproute2, iptables and nftables
-with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pause only).
+with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill, pause and membership only).
 
 RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), replicas.json (the
 stopped replicas compared), results.json and report.html (from check), nodes/<name>/node.log
-and nodes/<name>/data.
+and nodes/<name>/data (a replaced node's data is deleted; its log stays under its old name).
 
 WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
 one Raft group broker-a (n0..; SYNC_FLUSH), or with --groups 2 the groups broker-a (a0..) and
@@ -160,7 +167,7 @@ struct RunArgs {
     /// How long the nemesis runs (500ms, 30s, 2m, ...).
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     time: std::time::Duration,
-    /// Faults to use: kill,pause,partition,net or all.
+    /// Faults to use: kill,pause,partition,net,membership or all.
     #[arg(long, default_value = "kill,pause,partition", value_parser = chaos_run::parse_nemeses)]
     nemesis: std::vec::Vec<raftmq_jepsen::nemesis::FaultKind>,
     /// Seed of the fault schedule (default: from the clock, printed).

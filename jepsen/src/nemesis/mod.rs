@@ -4,7 +4,8 @@
 //! * [`kill`]: `kill -9` then restart;
 //! * [`pause`]: SIGSTOP then SIGCONT;
 //! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
-//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables).
+//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables);
+//! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
 //!
 //! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
 //! The leader is whatever the caller's leader probe says; without one, leader-targeted faults
@@ -15,6 +16,7 @@
 //! record format; it knows nothing of the workload or the checker.
 
 pub mod kill;
+pub mod membership;
 pub mod net;
 pub mod partition;
 pub mod pause;
@@ -154,6 +156,7 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    Membership,
 }
 
 impl FaultKind {
@@ -163,6 +166,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -186,8 +190,9 @@ impl FromStr for FaultKind {
             "pause" => Ok(FaultKind::Pause),
             "partition" => Ok(FaultKind::Partition),
             "net" => Ok(FaultKind::Net),
+            "membership" => Ok(FaultKind::Membership),
             other => Err(format!(
-                "unknown nemesis {other:?} (known: kill, pause, partition, net)"
+                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership)"
             )),
         }
     }
@@ -200,6 +205,7 @@ pub enum Active {
     Paused(Vec<usize>),
     Partitioned(Grudge),
     Degraded(Vec<usize>),
+    Membership(membership::Change),
 }
 
 /// Finds the leader's node index of a group (by its position in the nemesis's groups), if
@@ -394,6 +400,34 @@ impl<'a> Nemesis<'a> {
                     .collect();
                 self.start_partition(grudge)
             }
+            FaultKind::Membership => self.start_membership(),
+        }
+    }
+
+    /// Applies a membership change (transfer or removal, chosen at random), recording its
+    /// start.
+    pub fn start_membership(&mut self) -> StartResult {
+        let kind = FaultKind::Membership;
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &[], None) {
+            return Err((e, Vec::new()));
+        }
+        match membership::start(self.cluster, &mut self.rng) {
+            Ok((change, targets)) => {
+                match self.record(OpType::Ok, kind, Phase::Start, &targets, None) {
+                    Ok(()) => Ok((Active::Membership(change), targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err((e, targets)) => {
+                let _ = self.record(
+                    OpType::Fail,
+                    kind,
+                    Phase::Start,
+                    &targets,
+                    Some(e.to_string()),
+                );
+                Err((e, targets))
+            }
         }
     }
 
@@ -461,6 +495,12 @@ impl<'a> Nemesis<'a> {
                 )),
                 Active::Partitioned(Grudge::new()),
             ),
+            FaultKind::Membership => (
+                Err(NemesisError::Unsupported(
+                    "use start_membership for membership changes".into(),
+                )),
+                Active::Degraded(Vec::new()),
+            ),
         };
         self.finish_start(kind, targets, res, active)
     }
@@ -524,6 +564,7 @@ impl<'a> Nemesis<'a> {
             Active::Killed(idx) => kill::restart(self.cluster, idx),
             Active::Paused(idx) => pause::resume(self.cluster, idx),
             Active::Degraded(idx) => net::clear(self.cluster, idx),
+            Active::Membership(change) => membership::end(self.cluster, change),
             Active::Partitioned(_) => match self.firewall {
                 Some(fw) => partition::heal(self.cluster, fw),
                 None => Ok(()),
@@ -607,6 +648,9 @@ impl<'a> Nemesis<'a> {
                     bounded_sleep(until, &mut stop);
                     if let Err(e) = self.end(kind, &active, &targets) {
                         rec.end_error = Some(e.to_string());
+                    }
+                    if let Active::Membership(change) = &active {
+                        rec.detail = Some(membership::describe(self.cluster, change, true));
                     }
                 }
                 Err((e, targets)) => {
