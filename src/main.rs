@@ -434,6 +434,9 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
             peer_broker_addrs: brokers.join(";"),
             maped_file_size_commit_log: 64 << 20,
             flush_disk_type: args.flush.into(),
+            // Retention by age only: a dev group on a shared, nearly full disk keeps its
+            // unexpired segments (a benchmark backlog) instead of deleting them forcibly.
+            disk_space_clean_forcibly_ratio: 100,
             ..BrokerConfig::default()
         };
         cfg.broker_ip1 = IpAddr::V4(Ipv4Addr::LOCALHOST);

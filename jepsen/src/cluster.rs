@@ -670,7 +670,9 @@ pub fn broker_command(
          mapedFileSizeConsumeQueue={cq}\n\
          autoCreateTopicEnable=true\n\
          autoCreateSubscriptionGroup=true\n\
-         messageIndexEnable={index}\n",
+         messageIndexEnable={index}\n\
+         # retention by age only: a full shared disk must not delete what the checker reads\n\
+         diskSpaceCleanForciblyRatio=100\n",
         cluster = spec.cluster,
         group = spec.name,
         ip = node.ip,
