@@ -1,6 +1,7 @@
 //! raftmq: a RocketMQ-compatible broker whose commitlog is a Raft log.
 //!
 //! Layout:
+//! - [`admin`]: broker group administration over remoting (status, membership, leadership).
 //! - [`remoting`]: the RocketMQ remoting protocol (frames, commands, codes, headers, server, client).
 //! - [`broker`]: the broker node: request processors over a Raft group.
 //! - [`namesrv`]: the nameserver (route registry, broker liveness, KV config).
@@ -9,6 +10,7 @@
 //! - [`bench`]: `raftmq bench` load generators (produce, consume, in-process Raft group).
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 
+pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod client;

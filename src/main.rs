@@ -11,6 +11,8 @@ use raftmq::broker::{Broker, BrokerConfig};
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::Namesrv;
 
+mod admin_cli;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raftmq",
@@ -34,6 +36,9 @@ enum Command {
     /// Benchmarks: produce and consume against a nameserver, or a Raft group in-process.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Administer a broker group (like `mqadmin`): status, membership changes, leadership.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Debug, Args)]
@@ -539,7 +544,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Bench(_))
+    if matches!(cli.command, Command::Bench(_) | Command::Admin(_))
         && std::env::var("RUST_LOG").map_or(true, |s| s.trim().is_empty())
     {
         // Benchmarks kill leaders on purpose; only warnings of our own code are shown unless
@@ -560,5 +565,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Broker(args) => serve_broker(broker_config(&args)?).await,
         Command::Dev(args) => serve_dev(args).await,
         Command::Bench(cmd) => run_bench(cmd).await,
+        Command::Admin(cmd) => admin_cli::run(cmd).await,
     }
 }

@@ -75,6 +75,9 @@ pub enum ClusterError {
     /// Building the `raftmq` binary failed or its path could not be found.
     #[error("building raftmq: {0}")]
     Build(String),
+    /// A group administration step (find the leader, remove, add, promote, transfer) failed.
+    #[error("group administration ({step}): {reason}")]
+    Admin { step: String, reason: String },
 }
 
 /// How nodes are networked.
@@ -117,6 +120,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// Gives a stopped node's slot to a new node `name` with its own (empty) data directory
+    /// `root/data` and log `root/node.log`; its command line is cleared.
+    pub(crate) fn reincarnate(&mut self, name: &str, root: &Path) -> Result<(), ClusterError> {
+        if self.child.is_some() {
+            return Err(ClusterError::State {
+                node: self.name.clone(),
+                reason: "still running, cannot be replaced".into(),
+            });
+        }
+        let data_dir = root.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+        self.name = name.to_owned();
+        self.data_dir = data_dir;
+        self.log_path = root.join("node.log");
+        self.args.clear();
+        self.paused = false;
+        self.starts = 0;
+        Ok(())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
@@ -145,13 +168,17 @@ impl Node {
     }
 }
 
-/// A set of nodes and, in namespace mode, their private network.
+/// A set of nodes and, in namespace mode, their private network. A node keeps its slot (index,
+/// address, namespace) for the whole run; [`Cluster::replace_node`] gives the slot a new name,
+/// Raft id and data directory.
 #[derive(Debug)]
 pub struct Cluster {
     // Field order matters: processes are killed (Drop) before the namespaces go.
     nodes: Vec<Node>,
     topo: Option<Topology>,
     config: ClusterConfig,
+    /// The broker group's layout, for membership changes ([`crate::membership`]).
+    pub(crate) groups: Vec<crate::membership::GroupLayout>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -215,6 +242,7 @@ impl Cluster {
             nodes,
             topo,
             config,
+            groups: Vec::new(),
         })
     }
 
@@ -245,7 +273,7 @@ impl Cluster {
             .ok_or(ClusterError::NoNode { index: i, len })
     }
 
-    fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
+    pub(crate) fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
         let len = self.nodes.len();
         self.nodes
             .get_mut(i)
@@ -476,6 +504,47 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Stops the running nodes among `idx` together: SIGCONT to paused ones, SIGTERM to all at
+    /// once, then waits until every one has exited, and `kill -9`s those still running after
+    /// `grace`. Returns the names of the nodes that had to be killed. Signalling them together
+    /// keeps a member stopping early from seeing the others elect and append without it.
+    pub fn stop_together(
+        &mut self,
+        idx: &[usize],
+        grace: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut waiting = Vec::new();
+        for &i in idx {
+            if !self.node(i)?.is_running() {
+                continue;
+            }
+            if self.node(i)?.paused {
+                self.resume(i)?;
+            }
+            self.signal(i, libc::SIGTERM, "SIGTERM")?;
+            waiting.push(i);
+        }
+        let deadline = Instant::now() + grace;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::with_capacity(waiting.len());
+            for i in waiting {
+                if self.try_reap(i)?.is_none() {
+                    still.push(i);
+                }
+            }
+            waiting = still;
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut killed = Vec::new();
+        for i in waiting {
+            killed.push(self.node(i)?.name.clone());
+            self.kill(i)?;
+        }
+        Ok(killed)
     }
 
     /// Stops every running node (SIGCONT first if paused), in order.

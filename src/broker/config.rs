@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     /// leader lease (= the maximum) plus a random value in `[min, max)`. Defaults 200 / 300.
     pub raft_election_timeout_min: Duration,
     pub raft_election_timeout_max: Duration,
+    /// `dLegerJoin` (raftmq): this node joins a running group (added with `raftmq admin
+    /// add-learner`) and never initialises a group itself, even on an empty store.
+    /// `dLegerPeers` then needs only this node's own entry. Default false.
+    pub dleger_join: bool,
     /// `peerBrokerAddrs` (raftmq): `n0-host:port;n1-host:port;...`, the remoting address of
     /// every member, so a follower can name the leader when it refuses a write. Optional.
     pub peer_broker_addrs: String,
@@ -163,6 +167,7 @@ impl Default for BrokerConfig {
             dleger_group: String::new(),
             dleger_peers: String::new(),
             dleger_self_id: "n0".into(),
+            dleger_join: false,
             peer_broker_addrs: String::new(),
             raft_heartbeat_interval: RaftGroupConfig::DEFAULT_HEARTBEAT_INTERVAL,
             raft_election_timeout_min: RaftGroupConfig::DEFAULT_ELECTION_TIMEOUT_MIN,
@@ -242,6 +247,7 @@ impl BrokerConfig {
                 .unwrap_or(d.store_path_root_dir),
             dleger_peers: r.string("dLegerPeers").unwrap_or(d.dleger_peers),
             dleger_self_id: r.string("dLegerSelfId").unwrap_or(d.dleger_self_id),
+            dleger_join: r.bool_or("dLegerJoin", d.dleger_join)?,
             peer_broker_addrs: r.string("peerBrokerAddrs").unwrap_or_default(),
             raft_heartbeat_interval: r.millis_or(
                 "raftHeartbeatIntervalMs",
@@ -440,6 +446,7 @@ impl BrokerConfig {
             ("dLegerGroup", self.dleger_group.clone()),
             ("dLegerPeers", self.dleger_peers.clone()),
             ("dLegerSelfId", self.dleger_self_id.clone()),
+            ("dLegerJoin", self.dleger_join.to_string()),
             ("peerBrokerAddrs", self.peer_broker_addrs.clone()),
             (
                 "raftHeartbeatIntervalMs",

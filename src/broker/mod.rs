@@ -85,9 +85,21 @@ impl Node {
 
     /// The broker address of the current leader, if known.
     pub fn leader_addr(&self) -> Option<String> {
-        let r = self.role();
-        r.leader
-            .and_then(|l| self.peer_broker_addrs.get(&l).cloned())
+        self.role().leader.and_then(|l| self.broker_addr_of(l))
+    }
+
+    /// The broker address of member `id`: from `peerBrokerAddrs`, else from the replicated
+    /// membership (members added at run time carry theirs there).
+    pub fn broker_addr_of(&self, id: NodeId) -> Option<String> {
+        if let Some(a) = self.peer_broker_addrs.get(&id) {
+            return Some(a.clone());
+        }
+        self.group
+            .metrics()
+            .nodes
+            .get(&id)
+            .map(|n| n.broker_addr.clone())
+            .filter(|a| !a.is_empty())
     }
 
     /// Ok when this node is the leader and may take writes.
@@ -223,8 +235,10 @@ impl Broker {
         // Only the lowest-numbered member initialises a pristine group; the others join when
         // it reaches them. (Every member initialising at once makes each start an election of
         // term 1 as it comes up, and a late one deposes the first leader.)
-        let bootstrap = group_cfg.peers.keys().next() == Some(&group_cfg.self_id);
-        let group = RaftGroup::start(
+        // A joining node (`dLegerJoin`) never initialises: the leader adds it as a learner.
+        let bootstrap =
+            !cfg.dleger_join && group_cfg.peers.keys().next() == Some(&group_cfg.self_id);
+        let mut group = RaftGroup::start(
             &group_cfg,
             Transport::Tcp(None),
             storage.log_store,
@@ -232,6 +246,7 @@ impl Broker {
             bootstrap,
         )
         .await?;
+        group.set_commit_log(log.clone());
         let proposer = Proposer::start(
             group.raft().clone(),
             group.role(),

@@ -4,7 +4,8 @@
 //! * [`kill`]: `kill -9` then restart;
 //! * [`pause`]: SIGSTOP then SIGCONT;
 //! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
-//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables).
+//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables);
+//! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
 //!
 //! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
 //! The leader is whatever the caller's leader probe says; without one, leader-targeted faults
@@ -15,6 +16,7 @@
 //! record format; it knows nothing of the workload or the checker.
 
 pub mod kill;
+pub mod membership;
 pub mod net;
 pub mod partition;
 pub mod pause;
@@ -154,6 +156,7 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    Membership,
 }
 
 impl FaultKind {
@@ -163,6 +166,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -186,8 +190,9 @@ impl FromStr for FaultKind {
             "pause" => Ok(FaultKind::Pause),
             "partition" => Ok(FaultKind::Partition),
             "net" => Ok(FaultKind::Net),
+            "membership" => Ok(FaultKind::Membership),
             other => Err(format!(
-                "unknown nemesis {other:?} (known: kill, pause, partition, net)"
+                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership)"
             )),
         }
     }
@@ -200,10 +205,12 @@ pub enum Active {
     Paused(Vec<usize>),
     Partitioned(Grudge),
     Degraded(Vec<usize>),
+    Membership(membership::Change),
 }
 
-/// Finds the leader's node index, if known.
-pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster) -> Option<usize> + 'a>;
+/// Finds the leader's node index of a group (by its position in the nemesis's groups), if
+/// known.
+pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster, usize) -> Option<usize> + 'a>;
 
 /// An applied fault and its target names, or the error (already recorded `fail`) and the
 /// target names.
@@ -219,8 +226,9 @@ pub struct Nemesis<'a> {
     net_fault: NetFault,
     /// Whether the kernel has netem (probed at the first `net` fault).
     netem: Option<bool>,
-    /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
-    members: Vec<usize>,
+    /// Cluster indices the faults may hit, per broker group (never the nameserver). Each
+    /// fault picks one group and its targets among that group's members.
+    groups: Vec<Vec<usize>>,
     /// Target kinds kill, pause and net choose from (never empty).
     targets: Vec<Target>,
 }
@@ -250,12 +258,12 @@ impl<'a> Nemesis<'a> {
         Nemesis {
             targets: Target::ALL.to_vec(),
             netem: None,
-            members,
+            groups: vec![members],
             cluster,
             recorder,
             rng: Rng::new(seed),
             firewall,
-            leader: Box::new(|_| None),
+            leader: Box::new(|_, _| None),
             net_fault: NetFault {
                 delay_ms: 100,
                 jitter_ms: 50,
@@ -266,7 +274,16 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Sets how the leader is found (for example by asking the nodes for their role).
-    pub fn with_leader(mut self, probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+    pub fn with_leader(mut self, mut probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+        self.leader = Box::new(move |c, _| probe(c));
+        self
+    }
+
+    /// Sets how the leader of group `g` (a position in [`Self::with_groups`]) is found.
+    pub fn with_group_leader(
+        mut self,
+        probe: impl FnMut(&Cluster, usize) -> Option<usize> + 'a,
+    ) -> Self {
         self.leader = Box::new(probe);
         self
     }
@@ -274,7 +291,18 @@ impl<'a> Nemesis<'a> {
     /// Restricts faults to these cluster indices (default: every node). Targets such as
     /// "minority" are computed over this set.
     pub fn with_members(mut self, members: Vec<usize>) -> Self {
-        self.members = members;
+        self.groups = vec![members];
+        self
+    }
+
+    /// Several broker groups (cluster indices of each group's members): every fault first
+    /// picks a group at random, then its targets among that group's members only. Empty
+    /// groups are dropped; with one group this is [`Self::with_members`].
+    pub fn with_groups(mut self, groups: Vec<Vec<usize>>) -> Self {
+        let groups: Vec<Vec<usize>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        if !groups.is_empty() {
+            self.groups = groups;
+        }
         self
     }
 
@@ -327,9 +355,14 @@ impl<'a> Nemesis<'a> {
     /// applies it, recording the start. Returns the active fault and the target names, or the
     /// error recorded as `fail`.
     pub fn start(&mut self, kind: FaultKind) -> StartResult {
-        let n = self.members.len();
-        let members = self.members.clone();
-        let leader_index = (self.leader)(self.cluster);
+        // One group: no draw, so single-group schedules stay what they were for a seed.
+        let group = match self.groups.len() {
+            0 | 1 => 0,
+            n => usize::try_from(self.rng.below(n as u64)).unwrap_or(0),
+        };
+        let members = self.groups.get(group).cloned().unwrap_or_default();
+        let n = members.len();
+        let leader_index = (self.leader)(self.cluster, group);
         // The leader as a position among the members.
         let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
         match kind {
@@ -366,6 +399,34 @@ impl<'a> Nemesis<'a> {
                     .map(|(a, peers)| (members[a], peers.into_iter().map(|p| members[p]).collect()))
                     .collect();
                 self.start_partition(grudge)
+            }
+            FaultKind::Membership => self.start_membership(),
+        }
+    }
+
+    /// Applies a membership change (transfer or removal, chosen at random), recording its
+    /// start.
+    pub fn start_membership(&mut self) -> StartResult {
+        let kind = FaultKind::Membership;
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &[], None) {
+            return Err((e, Vec::new()));
+        }
+        match membership::start(self.cluster, &mut self.rng) {
+            Ok((change, targets)) => {
+                match self.record(OpType::Ok, kind, Phase::Start, &targets, None) {
+                    Ok(()) => Ok((Active::Membership(change), targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err((e, targets)) => {
+                let _ = self.record(
+                    OpType::Fail,
+                    kind,
+                    Phase::Start,
+                    &targets,
+                    Some(e.to_string()),
+                );
+                Err((e, targets))
             }
         }
     }
@@ -434,6 +495,12 @@ impl<'a> Nemesis<'a> {
                 )),
                 Active::Partitioned(Grudge::new()),
             ),
+            FaultKind::Membership => (
+                Err(NemesisError::Unsupported(
+                    "use start_membership for membership changes".into(),
+                )),
+                Active::Degraded(Vec::new()),
+            ),
         };
         self.finish_start(kind, targets, res, active)
     }
@@ -497,6 +564,7 @@ impl<'a> Nemesis<'a> {
             Active::Killed(idx) => kill::restart(self.cluster, idx),
             Active::Paused(idx) => pause::resume(self.cluster, idx),
             Active::Degraded(idx) => net::clear(self.cluster, idx),
+            Active::Membership(change) => membership::end(self.cluster, change),
             Active::Partitioned(_) => match self.firewall {
                 Some(fw) => partition::heal(self.cluster, fw),
                 None => Ok(()),
@@ -576,6 +644,9 @@ impl<'a> Nemesis<'a> {
                     bounded_sleep(until, &mut stop);
                     if let Err(e) = self.end(kind, &active, &targets) {
                         rec.end_error = Some(e.to_string());
+                    }
+                    if let Active::Membership(change) = &active {
+                        rec.detail = Some(membership::describe(self.cluster, change, true));
                     }
                 }
                 Err((e, targets)) => {
