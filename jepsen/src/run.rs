@@ -365,6 +365,13 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         }
     }
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
+    if let Some(free) = free_bytes(&config.out) {
+        let gib = free as f64 / f64::from(1u32 << 30);
+        progress(&format!("{gib:.1} GiB free under {}", config.out.display()));
+        if gib < 2.0 {
+            progress("NOTE: little free disk space; the history and the nodes' stores may not fit");
+        }
+    }
     let started = Instant::now();
     let broker = cluster::has_broker_command(&config.binary);
     let limitations = if broker {
@@ -692,6 +699,17 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
     std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
     Ok(summary)
+}
+
+/// Bytes available to unprivileged users on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a writable statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// How long a broker may take to stop cleanly after SIGTERM at the end of a run.

@@ -37,7 +37,7 @@ pub const CQ_UNIT: u64 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
-    #[error("{path}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]

@@ -573,14 +573,18 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Ends an active fault (restart, resume, heal, clear), recording the end: `ok` if undone,
-    /// `info` with the error otherwise (the window then counts as never healed).
+    /// `info` with the error otherwise (the window then counts as never healed). The fault is
+    /// undone even when the history cannot be written, so the cluster never stays broken.
     pub fn end(
         &mut self,
         kind: FaultKind,
         active: &Active,
         targets: &[String],
     ) -> Result<(), NemesisError> {
-        self.record(OpType::Invoke, kind, Phase::End, targets, None)?;
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::End, targets, None) {
+            let _ = self.undo(active);
+            return Err(e);
+        }
         match self.undo(active) {
             Ok(()) => {
                 self.record(OpType::Ok, kind, Phase::End, targets, None)?;
