@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
 use crate::history::Recorder;
-use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
+use crate::nemesis::{DiskMode, FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
 use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
@@ -118,6 +118,13 @@ pub struct RunConfig {
     /// Longest time the consumers may take to drain after the faults.
     #[serde(serialize_with = "ser_duration")]
     pub drain: Duration,
+    /// Disk faults the `disk` nemesis chooses from.
+    #[serde(serialize_with = "ser_disk_modes")]
+    pub disk_modes: Vec<DiskMode>,
+}
+
+fn ser_disk_modes<S: serde::Serializer>(m: &[DiskMode], s: S) -> Result<S::Ok, S::Error> {
+    m.iter().map(|m| m.name()).collect::<Vec<_>>().serialize(s)
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -182,6 +189,12 @@ pub struct RunSummary {
     pub faults: Vec<FaultInfo>,
     /// What the workload did (absent without a broker).
     pub workload: Option<WorkloadStats>,
+    /// Whether the nodes ran a `raftmq` built with the `failpoints` feature (needed by the
+    /// disk nemesis's power-cut and torn faults).
+    pub failpoints: bool,
+    /// Nodes left down at the end (they refused to start after disk damage and await
+    /// replacement); the fault windows that left them down are recorded as not healed.
+    pub left_down: Vec<String>,
     pub elapsed_s: f64,
 }
 
@@ -258,7 +271,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
     let started = Instant::now();
     let broker = cluster::has_broker_command(&config.binary);
-    let limitations = if broker {
+    let mut limitations = if broker {
         Vec::new()
     } else {
         vec![
@@ -268,6 +281,18 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                 .to_owned(),
         ]
     };
+    let failpoints = cluster::has_failpoints(&config.binary);
+    if config.nemeses.contains(&FaultKind::Disk)
+        && !failpoints
+        && config.disk_modes.iter().any(|m| m.needs_failpoints())
+    {
+        limitations.push(
+            "disk fault unavailable: the raftmq binary was built without the failpoints \
+             feature, so power-cut and torn faults are recorded as failed and the verdict \
+             cannot be valid"
+                .to_owned(),
+        );
+    }
     for l in &limitations {
         progress(&format!("NOTE: {l}"));
     }
@@ -386,6 +411,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         let mut nem = Nemesis::new(&mut c, &rec, config.seed)
             .with_members(members.clone())
             .with_targets(config.targets.clone())
+            .with_disk(config.disk_modes.clone(), failpoints)
             .with_leader(move |cl: &Cluster| {
                 if !broker {
                     return None;
@@ -471,6 +497,19 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             starts: n.starts(),
         })
         .collect();
+    let left_down: Vec<String> = c
+        .nodes()
+        .iter()
+        .skip(1)
+        .filter(|n| !n.is_running())
+        .map(|n| n.name.clone())
+        .collect();
+    if !left_down.is_empty() {
+        progress(&format!(
+            "left down (refused to start after disk damage; replace them): {}",
+            left_down.join(", ")
+        ));
+    }
     progress("stopping the nodes");
     c.stop_all(Duration::from_secs(10))?;
     drop(c);
@@ -491,6 +530,8 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             })
             .collect(),
         workload: stats,
+        failpoints,
+        left_down,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     let path = config.out.join("run.json");

@@ -13,6 +13,14 @@
 //! - `power_loss()`: rewrites the real files to their durable state (unsynced writes,
 //!   creates, removes and renames are undone) and clears the crash. Call it only after every
 //!   user of the files is gone (mappings dropped), as after a real power cut.
+//! - `power_cut(torn)`: the same from *inside* a live process that is about to die: it
+//!   crashes the file system first (no write gets through any more), then replaces every
+//!   file whose content differs from its durable state by a fresh file holding that state
+//!   (written beside it and renamed over it, so live mappings keep the old inode and can
+//!   neither fault nor leak bytes into the new file). With `torn`, the most recent mapped
+//!   write that is not durable (to a commitlog segment if there is one, else to any file)
+//!   keeps its first half, as a write cut mid-way by the power.
+//!   Returns a [`PowerCutReport`]. The caller then kills the process (SIGKILL).
 //!
 //! Directories themselves are treated as always durable.
 
@@ -38,6 +46,38 @@ struct State {
     /// Directory entries as of the last fsync of their directory.
     durable_names: HashMap<PathBuf, u64>,
     next_ino: u64,
+    /// The most recent mapped writes (inode, offset, bytes), oldest first, at most
+    /// [`RECENT_WRITES`] of them: candidates for the torn write of a power cut.
+    recent: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
+}
+
+/// How many recent mapped writes a power cut may choose its torn write from.
+const RECENT_WRITES: usize = 16;
+
+/// What a [`FaultyFileSystem::power_cut`] undid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PowerCutReport {
+    /// Files rewritten to their durable content (their current content differed).
+    pub reverted: Vec<PathBuf>,
+    /// Files removed because their creation (or rename) was never made durable.
+    pub removed: Vec<PathBuf>,
+    /// Bytes that differed from the durable content and were dropped (per reverted file,
+    /// the differing bytes plus any length difference).
+    pub dropped_bytes: u64,
+    /// The torn write kept, if one was asked for and a non-durable write existed.
+    pub torn: Option<TornWrite>,
+}
+
+/// The prefix of a non-durable write that a power cut left in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornWrite {
+    pub file: PathBuf,
+    /// Offset of the write in the file.
+    pub offset: u64,
+    /// Bytes of the write that were kept.
+    pub kept: u64,
+    /// Length of the whole write.
+    pub len: u64,
 }
 
 impl State {
@@ -157,6 +197,111 @@ impl FaultyFileSystem {
     /// True once crashed (by `crash`, a torn write or the byte budget).
     pub fn is_crashed(&self) -> bool {
         self.lock().crashed
+    }
+
+    /// Crashes the file system, then rewrites every file to what a power cut would leave
+    /// (plus, with `torn`, the first half of the latest non-durable mapped write), without
+    /// ever shrinking or rewriting a file that is still mapped: changed files are replaced by
+    /// renaming a fresh copy over them. The file system stays crashed: the process is
+    /// expected to kill itself right after. See the module docs.
+    pub fn power_cut(&self, torn: bool) -> Result<PowerCutReport> {
+        let mut st = self.lock();
+        st.crashed = true;
+        let mut report = PowerCutReport::default();
+        // The torn write: the latest mapped write whose bytes are not all durable and not
+        // all zero (zeroing a stale header after a batch is not the interesting write).
+        // Writes to commitlog segments come first (consume-queue and index files under
+        // `consumequeue/` and `index/` are named the same way): they carry the records
+        // recovery must judge.
+        let mut torn_write: Option<(u64, u64, Vec<u8>)> = None;
+        let segment_inos: std::collections::HashSet<u64> = st
+            .live
+            .iter()
+            .filter(|(p, _)| {
+                class_of(p) == "commitlog"
+                    && !p
+                        .components()
+                        .any(|c| c.as_os_str() == "consumequeue" || c.as_os_str() == "index")
+            })
+            .map(|(_, i)| *i)
+            .collect();
+        let mut candidates: Vec<&(u64, u64, Vec<u8>)> = st.recent.iter().rev().collect();
+        candidates.sort_by_key(|(ino, _, _)| !segment_inos.contains(ino));
+        if torn {
+            for (ino, off, data) in candidates {
+                if data.iter().all(|b| *b == 0) {
+                    continue;
+                }
+                let durable = st.durable_data.get(ino).map(Vec::as_slice).unwrap_or(&[]);
+                let start = usize::try_from(*off).unwrap_or(usize::MAX);
+                let same = durable
+                    .get(start..start.saturating_add(data.len()))
+                    .is_some_and(|d| d == data.as_slice());
+                if !same {
+                    let kept = (data.len() / 2).max(1);
+                    torn_write = Some((*ino, *off, data[..kept].to_vec()));
+                    break;
+                }
+            }
+        }
+        let live: Vec<(PathBuf, u64)> = st.live.iter().map(|(p, i)| (p.clone(), *i)).collect();
+        for (path, ino) in &live {
+            if st.durable_names.get(path) != Some(ino) && path.exists() {
+                std::fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
+                if !st.durable_names.contains_key(path) {
+                    report.removed.push(path.clone());
+                }
+            }
+        }
+        let mut durable: Vec<(PathBuf, u64)> = st
+            .durable_names
+            .iter()
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        durable.sort();
+        for (path, ino) in &durable {
+            let mut data = st.durable_data.get(ino).cloned().unwrap_or_default();
+            if let Some((tino, off, kept)) = &torn_write {
+                if tino == ino {
+                    let start = usize::try_from(*off).unwrap_or(usize::MAX);
+                    let end = start.saturating_add(kept.len());
+                    if data.len() < end {
+                        data.resize(end, 0);
+                    }
+                    data[start..end].copy_from_slice(kept);
+                    report.torn = Some(TornWrite {
+                        file: path.clone(),
+                        offset: *off,
+                        kept: kept.len() as u64,
+                        len: st
+                            .recent
+                            .iter()
+                            .rev()
+                            .find(|(i, o, _)| i == ino && o == off)
+                            .map_or(kept.len() as u64, |(_, _, d)| d.len() as u64),
+                    });
+                }
+            }
+            let current = match std::fs::read(path) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StoreError::io("read", path, e)),
+            };
+            if current.as_deref() == Some(data.as_slice()) {
+                continue;
+            }
+            let cur = current.unwrap_or_default();
+            let differing = cur.iter().zip(&data).filter(|(a, b)| a != b).count();
+            report.dropped_bytes += differing as u64 + cur.len().abs_diff(data.len()) as u64;
+            let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+            tmp_name.push(".power-cut");
+            let tmp = path.with_file_name(tmp_name);
+            std::fs::write(&tmp, &data).map_err(|e| StoreError::io("write", &tmp, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
+            report.reverted.push(path.clone());
+        }
+        st.live = st.durable_names.clone();
+        Ok(report)
     }
 
     /// Rewrites the real files to what a power cut would leave, then clears every fault.
@@ -358,6 +503,11 @@ impl MappedFile for FaultyMappedFile {
         let mut st = self.fs.lock();
         let allowed = self.fs.allowance(&mut st, self.path(), data.len())?;
         self.real.write_at(offset, &data[..allowed])?;
+        if st.recent.len() >= RECENT_WRITES {
+            st.recent.pop_front();
+        }
+        st.recent
+            .push_back((self.ino, offset, data[..allowed].to_vec()));
         if allowed < data.len() {
             return Err(crashed_err(self.path()));
         }
