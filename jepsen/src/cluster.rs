@@ -634,6 +634,14 @@ fn raftmq_binary_with(
                 std::fs::hard_link(&exe, &link)
                     .or_else(|_| std::fs::copy(&exe, &link).map(|_| ()))
                     .map_err(|e| ClusterError::Build(format!("{}: {e}", link.display())))?;
+                if !has_failpoints(&link) {
+                    return Err(ClusterError::Build(format!(
+                        "{} lacks the failpoints feature: another build replaced {} in \
+                         between; build again",
+                        link.display(),
+                        exe.display()
+                    )));
+                }
                 return Ok(link);
             }
         }

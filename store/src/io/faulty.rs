@@ -14,7 +14,8 @@
 //!   creates, removes and renames are undone) and clears the crash. Call it only after every
 //!   user of the files is gone (mappings dropped), as after a real power cut.
 //! - `power_cut(torn)`: the same from *inside* a live process that is about to die: it
-//!   crashes the file system first (no write gets through any more), then replaces every
+//!   freezes the file system first (every later mutating call blocks forever, so no write
+//!   gets through and no caller sees an error it could report), then replaces every
 //!   file whose content differs from its durable state by a fresh file holding that state
 //!   (written beside it and renamed over it, so live mappings keep the old inode and can
 //!   neither fault nor leak bytes into the new file). With `torn`, the most recent mapped
@@ -38,6 +39,8 @@ struct State {
     /// Failpoint name → remaining hits (`None` = every time).
     points: HashMap<String, Option<usize>>,
     crashed: bool,
+    /// A power cut is under way: mutating calls block forever (see `lock_mut`).
+    frozen: bool,
     byte_budget: Option<u64>,
     /// Durable content per inode.
     durable_data: HashMap<u64, Vec<u8>>,
@@ -165,6 +168,20 @@ impl FaultyFileSystem {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The state for a mutating call. Once a power cut has begun the calling thread never
+    /// returns: the process is about to be killed, and a failing write would let it answer
+    /// clients with errors a real power cut never gives them.
+    fn lock_mut(&self) -> MutexGuard<'_, State> {
+        let st = self.lock();
+        if st.frozen {
+            drop(st);
+            loop {
+                std::thread::park();
+            }
+        }
+        st
+    }
+
     /// Arms failpoint `point` (`class::op::kind`) for the next `times` hits, or every hit.
     pub fn enable(&self, point: &str, times: Option<usize>) {
         self.lock().points.insert(point.to_string(), times);
@@ -202,11 +219,12 @@ impl FaultyFileSystem {
     /// Crashes the file system, then rewrites every file to what a power cut would leave
     /// (plus, with `torn`, the first half of the latest non-durable mapped write), without
     /// ever shrinking or rewriting a file that is still mapped: changed files are replaced by
-    /// renaming a fresh copy over them. The file system stays crashed: the process is
-    /// expected to kill itself right after. See the module docs.
+    /// renaming a fresh copy over them. The file system stays frozen (mutating calls never
+    /// return): the process is expected to kill itself right after. See the module docs.
     pub fn power_cut(&self, torn: bool) -> Result<PowerCutReport> {
         let mut st = self.lock();
         st.crashed = true;
+        st.frozen = true;
         let mut report = PowerCutReport::default();
         // The torn write: the latest mapped write whose bytes are not all durable and not
         // all zero (zeroing a stale header after a batch is not the interesting write).
@@ -364,7 +382,7 @@ impl FaultyFileSystem {
 
 impl FileSystem for FaultyFileSystem {
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, dir, "write")?;
         self.real.create_dir_all(dir)
     }
@@ -386,7 +404,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, path, "remove")?;
         st.ino_of(path)?;
         self.real.remove_file(path)?;
@@ -395,7 +413,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, to, "rename")?;
         let ino = st.ino_of(from)?;
         self.real.rename(from, to)?;
@@ -405,7 +423,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, dir, "sync")?;
         self.real.sync_dir(dir)?;
         let in_dir = |p: &PathBuf| p.parent() == Some(dir);
@@ -425,7 +443,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn write_file_synced(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let allowed = self.allowance(&mut st, path, data.len())?;
         let ino = match st.live.get(path) {
             Some(i) => *i,
@@ -453,7 +471,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn map(&self, path: &Path, len: u64, create: bool) -> Result<Arc<dyn MappedFile>> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let existed = path.exists();
         if !existed {
             self.check(&mut st, path, "write")?;
@@ -500,7 +518,7 @@ impl MappedFile for FaultyMappedFile {
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let mut st = self.fs.lock();
+        let mut st = self.fs.lock_mut();
         let allowed = self.fs.allowance(&mut st, self.path(), data.len())?;
         self.real.write_at(offset, &data[..allowed])?;
         if st.recent.len() >= RECENT_WRITES {
@@ -519,7 +537,7 @@ impl MappedFile for FaultyMappedFile {
     }
 
     fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
-        let mut st = self.fs.lock();
+        let mut st = self.fs.lock_mut();
         self.fs.check(&mut st, self.path(), "sync")?;
         self.real.flush_range(offset, len)?;
         let mut cur = vec![0u8; len as usize];
