@@ -478,6 +478,47 @@ impl Cluster {
         }
     }
 
+    /// Stops the running nodes among `idx` together: SIGCONT to paused ones, SIGTERM to all at
+    /// once, then waits until every one has exited, and `kill -9`s those still running after
+    /// `grace`. Returns the names of the nodes that had to be killed. Signalling them together
+    /// keeps a member stopping early from seeing the others elect and append without it.
+    pub fn stop_together(
+        &mut self,
+        idx: &[usize],
+        grace: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut waiting = Vec::new();
+        for &i in idx {
+            if !self.node(i)?.is_running() {
+                continue;
+            }
+            if self.node(i)?.paused {
+                self.resume(i)?;
+            }
+            self.signal(i, libc::SIGTERM, "SIGTERM")?;
+            waiting.push(i);
+        }
+        let deadline = Instant::now() + grace;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::with_capacity(waiting.len());
+            for i in waiting {
+                if self.try_reap(i)?.is_none() {
+                    still.push(i);
+                }
+            }
+            waiting = still;
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut killed = Vec::new();
+        for i in waiting {
+            killed.push(self.node(i)?.name.clone());
+            self.kill(i)?;
+        }
+        Ok(killed)
+    }
+
     /// Stops every running node (SIGCONT first if paused), in order.
     pub fn stop_all(&mut self, grace: Duration) -> Result<(), ClusterError> {
         for i in 0..self.nodes.len() {

@@ -23,9 +23,10 @@ pub struct RoleObserver {
 }
 
 impl RoleObserver {
-    /// Observes `nodes` (name, `host:port`) every `period` from namespace `netns`.
+    /// Observes `nodes` (name, `host:port`, broker group if the run has several) every
+    /// `period` from namespace `netns`.
     pub fn spawn(
-        nodes: Vec<(String, String)>,
+        nodes: Vec<(String, String, Option<String>)>,
         period: Duration,
         recorder: Arc<Recorder>,
         netns: Option<String>,
@@ -60,7 +61,7 @@ impl RoleObserver {
 }
 
 async fn observe(
-    nodes: Vec<(String, String)>,
+    nodes: Vec<(String, String, Option<String>)>,
     period: Duration,
     rec: &Recorder,
     stop: &AtomicBool,
@@ -70,8 +71,11 @@ async fn observe(
         ..ClientConfig::default()
     };
     let clients: Vec<(String, Arc<RemotingClient>)> = nodes
-        .into_iter()
-        .map(|(name, addr)| (name, Arc::new(RemotingClient::new(addr, config.clone()))))
+        .iter()
+        .map(|(name, addr, _)| {
+            let client = RemotingClient::new(addr.clone(), config.clone());
+            (name.clone(), Arc::new(client))
+        })
         .collect();
     let process = || Process::Named("observer".into());
     while !stop.load(Ordering::SeqCst) {
@@ -102,13 +106,16 @@ async fn observe(
         ok.nodes = Some(
             roles
                 .into_iter()
-                .zip(&clients)
-                .map(|(r, (name, _))| {
-                    r.unwrap_or_else(|| NodeRole {
+                .zip(&nodes)
+                .map(|(r, (name, _, group))| {
+                    let mut r = r.unwrap_or_else(|| NodeRole {
                         node: name.clone(),
                         role: "down".into(),
                         term: None,
-                    })
+                        group: None,
+                    });
+                    r.group.clone_from(group);
+                    r
                 })
                 .collect(),
         );
@@ -124,6 +131,7 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         node: name.to_owned(),
         role: "down".into(),
         term: None,
+        group: None,
     };
     let Some(resp) = answer else {
         return down();
@@ -144,5 +152,6 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         node: name.to_owned(),
         role: role.into(),
         term: table["raftTerm"].as_str().and_then(|t| t.parse().ok()),
+        group: None,
     }
 }

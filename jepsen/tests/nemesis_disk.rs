@@ -48,8 +48,12 @@ fn run(bin: &Path, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// A JSON file the run wrote; a missing one fails with the run's own output.
+fn json_of(path: &Path, o: &Output) -> Value {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(e) => panic!("{}: {e}\n{}", path.display(), text(o)),
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -88,8 +92,8 @@ fn power_cuts_of_every_node_lose_no_acknowledged_send() {
             "600ms",
         ],
     );
-    let r = json(&out.join("run.json"));
-    let results = json(&out.join("results.json"));
+    let r = json_of(&out.join("run.json"), &o);
+    let results = json_of(&out.join("results.json"), &o);
     assert_eq!(r["failpoints"], true);
     let faults = r["faults"].as_array().unwrap();
     assert!(faults.len() >= 2, "{r}");
@@ -140,14 +144,18 @@ fn segment_damage_is_cut_or_refused_naming_file_and_offset() {
             "2s",
         ],
     );
-    let r = json(&out.join("run.json"));
-    let results = json(&out.join("results.json"));
+    let r = json_of(&out.join("run.json"), &o);
+    let results = json_of(&out.join("results.json"), &o);
     let faults = r["faults"].as_array().unwrap();
     assert!(faults.len() >= 2, "{r}");
     let mut refused = Vec::new();
     let mut unhealed = 0;
     for f in faults {
-        assert!(f["start_error"].is_null(), "{f}");
+        if let Some(e) = f["start_error"].as_str() {
+            // Once a node is left down, the two still up have no minority to damage.
+            assert!(!refused.is_empty() && e.contains("still up"), "{f}");
+            continue;
+        }
         let targets = f["targets"].as_array().unwrap();
         assert_eq!(targets.len(), 1, "a minority of 3: {f}");
         let node = targets[0].as_str().unwrap();
@@ -231,8 +239,8 @@ fn without_failpoints_the_disk_fault_is_unavailable_and_never_valid() {
             "300ms",
         ],
     );
-    let r = json(&out.join("run.json"));
-    let results = json(&out.join("results.json"));
+    let r = json_of(&out.join("run.json"), &o);
+    let results = json_of(&out.join("results.json"), &o);
     assert_eq!(r["failpoints"], false);
     assert!(
         r["limitations"]

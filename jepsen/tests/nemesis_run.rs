@@ -249,3 +249,77 @@ fn nodes_die_with_a_killed_harness() {
     });
     assert!(gone, "nodes outlived the harness: {pids:?}");
 }
+
+#[test]
+fn two_groups_of_three_give_a_valid_verdict_with_both_groups_checked() {
+    require_namespaces();
+    assert!(
+        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
+        "the raftmq binary has no broker command"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (o, _) = run(
+        &out,
+        &[
+            "--groups",
+            "2",
+            "--time",
+            "6s",
+            "--seed",
+            "11",
+            "--nemesis",
+            "kill,pause,partition",
+            "--targets",
+            "one,leader,minority",
+            "--drain",
+            "30s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&out.join("run.json"));
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{r}");
+    assert_eq!(groups[0]["name"], "broker-a");
+    assert_eq!(groups[1]["members"], serde_json::json!(["b0", "b1", "b2"]));
+    // The workload used both groups' queues.
+    assert_eq!(results["stats"]["queues"], 8, "{}", results["stats"]);
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    for g in ["broker-a", "broker-b"] {
+        assert!(
+            history.contains(&format!("@{g}:")),
+            "no operation on a queue of {g}"
+        );
+    }
+    // Every fault hit nodes of one group only.
+    let faults = r["faults"].as_array().unwrap();
+    assert!(faults.len() >= 2, "{r}");
+    for f in faults {
+        assert!(f["start_error"].is_null(), "{f}");
+        let text = f["targets"].to_string();
+        assert!(
+            text.contains('a') != text.contains('b'),
+            "fault across groups: {f}"
+        );
+    }
+    // Every window is attributed to its group, with that group's own recovery time.
+    for w in results["availability"]["windows"].as_array().unwrap() {
+        let g = w["group"].as_str().unwrap_or_default();
+        assert!(g == "broker-a" || g == "broker-b", "{w}");
+        assert!(w["group_recovery_ns"].as_u64().is_some(), "{w}");
+    }
+    // Roles were observed per group, and both groups' replicas were compared.
+    assert!(history.contains("\"group\":\"broker-b\""));
+    assert!(results["leaders"]["leader_terms"].as_u64().unwrap() >= 2);
+    let reps = &results["replicas"]["groups"];
+    assert_eq!(reps.as_array().unwrap().len(), 2, "{}", results["replicas"]);
+    for g in reps.as_array().unwrap() {
+        assert!(g["lowest_committed"].as_u64().unwrap() > 0, "{g}");
+        assert_eq!(g["consume_queues"].as_array().unwrap().len(), 4, "{g}");
+    }
+    assert!(out.join("replicas.json").is_file());
+}

@@ -75,6 +75,9 @@ pub struct BrokerConfig {
     pub trace_on: bool,
     /// `regionId` reported in send responses. Default `DefaultRegion`.
     pub region_id: String,
+    /// `channelExpiredTimeout` (ms): a client channel silent this long (no heartbeat) is
+    /// dropped and its consumer group told. Default 120 000.
+    pub channel_expired_timeout: Duration,
 }
 
 /// RocketMQ broker keys accepted for compatibility that change nothing in raftmq.
@@ -162,6 +165,7 @@ impl Default for BrokerConfig {
             message_index_enable: true,
             trace_on: true,
             region_id: "DefaultRegion".into(),
+            channel_expired_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -256,6 +260,12 @@ impl BrokerConfig {
             message_index_enable: r.bool_or("messageIndexEnable", d.message_index_enable)?,
             trace_on: r.bool_or("traceOn", d.trace_on)?,
             region_id: r.string("regionId").unwrap_or(d.region_id),
+            channel_expired_timeout: r.millis_or(
+                "channelExpiredTimeout",
+                d.channel_expired_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(24 * 3600),
+            )?,
         };
         if !r.bool_or("enableDLegerCommitLog", true)? {
             tracing::warn!(
@@ -391,6 +401,10 @@ impl BrokerConfig {
             ("messageIndexEnable", self.message_index_enable.to_string()),
             ("traceOn", self.trace_on.to_string()),
             ("regionId", self.region_id.clone()),
+            (
+                "channelExpiredTimeout",
+                self.channel_expired_timeout.as_millis().to_string(),
+            ),
         ];
         pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
