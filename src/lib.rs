@@ -1,6 +1,7 @@
 //! raftmq: a RocketMQ-compatible broker whose commitlog is a Raft log.
 //!
 //! Layout:
+//! - [`admin`]: broker group administration over remoting (status, membership, leadership).
 //! - [`remoting`]: the RocketMQ remoting protocol (frames, commands, codes, headers, server, client).
 //! - [`broker`]: the broker node: request processors over a Raft group.
 //! - [`namesrv`]: the nameserver (route registry, broker liveness, KV config).
@@ -10,6 +11,7 @@
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
 //! - `failpoints` (cargo feature `failpoints` only): simulated power cuts for chaos tests.
 
+pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod client;

@@ -11,6 +11,8 @@ use raftmq::broker::{Broker, BrokerConfig};
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::Namesrv;
 
+mod admin_cli;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raftmq",
@@ -38,6 +40,9 @@ enum Command {
     /// cuts. Exits 0, so tools can tell such a build apart.
     #[cfg(feature = "failpoints")]
     Failpoints,
+    /// Administer a broker group (like `mqadmin`): status, membership changes, leadership.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Debug, Args)]
@@ -203,10 +208,10 @@ struct BenchRaftArgs {
     /// Parent directory of the temporary group data (default: the system temp dir).
     #[arg(long = "data", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Leader heartbeat period in ms (default: the group default, 250).
+    /// Leader heartbeat period in ms (default: the group default, 50).
     #[arg(long = "heartbeat-ms")]
     heartbeat_ms: Option<u64>,
-    /// Election timeout range `MIN,MAX` in ms (default: the group default, 1000,2000).
+    /// Election timeout range `MIN,MAX` in ms (default: the group default, 200,300).
     #[arg(long = "election-ms", value_delimiter = ',')]
     election_ms: Option<Vec<u64>>,
     /// Print the summary as one JSON object on stdout.
@@ -550,7 +555,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Bench(_))
+    if matches!(cli.command, Command::Bench(_) | Command::Admin(_))
         && std::env::var("RUST_LOG").map_or(true, |s| s.trim().is_empty())
     {
         // Benchmarks kill leaders on purpose; only warnings of our own code are shown unless
@@ -582,5 +587,6 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Admin(cmd) => admin_cli::run(cmd).await,
     }
 }

@@ -75,6 +75,9 @@ pub enum ClusterError {
     /// Building the `raftmq` binary failed or its path could not be found.
     #[error("building raftmq: {0}")]
     Build(String),
+    /// A group administration step (find the leader, remove, add, promote, transfer) failed.
+    #[error("group administration ({step}): {reason}")]
+    Admin { step: String, reason: String },
 }
 
 /// How nodes are networked.
@@ -117,6 +120,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// Gives a stopped node's slot to a new node `name` with its own (empty) data directory
+    /// `root/data` and log `root/node.log`; its command line is cleared.
+    pub(crate) fn reincarnate(&mut self, name: &str, root: &Path) -> Result<(), ClusterError> {
+        if self.child.is_some() {
+            return Err(ClusterError::State {
+                node: self.name.clone(),
+                reason: "still running, cannot be replaced".into(),
+            });
+        }
+        let data_dir = root.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+        self.name = name.to_owned();
+        self.data_dir = data_dir;
+        self.log_path = root.join("node.log");
+        self.args.clear();
+        self.paused = false;
+        self.starts = 0;
+        Ok(())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
@@ -145,13 +168,17 @@ impl Node {
     }
 }
 
-/// A set of nodes and, in namespace mode, their private network.
+/// A set of nodes and, in namespace mode, their private network. A node keeps its slot (index,
+/// address, namespace) for the whole run; [`Cluster::replace_node`] gives the slot a new name,
+/// Raft id and data directory.
 #[derive(Debug)]
 pub struct Cluster {
     // Field order matters: processes are killed (Drop) before the namespaces go.
     nodes: Vec<Node>,
     topo: Option<Topology>,
     config: ClusterConfig,
+    /// The broker group's layout, for membership changes ([`crate::membership`]).
+    pub(crate) groups: Vec<crate::membership::GroupLayout>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -215,6 +242,7 @@ impl Cluster {
             nodes,
             topo,
             config,
+            groups: Vec::new(),
         })
     }
 
@@ -245,7 +273,7 @@ impl Cluster {
             .ok_or(ClusterError::NoNode { index: i, len })
     }
 
-    fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
+    pub(crate) fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
         let len = self.nodes.len();
         self.nodes
             .get_mut(i)

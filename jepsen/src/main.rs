@@ -67,7 +67,8 @@ EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or ch
 `run --help`); a run whose replica comparison could not be done is at best unknown.";
 
 const RUN_HELP: &str = "\
-NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;
+NEMESES (--nemesis, comma separated, or all = every one but disk, which needs a failpoints
+build and is named on its own; one fault at a time, seeded by --seed;
 --targets limits the targets kill, pause and net pick from):
   kill       kill -9 of one node, the leader, a minority, a majority or all nodes; restart
              with the same data directory and address at the end of the window.
@@ -101,17 +102,24 @@ NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --se
              ($RAFTMQ_FAILPOINTS_BIN overrides); with a binary lacking the feature, run.json
              says the disk fault is unavailable and power-cut/torn faults are recorded as
              failed (verdict unknown).
+  membership either (a) leadership transfer from the leader to a random other member
+             (raftmq admin transfer-leader), or (b) a random member (the leader too:
+             leadership moves away first) removed from the group, killed and its data
+             deleted; the group runs without it for the window; at the end a new node with a
+             NEW Raft id (n3, n4, ...; its slot keeps the address) and an empty store joins
+             as a learner, catches up and is promoted to voter. Works with --loopback.
+             The replacement is Cluster::replace_node, usable on its own.
 Each fault's start and end is recorded in history.jsonl (f=fault, phase=start|end); a fault
 that fails is recorded as failed and makes the verdict unknown.
 
 NETWORK: by default each node runs in its own network namespace (rj<pid>x...-n<i>) attached to
 a bridge in a namespace of the harness (10.77.0.0/24 exists only there; the host's interfaces
 and routes are never touched). Needs root; `setup` installs iproute2, iptables and nftables
-with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pause only).
+with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill, pause and membership only).
 
 RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), replicas.json (the
 stopped replicas compared), results.json and report.html (from check), nodes/<name>/node.log
-and nodes/<name>/data.
+and nodes/<name>/data (a replaced node's data is deleted; its log stays under its old name).
 
 WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
 one Raft group broker-a (n0..; SYNC_FLUSH), or with --groups 2 the groups broker-a (a0..) and
@@ -183,7 +191,7 @@ struct RunArgs {
     /// How long the nemesis runs (500ms, 30s, 2m, ...).
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     time: std::time::Duration,
-    /// Faults to use: kill,pause,partition,net,disk; all = kill,pause,partition,net.
+    /// Faults to use: kill,pause,partition,net,membership,disk; all = every one but disk.
     #[arg(long, default_value = "kill,pause,partition", value_parser = chaos_run::parse_nemeses)]
     nemesis: std::vec::Vec<raftmq_jepsen::nemesis::FaultKind>,
     /// Seed of the fault schedule (default: from the clock, printed).

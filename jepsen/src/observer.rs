@@ -2,7 +2,10 @@
 //! (GET_BROKER_RUNTIME_INFO: `brokerRole`, `raftTerm`) at a fixed period and records each round
 //! as one `role` operation (process `"observer"`), so the checker can find two leaders in one
 //! term or a node whose term goes down, and the report can draw per-node role lanes. A node
-//! that does not answer in time is recorded as `down`.
+//! that does not answer in time is recorded as `down`. A node is named after the Raft id it
+//! reports (`n<raftNodeId>`, or `a<id>`, `b<id>`, ... when the run has several groups), so a slot whose node was replaced by a new id (the membership
+//! nemesis) is recorded under the new name from its first answer on, and as `down` under the
+//! last name it answered with.
 //!
 //! Runs on its own thread (inside the clients' namespace when given). It knows the remoting
 //! request and the history format, nothing of faults.
@@ -70,7 +73,7 @@ async fn observe(
         connect_timeout: Duration::from_millis(300),
         ..ClientConfig::default()
     };
-    let clients: Vec<(String, Arc<RemotingClient>)> = nodes
+    let mut clients: Vec<(String, Arc<RemotingClient>)> = nodes
         .iter()
         .map(|(name, addr, _)| {
             let client = RemotingClient::new(addr.clone(), config.clone());
@@ -102,12 +105,19 @@ async fn observe(
                 roles[i] = Some(role);
             }
         }
+        for (r, (name, _)) in roles.iter().zip(clients.iter_mut()) {
+            if let Some(r) = r.as_ref().filter(|r| r.role != "down") {
+                if *name != r.node {
+                    name.clone_from(&r.node);
+                }
+            }
+        }
         let mut ok = Op::new(0, process(), OpType::Ok, OpF::Role);
         ok.nodes = Some(
             roles
                 .into_iter()
-                .zip(&nodes)
-                .map(|(r, (name, _, group))| {
+                .zip(clients.iter().zip(&nodes))
+                .map(|(r, ((name, _), (_, _, group)))| {
                     let mut r = r.unwrap_or_else(|| NodeRole {
                         node: name.clone(),
                         role: "down".into(),
@@ -148,8 +158,15 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         Some(_) => "follower",
         None => return down(),
     };
+    let node = table["raftNodeId"]
+        .as_str()
+        .and_then(|id| id.parse::<u64>().ok())
+        .map_or_else(
+            || name.to_owned(),
+            |id| crate::membership::member_name(name, id),
+        );
     NodeRole {
-        node: name.to_owned(),
+        node,
         role: role.into(),
         term: table["raftTerm"].as_str().and_then(|t| t.parse().ok()),
         group: None,

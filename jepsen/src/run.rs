@@ -331,6 +331,7 @@ pub fn parse_nemeses(text: &str) -> Result<Vec<FaultKind>, String> {
             FaultKind::Pause,
             FaultKind::Partition,
             FaultKind::Net,
+            FaultKind::Membership,
         ]);
     }
     if text.trim() == "none" {
@@ -459,6 +460,13 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             consume_queue_bytes: 20 * 6000,
             message_index: false,
         };
+        if broker {
+            c.set_group(crate::membership::GroupLayout::new(
+                spec.clone(),
+                members,
+                &raft_ports,
+            ));
+        }
         for (pos, &i) in members.iter().enumerate() {
             let args: Vec<OsString> = if broker {
                 cluster::broker_command(&c, members, &raft_ports, pos, &spec)?
@@ -808,7 +816,11 @@ mod tests {
             parse_nemeses("kill,partition").unwrap(),
             vec![FaultKind::Kill, FaultKind::Partition]
         );
-        assert_eq!(parse_nemeses("all").unwrap().len(), 4);
+        assert_eq!(parse_nemeses("all").unwrap().len(), 5);
+        assert_eq!(
+            parse_nemeses("membership").unwrap(),
+            vec![FaultKind::Membership]
+        );
         assert!(parse_nemeses("kill,flood").unwrap_err().contains("flood"));
     }
 }

@@ -2,7 +2,8 @@
 //! the fault windows, tears everything down and checks the history. With a binary lacking the
 //! broker command there is no workload and the verdict must be unknown (exit 3), never valid.
 //! With the broker the workload runs; faults a 3-node group must survive (one node, the
-//! leader or a minority killed, paused or partitioned) must give a valid verdict.
+//! leader or a minority killed, paused or partitioned) must give a valid verdict, and so must
+//! membership changes (leadership transfers, a node replaced by a new id).
 
 #![allow(clippy::unwrap_used)]
 
@@ -202,6 +203,74 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
     for f in r["faults"].as_array().unwrap() {
         assert!(f["start_error"].is_null(), "{f}");
     }
+}
+
+#[test]
+fn a_broker_group_survives_membership_changes_with_a_valid_verdict() {
+    require_namespaces();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // Seed 3 starts with a replacement, then a leadership transfer.
+    let (o, _) = run(
+        &out,
+        &[
+            "--time",
+            "8s",
+            "--seed",
+            "3",
+            "--nemesis",
+            "membership",
+            "--drain",
+            "30s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&out.join("run.json"));
+    assert_eq!(r["workload"]["drained"], true, "{r}");
+    let faults = r["faults"].as_array().unwrap();
+    for f in faults {
+        assert_eq!(f["kind"], "membership", "{f}");
+        assert!(
+            f["start_error"].is_null() && f["end_error"].is_null(),
+            "{f}"
+        );
+    }
+    let details: Vec<&str> = faults
+        .iter()
+        .map(|f| f["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("replaced by n3")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("leadership transferred")),
+        "{details:?}"
+    );
+    // The replaced slot runs under its new name; the old data is gone, its log kept.
+    let names: Vec<&str> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"n3"), "{names:?}");
+    let old = details[0].split_whitespace().next().unwrap();
+    assert!(!names.contains(&old), "{names:?}");
+    assert!(!out.join("nodes").join(old).join("data").exists());
+    assert!(out.join("nodes").join(old).join("node.log").is_file());
+    // The observer recorded the new node under its own name.
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"node\":\"n3\""), "n3 never observed");
+    assert!(
+        results["leaders"]["observations"].as_u64().unwrap() >= 10,
+        "{}",
+        results["leaders"]
+    );
 }
 
 #[test]

@@ -54,6 +54,10 @@ pub struct GroupMetrics {
     /// Leader only: matched index per member.
     pub replication: BTreeMap<NodeId, Option<u64>>,
     pub voters: BTreeSet<NodeId>,
+    /// Members that receive the log but do not vote.
+    pub learners: BTreeSet<NodeId>,
+    /// Every member (voters and learners) with its addresses, from the effective membership.
+    pub nodes: BTreeMap<NodeId, PeerNode>,
     /// `Some(reason)` once the core stopped on a fatal error.
     pub fatal: Option<String>,
 }
@@ -233,6 +237,13 @@ impl RaftGroup {
                 .map(|r| r.iter().map(|(k, v)| (*k, v.map(|l| l.index))).collect())
                 .unwrap_or_default(),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
+            nodes: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect(),
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
         }
     }

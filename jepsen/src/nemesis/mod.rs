@@ -7,6 +7,7 @@
 //! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables);
 //! * [`disk`]: power cuts that drop un-fsynced writes (optionally tearing the final one), and
 //!   bit flips or truncation in a stopped node's segment file.
+//! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
 //!
 //! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
 //! The leader is whatever the caller's leader probe says; without one, leader-targeted faults
@@ -18,6 +19,7 @@
 
 pub mod disk;
 pub mod kill;
+pub mod membership;
 pub mod net;
 pub mod partition;
 pub mod pause;
@@ -166,6 +168,7 @@ pub enum FaultKind {
     Partition,
     Net,
     Disk,
+    Membership,
 }
 
 impl FaultKind {
@@ -176,6 +179,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
             FaultKind::Disk => "disk",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -200,8 +204,9 @@ impl FromStr for FaultKind {
             "partition" => Ok(FaultKind::Partition),
             "net" => Ok(FaultKind::Net),
             "disk" => Ok(FaultKind::Disk),
+            "membership" => Ok(FaultKind::Membership),
             other => Err(format!(
-                "unknown nemesis {other:?} (known: kill, pause, partition, net, disk)"
+                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership, disk)"
             )),
         }
     }
@@ -216,6 +221,7 @@ pub enum Active {
     Degraded(Vec<usize>),
     /// A disk fault: its nodes are down until the end restarts them.
     Disk(DiskMode, Vec<usize>),
+    Membership(membership::Change),
 }
 
 /// Finds the leader's node index of a group (by its position in the nemesis's groups), if
@@ -478,6 +484,34 @@ impl<'a> Nemesis<'a> {
                 };
                 self.start_disk(mode, &idx)
             }
+            FaultKind::Membership => self.start_membership(),
+        }
+    }
+
+    /// Applies a membership change (transfer or removal, chosen at random), recording its
+    /// start.
+    pub fn start_membership(&mut self) -> StartResult {
+        let kind = FaultKind::Membership;
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &[], None) {
+            return Err((e, Vec::new()));
+        }
+        match membership::start(self.cluster, &mut self.rng) {
+            Ok((change, targets)) => {
+                match self.record(OpType::Ok, kind, Phase::Start, &targets, None) {
+                    Ok(()) => Ok((Active::Membership(change), targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err((e, targets)) => {
+                let _ = self.record(
+                    OpType::Fail,
+                    kind,
+                    Phase::Start,
+                    &targets,
+                    Some(e.to_string()),
+                );
+                Err((e, targets))
+            }
         }
     }
 
@@ -611,6 +645,12 @@ impl<'a> Nemesis<'a> {
                 )),
                 Active::Disk(DiskMode::PowerCut, Vec::new()),
             ),
+            FaultKind::Membership => (
+                Err(NemesisError::Unsupported(
+                    "use start_membership for membership changes".into(),
+                )),
+                Active::Degraded(Vec::new()),
+            ),
         };
         self.finish_start(kind, targets, res, active)
     }
@@ -674,6 +714,7 @@ impl<'a> Nemesis<'a> {
             Active::Killed(idx) => kill::restart(self.cluster, idx),
             Active::Paused(idx) => pause::resume(self.cluster, idx),
             Active::Degraded(idx) => net::clear(self.cluster, idx),
+            Active::Membership(change) => membership::end(self.cluster, change),
             Active::Partitioned(_) => match self.firewall {
                 Some(fw) => partition::heal(self.cluster, fw),
                 None => Ok(()),
@@ -820,6 +861,9 @@ impl<'a> Nemesis<'a> {
                     let parts: Vec<String> = started.into_iter().chain(ended).collect();
                     if !parts.is_empty() {
                         rec.detail = Some(parts.join(" | "));
+                    }
+                    if let Active::Membership(change) = &active {
+                        rec.detail = Some(membership::describe(self.cluster, change, true));
                     }
                 }
                 Err((e, targets)) => {

@@ -35,7 +35,12 @@ pub struct Cluster {
     pub router: Option<Router>,
     pub peers: BTreeMap<NodeId, PeerNode>,
     pub nodes: Vec<Option<Node>>,
+    /// Each node's group settings (default [`group_config`]).
+    pub config: GroupConfigFn,
 }
+
+/// Builds a node's group settings from its id and the peer set.
+pub type GroupConfigFn = fn(NodeId, &BTreeMap<NodeId, PeerNode>) -> RaftGroupConfig;
 
 pub fn storage_config() -> StorageConfig {
     StorageConfig {
@@ -96,18 +101,31 @@ impl Cluster {
     }
 
     async fn start_with(fs: Vec<Arc<dyn FileSystem>>, router: Option<Router>) -> Cluster {
-        Cluster::start_up(fs, router, &[0, 1, 2]).await
+        Cluster::start_up(fs, router, &[0, 1, 2], group_config).await
+    }
+
+    /// Start over the in-memory router with other group settings.
+    pub async fn start_routed_with(router: Router, config: GroupConfigFn) -> Cluster {
+        let fs = (0..3).map(|_| StdFileSystem::arc()).collect();
+        Cluster::start_up(fs, Some(router), &[0, 1, 2], config).await
     }
 
     /// Start only the nodes in `up`; the others stay pristine until [`Cluster::restart`].
     pub async fn start_only(up: &[usize]) -> Cluster {
-        Cluster::start_up((0..3).map(|_| StdFileSystem::arc()).collect(), None, up).await
+        Cluster::start_up(
+            (0..3).map(|_| StdFileSystem::arc()).collect(),
+            None,
+            up,
+            group_config,
+        )
+        .await
     }
 
     async fn start_up(
         fs: Vec<Arc<dyn FileSystem>>,
         router: Option<Router>,
         up: &[usize],
+        config: GroupConfigFn,
     ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = vec![];
@@ -127,6 +145,7 @@ impl Cluster {
             router,
             peers,
             nodes: vec![],
+            config,
         };
         for (id, l) in listeners.into_iter().enumerate() {
             if up.contains(&id) {
@@ -154,7 +173,7 @@ impl Cluster {
         bootstrap: bool,
     ) -> Node {
         let dir = self.dir(id);
-        let cfg = group_config(id, &self.peers);
+        let cfg = (self.config)(id, &self.peers);
         // A killed node's core lets go of its files asynchronously: retry until it has.
         let start = Instant::now();
         let storage = loop {
