@@ -35,6 +35,7 @@ peerBrokerAddrs=n0-127.0.0.1:15911;n1-127.0.0.1:15921;n2-127.0.0.1:15931
 flushDiskType=$fdt
 mapedFileSizeCommitLog=67108864
 autoCreateTopicEnable=true
+diskSpaceCleanForciblyRatio=100
 CONF
   "$bin" broker -c "$work/n$i.conf" > "$work/n$i.out" 2> "$work/n$i.log" &
   pids+=($!)

@@ -9,12 +9,15 @@
 //! - [`config`]: RocketMQ-style `key=value` config files and the typed configs built from them.
 //! - [`bench`]: `raftmq bench` load generators (produce, consume, in-process Raft group).
 //! - [`telemetry`]: the `tracing` subscriber set-up used by the binary.
+//! - `failpoints` (cargo feature `failpoints` only): simulated power cuts for chaos tests.
 
 pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod namesrv;
 pub mod remoting;
 pub mod telemetry;

@@ -36,6 +36,10 @@ enum Command {
     /// Benchmarks: produce and consume against a nameserver, or a Raft group in-process.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Built with the `failpoints` feature (test builds): how `raftmq broker` simulates power
+    /// cuts. Exits 0, so tools can tell such a build apart.
+    #[cfg(feature = "failpoints")]
+    Failpoints,
     /// Administer a broker group (like `mqadmin`): status, membership changes, leadership.
     #[command(subcommand)]
     Admin(admin_cli::AdminCommand),
@@ -374,6 +378,16 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
 
 async fn serve_broker(cfg: BrokerConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    #[cfg(feature = "failpoints")]
+    let broker = {
+        let fs = raftmq::failpoints::install(&cfg.store_path_root_dir)
+            .context("installing the power-cut signal handlers")?;
+        tracing::warn!("failpoints build: the store runs on the fault-injecting file system; SIGUSR1/SIGUSR2 cut the power");
+        Broker::start_with_fs(cfg, fs)
+            .await
+            .context("starting broker")?
+    };
+    #[cfg(not(feature = "failpoints"))]
     let broker = Broker::start(cfg).await.context("starting broker")?;
     println!("raftmq broker listening on {}", broker.local_addr());
     shutdown.await;
@@ -439,6 +453,9 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
             peer_broker_addrs: brokers.join(";"),
             maped_file_size_commit_log: 64 << 20,
             flush_disk_type: args.flush.into(),
+            // Retention by age only: a dev group on a shared, nearly full disk keeps its
+            // unexpired segments (a benchmark backlog) instead of deleting them forcibly.
+            disk_space_clean_forcibly_ratio: 100,
             ..BrokerConfig::default()
         };
         cfg.broker_ip1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -562,6 +579,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Broker(args) => serve_broker(broker_config(&args)?).await,
         Command::Dev(args) => serve_dev(args).await,
         Command::Bench(cmd) => run_bench(cmd).await,
+        #[cfg(feature = "failpoints")]
+        Command::Failpoints => {
+            println!(
+                "failpoints build: `raftmq broker` keeps its store on the fault-injecting file \
+                 system.\nSIGUSR1: power cut (every write not fsynced is dropped), then SIGKILL.\n\
+                 SIGUSR2: the same, keeping the first half of the final un-fsynced segment write.\n\
+                 Each cut appends a JSON report line to <storePathRootDir>/{}.",
+                raftmq::failpoints::REPORT_FILE
+            );
+            Ok(())
+        }
         Command::Admin(cmd) => admin_cli::run(cmd).await,
     }
 }

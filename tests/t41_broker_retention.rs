@@ -201,4 +201,37 @@ async fn retention_compacts_every_node_and_a_stopped_member_returns_by_snapshot(
         async move { max_offset(&back).await == want_max + 5 }
     })
     .await;
+
+    // kill -9 of the member that purged furthest: it restarts from its compacted store
+    // (re-applying from its checkpoint, never from a purged entry) and the group writes on.
+    c.kill(f2);
+    c.start_node(f2);
+    let deadline = Instant::now() + t;
+    for i in 0..5 {
+        let uniq = format!("D{i:05}");
+        let p = props(&[("UNIQ_KEY", &uniq)]);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "could not send {uniq} after the restart"
+            );
+            // Whoever the nameserver routes to; refusals and lost connections are retried.
+            let leader = c.leader_addr(None, t).await;
+            let sent = Cluster::client(&leader)
+                .invoke(send_req(TOPIC, 0, &p, b"d"), Duration::from_secs(3))
+                .await;
+            if matches!(sent, Ok(ref r) if r.code == 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for addr in [c.nodes[f1].addr.clone(), c.nodes[f2].addr.clone()] {
+        wait_for(&format!("{addr} has every message"), t, || {
+            let addr = addr.clone();
+            // A retried send may have been committed before its answer was lost.
+            async move { max_offset(&addr).await >= want_max + 10 }
+        })
+        .await;
+    }
 }

@@ -619,13 +619,44 @@ pub fn namesrv_command(node: &Node) -> Result<Vec<OsString>, ClusterError> {
 /// `cargo build -p raftmq --bin raftmq` in `workspace` (release if `release`), its path taken
 /// from cargo's own artifact report, so `CARGO_TARGET_DIR` and profiles are honoured.
 pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, ClusterError> {
-    if let Some(p) = std::env::var_os("RAFTMQ_BIN") {
+    raftmq_binary_with(workspace, release, false)
+}
+
+/// The `raftmq` binary built with the `failpoints` feature (power cuts for the disk
+/// nemesis): `$RAFTMQ_FAILPOINTS_BIN` if set, otherwise
+/// `cargo build -p raftmq --bin raftmq --features failpoints`, hard-linked to
+/// `raftmq-failpoints` beside cargo's output so a later plain build cannot replace it.
+pub fn raftmq_failpoints_binary(workspace: &Path, release: bool) -> Result<PathBuf, ClusterError> {
+    raftmq_binary_with(workspace, release, true)
+}
+
+/// Whether `binary` was built with the `failpoints` feature (`raftmq failpoints` succeeds).
+pub fn has_failpoints(binary: &Path) -> bool {
+    Command::new(binary)
+        .arg("failpoints")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn raftmq_binary_with(
+    workspace: &Path,
+    release: bool,
+    failpoints: bool,
+) -> Result<PathBuf, ClusterError> {
+    let var = if failpoints {
+        "RAFTMQ_FAILPOINTS_BIN"
+    } else {
+        "RAFTMQ_BIN"
+    };
+    if let Some(p) = std::env::var_os(var) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
         return Err(ClusterError::Build(format!(
-            "RAFTMQ_BIN={} is not a file",
+            "{var}={} is not a file",
             p.display()
         )));
     }
@@ -641,6 +672,9 @@ pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, Cluster
     ]);
     if release {
         cmd.arg("--release");
+    }
+    if failpoints {
+        cmd.args(["--features", "failpoints"]);
     }
     let out = cmd
         .stderr(Stdio::inherit())
@@ -658,7 +692,26 @@ pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, Cluster
         };
         if v["reason"] == "compiler-artifact" && v["target"]["name"] == "raftmq" {
             if let Some(exe) = v["executable"].as_str() {
-                return Ok(PathBuf::from(exe));
+                let exe = PathBuf::from(exe);
+                if !failpoints {
+                    return Ok(exe);
+                }
+                let mut name = exe.file_name().unwrap_or_default().to_os_string();
+                name.push("-failpoints");
+                let link = exe.with_file_name(name);
+                let _ = std::fs::remove_file(&link);
+                std::fs::hard_link(&exe, &link)
+                    .or_else(|_| std::fs::copy(&exe, &link).map(|_| ()))
+                    .map_err(|e| ClusterError::Build(format!("{}: {e}", link.display())))?;
+                if !has_failpoints(&link) {
+                    return Err(ClusterError::Build(format!(
+                        "{} lacks the failpoints feature: another build replaced {} in \
+                         between; build again",
+                        link.display(),
+                        exe.display()
+                    )));
+                }
+                return Ok(link);
             }
         }
     }
@@ -739,7 +792,9 @@ pub fn broker_command(
          mapedFileSizeConsumeQueue={cq}\n\
          autoCreateTopicEnable=true\n\
          autoCreateSubscriptionGroup=true\n\
-         messageIndexEnable={index}\n",
+         messageIndexEnable={index}\n\
+         # retention by age only: a full shared disk must not delete what the checker reads\n\
+         diskSpaceCleanForciblyRatio=100\n",
         cluster = spec.cluster,
         group = spec.name,
         ip = node.ip,

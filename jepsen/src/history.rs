@@ -243,6 +243,10 @@ pub struct Op {
     /// Error text of a `fail` or `info` completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a fault did when its kind alone does not say (a disk fault: the mode, bytes
+    /// dropped, the torn write, the file and offset damaged, how the node came back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Op {
@@ -264,6 +268,7 @@ impl Op {
             targets: None,
             nodes: None,
             error: None,
+            detail: None,
         }
     }
 

@@ -67,7 +67,8 @@ EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or ch
 `run --help`); a run whose replica comparison could not be done is at best unknown.";
 
 const RUN_HELP: &str = "\
-NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;
+NEMESES (--nemesis, comma separated, or all = every one but disk, which needs a failpoints
+build and is named on its own; one fault at a time, seeded by --seed;
 --targets limits the targets kill, pause and net pick from):
   kill       kill -9 of one node, the leader, a minority, a majority or all nodes; restart
              with the same data directory and address at the end of the window.
@@ -78,6 +79,29 @@ NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --se
   net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
              the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
              and run.json.
+  disk       storage faults (--disk-modes, default all):
+             power-cut  the targets (one, the leader, a minority, a majority or all) lose
+                        every write they had not fsynced: each node, built with raftmq's
+                        failpoints feature, gets SIGUSR1, reverts its files to their last
+                        fsynced content, appends a report to <store>/power-cut.jsonl and
+                        SIGKILLs itself; restarted at the end of the window. With SYNC_FLUSH
+                        no acknowledged send may be lost, even when every node is cut.
+             torn       the same with SIGUSR2: the first half of each node's final
+                        un-fsynced segment write stays on disk (recovery must cut it).
+             corrupt    kill -9 of a minority, then one bit flipped or the file truncated
+                        in its newest commitlog segment (half the time within the last 256
+                        written bytes); restarted at the end of the window. Damage beyond a
+                        node's commit point must be cut at recovery; damage at or before it
+                        must make the node refuse to start naming the file and offset. Such
+                        a node is left down for an operator to replace (remove, wipe, add
+                        back under a new id): its window is recorded as not healed, so the
+                        verdict is unknown, never valid, and run.json lists it in left_down.
+             Bytes dropped, torn writes, damaged file@offset and how each node came back are
+             recorded in the fault's `detail` (history.jsonl and run.json). Without --bin the
+             harness builds raftmq with --features failpoints for runs that use disk
+             ($RAFTMQ_FAILPOINTS_BIN overrides); with a binary lacking the feature, run.json
+             says the disk fault is unavailable and power-cut/torn faults are recorded as
+             failed (verdict unknown).
   membership either (a) leadership transfer from the leader to a random other member
              (raftmq admin transfer-leader), or (b) a random member (the leader too:
              leadership moves away first) removed from the group, killed and its data
@@ -167,7 +191,7 @@ struct RunArgs {
     /// How long the nemesis runs (500ms, 30s, 2m, ...).
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     time: std::time::Duration,
-    /// Faults to use: kill,pause,partition,net,membership or all.
+    /// Faults to use: kill,pause,partition,net,membership,disk; all = every one but disk.
     #[arg(long, default_value = "kill,pause,partition", value_parser = chaos_run::parse_nemeses)]
     nemesis: std::vec::Vec<raftmq_jepsen::nemesis::FaultKind>,
     /// Seed of the fault schedule (default: from the clock, printed).
@@ -202,6 +226,9 @@ struct RunArgs {
     /// Longest time consumers may take to drain after the faults.
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     drain: std::time::Duration,
+    /// Disk faults the disk nemesis chooses from: power-cut, torn, corrupt or all.
+    #[arg(long = "disk-modes", default_value = "all", value_parser = raftmq_jepsen::nemesis::disk::parse_modes)]
+    disk_modes: std::vec::Vec<raftmq_jepsen::nemesis::DiskMode>,
 }
 
 fn main() -> ExitCode {
@@ -250,6 +277,12 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|| PathBuf::from(format!("store/run-{}", now.as_secs())));
     let binary = match a.binary {
         Some(b) => b,
+        None if a.nemesis.contains(&raftmq_jepsen::nemesis::FaultKind::Disk) => {
+            eprintln!(
+                "locating the raftmq binary with failpoints (RAFTMQ_FAILPOINTS_BIN or cargo build -p raftmq --features failpoints)"
+            );
+            raftmq_jepsen::cluster::raftmq_failpoints_binary(std::path::Path::new("."), false)?
+        }
         None => {
             eprintln!("locating the raftmq binary (RAFTMQ_BIN or cargo build -p raftmq)");
             raftmq_jepsen::cluster::raftmq_binary(std::path::Path::new("."), false)?
@@ -273,6 +306,7 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         targets: a.targets,
         rate: a.rate,
         drain: a.drain,
+        disk_modes: a.disk_modes,
     };
     eprintln!("run folder {} (seed {seed})", out.display());
     let summary = chaos_run::run(&config, |line| eprintln!("{line}"))?;

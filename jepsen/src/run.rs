@@ -23,7 +23,7 @@ use crate::checker::replicas::{self, Replica, ReplicasReport};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
 use crate::history::Recorder;
-use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
+use crate::nemesis::{DiskMode, FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
 use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
@@ -207,6 +207,13 @@ pub struct RunConfig {
     /// Longest time the consumers may take to drain after the faults.
     #[serde(serialize_with = "ser_duration")]
     pub drain: Duration,
+    /// Disk faults the `disk` nemesis chooses from.
+    #[serde(serialize_with = "ser_disk_modes")]
+    pub disk_modes: Vec<DiskMode>,
+}
+
+fn ser_disk_modes<S: serde::Serializer>(m: &[DiskMode], s: S) -> Result<S::Ok, S::Error> {
+    m.iter().map(|m| m.name()).collect::<Vec<_>>().serialize(s)
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -280,6 +287,12 @@ pub struct RunSummary {
     pub faults: Vec<FaultInfo>,
     /// What the workload did (absent without a broker).
     pub workload: Option<WorkloadStats>,
+    /// Whether the nodes ran a `raftmq` built with the `failpoints` feature (needed by the
+    /// disk nemesis's power-cut and torn faults).
+    pub failpoints: bool,
+    /// Nodes left down at the end (they refused to start after disk damage and await
+    /// replacement); the fault windows that left them down are recorded as not healed.
+    pub left_down: Vec<String>,
     /// Replica comparison of the stopped groups (absent without a broker); also written to
     /// `replicas.json`.
     #[serde(skip)]
@@ -374,7 +387,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     }
     let started = Instant::now();
     let broker = cluster::has_broker_command(&config.binary);
-    let limitations = if broker {
+    let mut limitations = if broker {
         Vec::new()
     } else {
         vec![
@@ -384,6 +397,18 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                 .to_owned(),
         ]
     };
+    let failpoints = cluster::has_failpoints(&config.binary);
+    if config.nemeses.contains(&FaultKind::Disk)
+        && !failpoints
+        && config.disk_modes.iter().any(|m| m.needs_failpoints())
+    {
+        limitations.push(
+            "disk fault unavailable: the raftmq binary was built without the failpoints \
+             feature, so power-cut and torn faults are recorded as failed and the verdict \
+             cannot be valid"
+                .to_owned(),
+        );
+    }
     for l in &limitations {
         progress(&format!("NOTE: {l}"));
     }
@@ -543,13 +568,14 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         config.time,
         config.seed
     ));
-    let records: Vec<FaultRecord> = {
+    let (records, left_down): (Vec<FaultRecord>, Vec<String>) = {
         let t0 = Instant::now();
         let probe_ns = client_ns.clone();
         let probe_groups = group_names.clone();
         let mut nem = Nemesis::new(&mut c, &rec, config.seed)
             .with_groups(groups.iter().map(|g| g.1.clone()).collect())
             .with_targets(config.targets.clone())
+            .with_disk(config.disk_modes.clone(), failpoints)
             .with_group_leader(move |cl: &Cluster, g: usize| {
                 if !broker {
                     return None;
@@ -565,7 +591,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                     std::thread::sleep(Duration::from_millis(200));
                 }
             });
-        nem.run_schedule(
+        let records = nem.run_schedule(
             &config.nemeses,
             Instant::now() + config.time,
             config.gap,
@@ -589,7 +615,9 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                     r.targets.join("; ")
                 ));
             },
-        )
+        );
+        let left_down = nem.left_down();
+        (records, left_down)
     };
     let stats = match load {
         Some(h) => {
@@ -636,6 +664,12 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             starts: n.starts(),
         })
         .collect();
+    if !left_down.is_empty() {
+        progress(&format!(
+            "left down (refused to start after disk damage; replace them): {}",
+            left_down.join(", ")
+        ));
+    }
     // The replica check is about what is on disk, so every broker gets SIGTERM at the same
     // moment and is left to finish its clean stop (flush, committed index and dispatch
     // checkpoint persisted), then the stores are compared. A kill -9 would leave the same
@@ -662,7 +696,13 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
     }
     c.stop_all(Duration::from_secs(10))?;
     let replicas = if broker {
-        let r = compare_groups(&c, &groups, killed);
+        let r = compare_groups(&c, &groups, killed, &left_down);
+        if !left_down.is_empty() {
+            progress(&format!(
+                "replica check leaves out {} (left down after disk damage)",
+                left_down.join(", ")
+            ));
+        }
         report_replicas(&r, &mut progress);
         let path = config.out.join("replicas.json");
         let text = serde_json::to_string_pretty(&r)
@@ -691,6 +731,8 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             })
             .collect(),
         workload: stats,
+        failpoints,
+        left_down,
         replicas,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
@@ -721,14 +763,17 @@ pub fn compare_groups(
     c: &Cluster,
     groups: &[(String, Vec<usize>)],
     killed_at_stop: Vec<String>,
+    left_down: &[String],
 ) -> ReplicasReport {
     let mut report = ReplicasReport {
         killed_at_stop,
+        excluded: left_down.to_vec(),
         ..ReplicasReport::default()
     };
     for (name, members) in groups {
         let rs: Result<Vec<Replica>, ClusterError> = members
             .iter()
+            .filter(|&&m| c.node(m).map_or(true, |n| !left_down.contains(&n.name)))
             .map(|&m| {
                 c.node(m).map(|n| Replica {
                     name: n.name.clone(),

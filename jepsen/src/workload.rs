@@ -152,9 +152,10 @@ pub fn spawn(
     recorder: Arc<Recorder>,
     netns: Option<String>,
 ) -> Result<WorkloadHandle, WorkloadError> {
-    if config.producers == 0 || config.consumers == 0 || config.rate == 0 {
+    // A phase may only send (no consumers) or only read and drain (no producers).
+    if config.producers + config.consumers == 0 || (config.producers > 0 && config.rate == 0) {
         return Err(WorkloadError::Start(
-            "producers, consumers and rate must be positive".into(),
+            "needs producers or consumers, and a positive rate for producers".into(),
         ));
     }
     let stop_sends = Arc::new(AtomicBool::new(false));

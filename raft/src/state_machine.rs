@@ -606,7 +606,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 out.push(g.apply_one(e)?);
-                g.since_checkpoint += 1;
+                g.since_checkpoint = g.since_checkpoint.saturating_add(1);
             }
             if g.since_checkpoint >= g.policy.every_entries
                 || g.last_checkpoint.elapsed() >= g.policy.every

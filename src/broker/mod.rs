@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::{
-    open_storage, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup, RaftGroupError, Role,
-    StateMachine, StorageConfig, Transport,
+    open_storage_with_fs, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup,
+    RaftGroupError, Role, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::CommitLog;
 use tokio::sync::watch;
@@ -188,6 +188,14 @@ impl Broker {
     /// Open storage, start the Raft node, the remoting server on `listenPort` and the
     /// background tasks (nameserver registration, client expiry, offset commits).
     pub async fn start(cfg: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::start_with_fs(cfg, raftmq_store::io::StdFileSystem::arc()).await
+    }
+
+    /// [`Broker::start`] with the store's files reached through `fs` (fault injection).
+    pub async fn start_with_fs(
+        cfg: BrokerConfig,
+        fs: Arc<dyn raftmq_store::io::FileSystem>,
+    ) -> Result<Broker, BrokerError> {
         cfg.validate()?;
         let listen = SocketAddr::new(cfg.broker_ip1, cfg.listen_port);
         let group_cfg = cfg.raft_group()?;
@@ -207,7 +215,7 @@ impl Broker {
         let storage = {
             let root = root.clone();
             let max_read = group_cfg.replication_max_bytes;
-            tokio::task::spawn_blocking(move || open_storage(&root, &scfg, max_read))
+            tokio::task::spawn_blocking(move || open_storage_with_fs(&root, &scfg, max_read, fs))
                 .await
                 .map_err(|e| BrokerError::Storage {
                     dir: cfg.store_path_root_dir.clone(),

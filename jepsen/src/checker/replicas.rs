@@ -698,6 +698,11 @@ pub struct ReplicasReport {
     pub error: Option<String>,
     /// Nodes that did not stop on SIGTERM within the grace time and were killed.
     pub killed_at_stop: Vec<String>,
+    /// Nodes left out of the comparison: left down after disk damage made them refuse to
+    /// start (their stores are known damaged and await replacement; the fault windows that
+    /// left them down are unhealed, so the verdict is not valid anyway).
+    #[serde(default)]
+    pub excluded: Vec<String>,
 }
 
 impl ReplicasReport {

@@ -5,6 +5,8 @@
 //! * [`pause`]: SIGSTOP then SIGCONT;
 //! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
 //! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables);
+//! * [`disk`]: power cuts that drop un-fsynced writes (optionally tearing the final one), and
+//!   bit flips or truncation in a stopped node's segment file.
 //! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
 //!
 //! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
@@ -15,6 +17,7 @@
 //! one is never reported valid by the checker. This module knows the cluster and the history
 //! record format; it knows nothing of the workload or the checker.
 
+pub mod disk;
 pub mod kill;
 pub mod membership;
 pub mod net;
@@ -30,6 +33,7 @@ use crate::history::Recorder;
 use crate::history::{HistoryError, Op, OpF, OpType, Phase, Process};
 use crate::netns::NetError;
 
+pub use disk::DiskMode;
 pub use net::NetFault;
 pub use partition::{Firewall, Grudge};
 
@@ -48,6 +52,13 @@ pub enum NemesisError {
     /// The leader was asked for but is not known.
     #[error("the leader is not known")]
     NoLeader,
+    /// A disk fault could not be applied or its node did not come back as expected.
+    #[error("disk: {0}")]
+    Disk(String),
+    /// Nodes refused to start after disk damage (as they must when the damage reaches their
+    /// commit point) and stay down until an operator replaces them.
+    #[error("{} refused to start and {} left down until replaced (remove from the group, wipe, add back under a new id): {reasons}", nodes.join(", "), if nodes.len() == 1 { "is" } else { "are" })]
+    LeftDown { nodes: Vec<String>, reasons: String },
 }
 
 /// A small seeded generator (SplitMix64): the same seed gives the same schedule.
@@ -156,6 +167,7 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    Disk,
     Membership,
 }
 
@@ -166,6 +178,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Disk => "disk",
             FaultKind::Membership => "membership",
         }
     }
@@ -190,9 +203,10 @@ impl FromStr for FaultKind {
             "pause" => Ok(FaultKind::Pause),
             "partition" => Ok(FaultKind::Partition),
             "net" => Ok(FaultKind::Net),
+            "disk" => Ok(FaultKind::Disk),
             "membership" => Ok(FaultKind::Membership),
             other => Err(format!(
-                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership)"
+                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership, disk)"
             )),
         }
     }
@@ -205,6 +219,8 @@ pub enum Active {
     Paused(Vec<usize>),
     Partitioned(Grudge),
     Degraded(Vec<usize>),
+    /// A disk fault: its nodes are down until the end restarts them.
+    Disk(DiskMode, Vec<usize>),
     Membership(membership::Change),
 }
 
@@ -231,6 +247,16 @@ pub struct Nemesis<'a> {
     groups: Vec<Vec<usize>>,
     /// Target kinds kill, pause and net choose from (never empty).
     targets: Vec<Target>,
+    /// Disk faults to choose from (never empty).
+    disk_modes: Vec<DiskMode>,
+    /// Whether the nodes run a `raftmq` built with the `failpoints` feature (power cuts).
+    failpoints: bool,
+    /// Outcome text of the last disk action (start or end), taken by the schedule.
+    disk_outcome: Option<String>,
+    /// Nodes whose files the running disk fault edited, with what was done.
+    damaged: std::collections::BTreeMap<usize, String>,
+    /// Nodes that refused to start after disk damage and were left down.
+    left_down: Vec<usize>,
 }
 
 /// The result of one scheduled fault.
@@ -257,6 +283,11 @@ impl<'a> Nemesis<'a> {
         let members = (0..cluster.len()).collect();
         Nemesis {
             targets: Target::ALL.to_vec(),
+            disk_modes: DiskMode::ALL.to_vec(),
+            failpoints: false,
+            disk_outcome: None,
+            damaged: std::collections::BTreeMap::new(),
+            left_down: Vec::new(),
             netem: None,
             groups: vec![members],
             cluster,
@@ -314,6 +345,16 @@ impl<'a> Nemesis<'a> {
         self
     }
 
+    /// Sets the disk faults to choose from (an empty list keeps all) and whether the nodes'
+    /// binary has the `failpoints` feature; without it power cuts are recorded as failed.
+    pub fn with_disk(mut self, modes: Vec<DiskMode>, failpoints: bool) -> Self {
+        if !modes.is_empty() {
+            self.disk_modes = modes;
+        }
+        self.failpoints = failpoints;
+        self
+    }
+
     /// Sets the link degradation the `net` fault applies.
     pub fn with_net_fault(mut self, fault: NetFault) -> Self {
         self.net_fault = fault;
@@ -342,11 +383,24 @@ impl<'a> Nemesis<'a> {
         targets: &[String],
         error: Option<String>,
     ) -> Result<(), NemesisError> {
+        self.record_with(kind, fault, phase, targets, error, None)
+    }
+
+    fn record_with(
+        &self,
+        kind: OpType,
+        fault: FaultKind,
+        phase: Phase,
+        targets: &[String],
+        error: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), NemesisError> {
         let mut op = Op::new(0, Process::Named("nemesis".into()), kind, OpF::Fault);
         op.fault = Some(fault.name().to_owned());
         op.phase = Some(phase);
         op.targets = Some(targets.to_vec());
         op.error = error;
+        op.detail = detail;
         self.recorder.record(op)?;
         Ok(())
     }
@@ -400,6 +454,36 @@ impl<'a> Nemesis<'a> {
                     .collect();
                 self.start_partition(grudge)
             }
+            FaultKind::Disk => {
+                let pick = self.rng.below(self.disk_modes.len() as u64);
+                let mode = self.disk_modes[usize::try_from(pick).unwrap_or(0)];
+                // Damage to files goes to a minority (the group keeps a quorum of intact
+                // replicas); power cuts pick their targets like kill.
+                let target = if mode == DiskMode::Corrupt {
+                    Target::Minority
+                } else {
+                    let pick = self.rng.below(self.targets.len() as u64);
+                    self.targets[usize::try_from(pick).unwrap_or(0)]
+                };
+                let idx = match target.resolve(n, leader, &mut self.rng) {
+                    Ok(pos) if !pos.is_empty() => {
+                        pos.into_iter().map(|p| members[p]).collect::<Vec<_>>()
+                    }
+                    Ok(_) => {
+                        let t = vec![format!("{target:?}").to_lowercase()];
+                        let e = NemesisError::Unsupported(format!(
+                            "disk {mode}: no {target:?} among the {n} members still up \
+                             (members left down after disk damage are out of the group's faults)"
+                        ));
+                        return self.fail_start(kind, t, e);
+                    }
+                    Err(e) => {
+                        let t = vec![format!("{target:?}").to_lowercase()];
+                        return self.fail_start(kind, t, e);
+                    }
+                };
+                self.start_disk(mode, &idx)
+            }
             FaultKind::Membership => self.start_membership(),
         }
     }
@@ -429,6 +513,66 @@ impl<'a> Nemesis<'a> {
                 Err((e, targets))
             }
         }
+    }
+
+    /// Applies a disk fault to the given nodes, recording its start with what it did.
+    pub fn start_disk(&mut self, mode: DiskMode, idx: &[usize]) -> StartResult {
+        let kind = FaultKind::Disk;
+        let targets = self.names(idx);
+        let desc = format!("{mode}");
+        if let Err(e) = self.record_with(
+            OpType::Invoke,
+            kind,
+            Phase::Start,
+            &targets,
+            None,
+            Some(desc),
+        ) {
+            return Err((e, targets));
+        }
+        let res = if mode.needs_failpoints() && !self.failpoints {
+            Err(NemesisError::Unsupported(format!(
+                "disk {mode} needs a raftmq binary built with the failpoints feature"
+            )))
+        } else {
+            match mode {
+                DiskMode::PowerCut => disk::power_cut(self.cluster, idx, false),
+                DiskMode::Torn => disk::power_cut(self.cluster, idx, true),
+                DiskMode::Corrupt => {
+                    self.damaged.clear();
+                    disk::corrupt(self.cluster, idx, &mut self.rng, &mut self.damaged)
+                }
+            }
+        };
+        let active = Active::Disk(mode, idx.to_vec());
+        match res {
+            Ok(outcomes) => {
+                let detail = format!("{mode}: {}", outcomes.join("; "));
+                self.disk_outcome = Some(detail.clone());
+                match self.record_with(OpType::Ok, kind, Phase::Start, &targets, None, Some(detail))
+                {
+                    Ok(()) => Ok((active, targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err(e) => {
+                let text = format!("{mode}: {e}");
+                let res = self.finish_start(kind, targets, Err(e), active);
+                self.disk_outcome = Some(text);
+                res
+            }
+        }
+    }
+
+    /// Names of the nodes left down because they refused to start after disk damage (they
+    /// await replacement: remove from the group, wipe, add back under a new id).
+    pub fn left_down(&self) -> Vec<String> {
+        self.names(&self.left_down)
+    }
+
+    /// Outcome text of the last disk action, if not taken yet.
+    pub fn take_disk_outcome(&mut self) -> Option<String> {
+        self.disk_outcome.take()
     }
 
     /// The `net` degradation actually applied: the configured one, or, when it needs netem
@@ -494,6 +638,12 @@ impl<'a> Nemesis<'a> {
                     "use start_partition for partitions".into(),
                 )),
                 Active::Partitioned(Grudge::new()),
+            ),
+            FaultKind::Disk => (
+                Err(NemesisError::Unsupported(
+                    "use start_disk for disk faults".into(),
+                )),
+                Active::Disk(DiskMode::PowerCut, Vec::new()),
             ),
             FaultKind::Membership => (
                 Err(NemesisError::Unsupported(
@@ -569,6 +719,53 @@ impl<'a> Nemesis<'a> {
                 Some(fw) => partition::heal(self.cluster, fw),
                 None => Ok(()),
             },
+            Active::Disk(mode, idx) => {
+                let damaged = std::mem::take(&mut self.damaged);
+                let r = disk::restart(self.cluster, idx, &damaged)?;
+                let mut text = format!("{mode} end: {}", r.outcomes.join("; "));
+                // Neither cut nor refused: a replica now holds damage nobody noticed.
+                let undetected = r
+                    .undetected
+                    .iter()
+                    .map(|(i, d)| {
+                        let n = self.names(&[*i]).join("");
+                        format!("{n} restarted without cutting or refusing the damage ({d})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if !undetected.is_empty() {
+                    text.push_str(&format!("; {undetected}"));
+                }
+                let mut err = None;
+                if !r.refused.is_empty() {
+                    // Refusing is right when the damage reaches the commit point; the node
+                    // stays down and out of later faults until it is replaced.
+                    let nodes = self.names(&r.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+                    let reasons = r
+                        .refused
+                        .iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    self.left_down.extend(r.refused.iter().map(|(i, _)| *i));
+                    for g in &mut self.groups {
+                        g.retain(|m| !r.refused.iter().any(|(i, _)| i == m));
+                    }
+                    text.push_str(&format!("; refused to start: {reasons}"));
+                    err = Some(NemesisError::LeftDown { nodes, reasons });
+                }
+                if !undetected.is_empty() {
+                    err = Some(NemesisError::Disk(match err {
+                        Some(e) => format!("damage not detected at restart: {undetected}; {e}"),
+                        None => format!("damage not detected at restart: {undetected}"),
+                    }));
+                }
+                self.disk_outcome = Some(text);
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -585,13 +782,26 @@ impl<'a> Nemesis<'a> {
             let _ = self.undo(active);
             return Err(e);
         }
-        match self.undo(active) {
+        let res = self.undo(active);
+        let detail = if kind == FaultKind::Disk {
+            self.disk_outcome.clone()
+        } else {
+            None
+        };
+        match res {
             Ok(()) => {
-                self.record(OpType::Ok, kind, Phase::End, targets, None)?;
+                self.record_with(OpType::Ok, kind, Phase::End, targets, None, detail)?;
                 Ok(())
             }
             Err(e) => {
-                self.record(OpType::Info, kind, Phase::End, targets, Some(e.to_string()))?;
+                self.record_with(
+                    OpType::Info,
+                    kind,
+                    Phase::End,
+                    targets,
+                    Some(e.to_string()),
+                    detail,
+                )?;
                 Err(e)
             }
         }
@@ -641,13 +851,20 @@ impl<'a> Nemesis<'a> {
                 }
                 rec.detail = Some(d);
             }
+            self.disk_outcome = None;
             match self.start(kind) {
                 Ok((active, targets)) => {
                     rec.targets.clone_from(&targets);
+                    let started = self.disk_outcome.take();
                     let until = (Instant::now() + held).min(deadline);
                     bounded_sleep(until, &mut stop);
                     if let Err(e) = self.end(kind, &active, &targets) {
                         rec.end_error = Some(e.to_string());
+                    }
+                    let ended = self.disk_outcome.take();
+                    let parts: Vec<String> = started.into_iter().chain(ended).collect();
+                    if !parts.is_empty() {
+                        rec.detail = Some(parts.join(" | "));
                     }
                     if let Active::Membership(change) = &active {
                         rec.detail = Some(membership::describe(self.cluster, change, true));
@@ -656,6 +873,9 @@ impl<'a> Nemesis<'a> {
                 Err((e, targets)) => {
                     rec.targets = targets;
                     rec.start_error = Some(e.to_string());
+                    if let Some(d) = self.disk_outcome.take() {
+                        rec.detail = Some(d);
+                    }
                 }
             }
             progress(&rec);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use raftmq_raft::network::{PeerListener, Router, TransportConfig};
 use raftmq_raft::{
-    open_storage_with_fs, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
-    RaftGroupError, StateMachine, StorageConfig, Transport,
+    open_storage_with_fs, AppendedMessage, CheckpointPolicy, NodeId, PeerNode, Proposer, RaftGroup,
+    RaftGroupConfig, RaftGroupError, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::{CommitLog, CommitLogConfig};
 use raftmq_store::io::{FileSystem, StdFileSystem};
@@ -37,6 +37,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Node>>,
     /// Each node's group settings (default [`group_config`]).
     pub config: GroupConfigFn,
+    /// When the state machines checkpoint (default: the store's policy).
+    pub checkpoint: CheckpointPolicy,
 }
 
 /// Builds a node's group settings from its id and the peer set.
@@ -110,6 +112,17 @@ impl Cluster {
         Cluster::start_up(fs, Some(router), &[0, 1, 2], config).await
     }
 
+    /// Start over TCP with another checkpoint policy on every node (restarts included).
+    pub async fn start_with_checkpoint(checkpoint: CheckpointPolicy) -> Cluster {
+        let fs = (0..3).map(|_| StdFileSystem::arc()).collect();
+        let mut c = Cluster::start_up(fs, None, &[], group_config).await;
+        c.checkpoint = checkpoint;
+        for id in 0..3 {
+            c.restart(id).await;
+        }
+        c
+    }
+
     /// Start only the nodes in `up`; the others stay pristine until [`Cluster::restart`].
     pub async fn start_only(up: &[usize]) -> Cluster {
         Cluster::start_up(
@@ -146,6 +159,7 @@ impl Cluster {
             peers,
             nodes: vec![],
             config,
+            checkpoint: CheckpointPolicy::default(),
         };
         for (id, l) in listeners.into_iter().enumerate() {
             if up.contains(&id) {
@@ -176,10 +190,14 @@ impl Cluster {
         let cfg = (self.config)(id, &self.peers);
         // A killed node's core lets go of its files asynchronously: retry until it has.
         let start = Instant::now();
+        let scfg = StorageConfig {
+            checkpoint: self.checkpoint,
+            ..storage_config()
+        };
         let storage = loop {
             match open_storage_with_fs(
                 &dir,
-                &storage_config(),
+                &scfg,
                 cfg.replication_max_bytes,
                 self.fs[id as usize].clone(),
             ) {
