@@ -62,9 +62,11 @@ fn a_run_with_every_nemesis_cleans_up_and_exits_with_its_verdict() {
         let out = dir.path().join(format!("run{round}"));
         let (o, pid) = run(
             &out,
+            // 6 s: a membership replacement alone can take seconds on a loaded machine, and
+            // at least three faults must fit.
             &[
                 "--time",
-                "4s",
+                "6s",
                 "--seed",
                 "7",
                 "--nemesis",
