@@ -77,8 +77,9 @@ build and is named on its own; one fault at a time, seeded by --seed;
              one node (the leader when known), a minority/majority split, or a bridge (two
              halves that only one node joins). Healed at the end of the window.
   net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
-             the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
-             and run.json.
+             the netem qdisc, a slow link instead (tc tbf: 2 Mbit/s out, queueing delay up to
+             150 ms, drops past it) with 10% packet loss (nftables), or 30% loss alone when
+             tbf is missing too; said in the progress line and run.json.
   disk       storage faults (--disk-modes, default all):
              power-cut  the targets (one, the leader, a minority, a majority or all) lose
                         every write they had not fsynced: each node, built with raftmq's
