@@ -34,6 +34,10 @@ use serde::{Deserialize, Serialize};
 const CHUNK: usize = 64 * 1024;
 /// Size of one consumequeue unit (commitlog offset 8, size 4, tag hash 8).
 pub const CQ_UNIT: u64 = 20;
+/// A placeholder consumequeue unit: commitlog offset 0, size `i32::MAX`, tag hash 0.
+const PLACEHOLDER_UNIT: [u8; CQ_UNIT as usize] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
@@ -173,6 +177,21 @@ impl SegmentedLog {
         Ok(())
     }
 
+    /// Where a consumequeue's real units start: just past the placeholder units (commitlog
+    /// offset 0, size `i32::MAX`) a queue that starts past offset 0 is front-filled with.
+    pub fn placeholders_end(&self) -> Result<u64, ReplicaError> {
+        let (mut at, end) = (self.start(), self.end());
+        let mut unit = [0u8; CQ_UNIT as usize];
+        while at + CQ_UNIT <= end {
+            self.read_at(at, &mut unit)?;
+            if unit != PLACEHOLDER_UNIT {
+                break;
+            }
+            at += CQ_UNIT;
+        }
+        Ok(at)
+    }
+
     /// End of the written part of a consumequeue: just after its last non-zero 20-byte unit
     /// (files are preallocated with zeros).
     pub fn written_units_end(&self) -> Result<u64, ReplicaError> {
@@ -249,6 +268,18 @@ pub fn compare_streams(
     dirs: &[(String, PathBuf)],
     upto: u64,
 ) -> Result<StreamComparison, ReplicaError> {
+    compare_streams_from(stream, dirs, 0, upto)
+}
+
+/// Like [`compare_streams`], starting no earlier than `floor` (where the stream's content
+/// starts on some replica although its first file starts earlier: a log reset to a snapshot
+/// position, a consumequeue front-filled with placeholders).
+pub fn compare_streams_from(
+    stream: &str,
+    dirs: &[(String, PathBuf)],
+    floor: u64,
+    upto: u64,
+) -> Result<StreamComparison, ReplicaError> {
     if dirs.is_empty() {
         return Err(ReplicaError::NoReplicas);
     }
@@ -256,7 +287,12 @@ pub fn compare_streams(
         .iter()
         .map(|(_, d)| SegmentedLog::open(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let from = logs.iter().map(SegmentedLog::start).max().unwrap_or(0);
+    let from = logs
+        .iter()
+        .map(SegmentedLog::start)
+        .max()
+        .unwrap_or(0)
+        .max(floor);
     let mut short = Vec::new();
     let mut to = upto.max(from);
     for ((name, _), log) in dirs.iter().zip(&logs) {
@@ -360,12 +396,15 @@ fn compare_queue(
         .collect();
     let stream = format!("consumequeue/{topic}/{q}");
     let mut written = Vec::with_capacity(dirs.len());
+    let mut real_start = 0;
     for (name, d) in &dirs {
-        written.push((name, SegmentedLog::open(d)?.written_units_end()?));
+        let log = SegmentedLog::open(d)?;
+        real_start = real_start.max(log.placeholders_end()?);
+        written.push((name, log.written_units_end()?));
     }
     let shortest = written.iter().map(|w| w.1).min().unwrap_or(0);
     let longest = written.iter().map(|w| w.1).max().unwrap_or(0);
-    let mut c = compare_streams(&stream, &dirs, shortest.max(floor))?;
+    let mut c = compare_streams_from(&stream, &dirs, real_start, shortest.max(floor))?;
     c.lag = written
         .into_iter()
         .filter(|w| w.1 < longest)
@@ -419,6 +458,9 @@ pub struct ReplicaState {
     pub committed: Option<u64>,
     /// First Raft index the log holds.
     pub start_index: u64,
+    /// Commitlog position where the log starts (past a snapshot install, mid-segment).
+    #[serde(default)]
+    pub start_pos: u64,
     /// Commitlog position just past the committed entry, from the entry index (`None` when
     /// nothing is committed or the entry's index unit is missing).
     pub commit_end: Option<u64>,
@@ -469,6 +511,7 @@ pub fn read_state(replica: &Replica) -> Result<ReplicaState, ReplicaError> {
         root: replica.root.clone(),
         committed,
         start_index: meta.start_index,
+        start_pos: meta.start_pos,
         commit_end,
         dispatched_index: ckpt.as_ref().and_then(|c| c.applied).map(|a| a.index),
         clean: !commitlog.join("abort").exists() && !replica.root.join("abort").exists(),
@@ -598,12 +641,21 @@ pub fn check_group(group: &str, replicas: &[Replica]) -> Result<GroupReplicas, R
     };
     let unit = INDEX_UNIT_LEN as u64;
     let index_upto = lowest.map_or(0, |l| (l + 1) * unit);
-    let entry_index = compare_streams(
+    // A replica whose log was reset to a snapshot position holds nothing before its start.
+    let start_index = states.iter().map(|s| s.start_index).max().unwrap_or(0);
+    let start_pos = states.iter().map(|s| s.start_pos).max().unwrap_or(0);
+    let entry_index = compare_streams_from(
         "commitlog/entryindex",
         &dirs(&Path::new(COMMITLOG).join(ENTRY_INDEX)),
+        start_index.saturating_mul(unit),
         index_upto,
     )?;
-    let commitlog = compare_streams("commitlog", &dirs(Path::new(COMMITLOG)), commit_pos)?;
+    let commitlog = compare_streams_from(
+        "commitlog",
+        &dirs(Path::new(COMMITLOG)),
+        start_pos,
+        commit_pos,
+    )?;
     let mut consume_queues = Vec::new();
     for (topic, q) in consume_queue_dirs(replicas)? {
         let qid: Option<i32> = q.parse().ok();
@@ -939,6 +991,73 @@ mod tests {
                 g.findings()
             );
             assert!(g.commitlog.divergence.is_some());
+        }
+
+        #[test]
+        fn a_replica_reset_to_a_snapshot_position_is_compared_from_there() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            write_replica(&rs[0].root, 30, 30, 1, 30);
+            write_replica(&rs[1].root, 30, 30, 1, 30);
+            // n2 installed a snapshot up to entry 15: its log restarts just past that entry,
+            // in the middle of a segment whose earlier bytes it never had.
+            let unit = index_unit(&rs[0].root.join("commitlog/entryindex"), 15)
+                .unwrap()
+                .unwrap();
+            let reset_pos = unit.pos + u64::from(unit.record_len);
+            assert_ne!(reset_pos % SEGMENT, 0);
+            let cfg = CommitLogConfig {
+                segment_size: SEGMENT,
+                index_file_size: 4096,
+                ..CommitLogConfig::default()
+            };
+            let (log, _) =
+                CommitLog::open(&rs[2].root.join("commitlog"), cfg, Arc::new(StdFileSystem))
+                    .unwrap();
+            log.reset(id(15, 1), reset_pos).unwrap();
+            log.close().unwrap();
+            write_replica(&rs[2].root, 30, 30, 1, 28);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert_eq!(g.commitlog.from, reset_pos);
+            assert_eq!(g.entry_index.from, 16 * 32);
+            assert_eq!(g.lowest_committed, Some(28));
+            // Past its start the reset replica is still compared byte for byte.
+            let seg = rs[2].root.join("commitlog/00000000000000008192");
+            let mut bytes = std::fs::read(&seg).unwrap();
+            bytes[100] ^= 1;
+            std::fs::write(&seg, &bytes).unwrap();
+            assert!(!check_group("broker-a", &rs).unwrap().holds());
+        }
+
+        #[test]
+        fn placeholder_units_in_front_of_a_queue_are_not_compared() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            let u = |b: u8| [b; 20];
+            for r in &rs {
+                write_replica(&r.root, 5, 5, 1, 5);
+                checkpoint(&r.root, 4);
+            }
+            cq(&rs[0].root, 0, &[u(1), u(2), u(3), u(4)]);
+            cq(&rs[1].root, 0, &[u(1), u(2), u(3), u(4)]);
+            // n2's queue was started at offset 2 after a snapshot: two placeholders first.
+            cq(
+                &rs[2].root,
+                0,
+                &[PLACEHOLDER_UNIT, PLACEHOLDER_UNIT, u(3), u(4)],
+            );
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert_eq!((g.consume_queues[0].from, g.consume_queues[0].to), (40, 80));
+            cq(
+                &rs[2].root,
+                0,
+                &[PLACEHOLDER_UNIT, PLACEHOLDER_UNIT, u(3), u(5)],
+            );
+            let g = check_group("broker-a", &rs).unwrap();
+            let d = g.consume_queues[0].divergence.as_ref().expect("divergence");
+            assert_eq!(d.offset, 60);
         }
 
         fn cq(root: &Path, queue: u32, units: &[[u8; 20]]) {
