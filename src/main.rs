@@ -204,10 +204,10 @@ struct BenchRaftArgs {
     /// Parent directory of the temporary group data (default: the system temp dir).
     #[arg(long = "data", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Leader heartbeat period in ms (default: the group default, 250).
+    /// Leader heartbeat period in ms (default: the group default, 50).
     #[arg(long = "heartbeat-ms")]
     heartbeat_ms: Option<u64>,
-    /// Election timeout range `MIN,MAX` in ms (default: the group default, 1000,2000).
+    /// Election timeout range `MIN,MAX` in ms (default: the group default, 200,300).
     #[arg(long = "election-ms", value_delimiter = ',')]
     election_ms: Option<Vec<u64>>,
     /// Print the summary as one JSON object on stdout.

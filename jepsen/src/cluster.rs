@@ -178,7 +178,7 @@ pub struct Cluster {
     topo: Option<Topology>,
     config: ClusterConfig,
     /// The broker group's layout, for membership changes ([`crate::membership`]).
-    pub(crate) group: Option<crate::membership::GroupLayout>,
+    pub(crate) groups: Vec<crate::membership::GroupLayout>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -242,7 +242,7 @@ impl Cluster {
             nodes,
             topo,
             config,
-            group: None,
+            groups: Vec::new(),
         })
     }
 
@@ -504,6 +504,47 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Stops the running nodes among `idx` together: SIGCONT to paused ones, SIGTERM to all at
+    /// once, then waits until every one has exited, and `kill -9`s those still running after
+    /// `grace`. Returns the names of the nodes that had to be killed. Signalling them together
+    /// keeps a member stopping early from seeing the others elect and append without it.
+    pub fn stop_together(
+        &mut self,
+        idx: &[usize],
+        grace: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut waiting = Vec::new();
+        for &i in idx {
+            if !self.node(i)?.is_running() {
+                continue;
+            }
+            if self.node(i)?.paused {
+                self.resume(i)?;
+            }
+            self.signal(i, libc::SIGTERM, "SIGTERM")?;
+            waiting.push(i);
+        }
+        let deadline = Instant::now() + grace;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::with_capacity(waiting.len());
+            for i in waiting {
+                if self.try_reap(i)?.is_none() {
+                    still.push(i);
+                }
+            }
+            waiting = still;
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut killed = Vec::new();
+        for i in waiting {
+            killed.push(self.node(i)?.name.clone());
+            self.kill(i)?;
+        }
+        Ok(killed)
     }
 
     /// Stops every running node (SIGCONT first if paused), in order.

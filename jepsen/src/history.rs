@@ -194,6 +194,9 @@ pub struct NodeRole {
     /// Raft term the node reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
+    /// Broker group of the node, when a run has several (terms are per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One message returned by a poll.

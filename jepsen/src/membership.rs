@@ -115,26 +115,35 @@ where
 }
 
 impl Cluster {
-    /// Declares the broker group the cluster runs (needed by the membership calls below).
+    /// Declares a broker group the cluster runs (needed by the membership calls below); it
+    /// replaces a declared group of the same name.
     pub fn set_group(&mut self, layout: GroupLayout) {
-        self.group = Some(layout);
+        self.groups.retain(|g| g.spec.name != layout.spec.name);
+        self.groups.push(layout);
     }
 
-    /// The broker group's layout, if declared.
+    /// The first declared broker group's layout (the only one in a one-group run).
     pub fn group_layout(&self) -> Option<&GroupLayout> {
-        self.group.as_ref()
+        self.groups.first()
     }
 
-    fn layout(&self) -> Result<&GroupLayout, ClusterError> {
-        self.group
-            .as_ref()
-            .ok_or_else(|| admin_err("layout", "the cluster runs no declared broker group"))
+    /// Every declared broker group, in the order declared.
+    pub fn group_layouts(&self) -> &[GroupLayout] {
+        &self.groups
     }
 
-    /// Broker addresses of the running members, with their slots.
-    fn member_addrs(&self) -> Result<Vec<(usize, String)>, ClusterError> {
+    /// The layout of the group slot `i` is a member of.
+    fn layout_of(&self, i: usize) -> Result<&GroupLayout, ClusterError> {
+        self.groups
+            .iter()
+            .find(|g| g.member(i).is_some())
+            .ok_or_else(|| admin_err("layout", format!("slot {i} is in no declared broker group")))
+    }
+
+    /// Broker addresses of the running members of `layout`, with their slots.
+    fn member_addrs(&self, layout: &GroupLayout) -> Result<Vec<(usize, String)>, ClusterError> {
         let mut out = Vec::new();
-        for m in &self.layout()?.members {
+        for m in &layout.members {
             let n = self.node(m.index)?;
             if n.is_running() && !n.is_paused() {
                 out.push((m.index, n.addr().to_string()));
@@ -143,10 +152,24 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The group's leader (slot and its status), asking every running member, for up to
-    /// `timeout` (an election may be under way).
+    /// The first group's leader (see [`Cluster::group_leader_of`]).
     pub fn group_leader(&self, timeout: Duration) -> Result<(usize, GroupStatus), ClusterError> {
-        let addrs = self.member_addrs()?;
+        let first = self
+            .groups
+            .first()
+            .and_then(|g| g.members.first())
+            .ok_or_else(|| admin_err("layout", "the cluster runs no declared broker group"))?;
+        self.group_leader_of(first.index, timeout)
+    }
+
+    /// The leader (slot and its status) of the group slot `member` belongs to, asking every
+    /// running member, for up to `timeout` (an election may be under way).
+    pub fn group_leader_of(
+        &self,
+        member: usize,
+        timeout: Duration,
+    ) -> Result<(usize, GroupStatus), ClusterError> {
+        let addrs = self.member_addrs(self.layout_of(member)?)?;
         let ns = self.client_netns().map(str::to_owned);
         let deadline = Instant::now() + timeout;
         loop {
@@ -193,11 +216,11 @@ impl Cluster {
     /// that led before.
     pub fn transfer_leadership(&mut self, to: usize) -> Result<usize, ClusterError> {
         let target = self
-            .layout()?
+            .layout_of(to)?
             .member(to)
             .ok_or_else(|| admin_err("transfer", format!("slot {to} is not a member")))?
             .id;
-        let (leader, _) = self.group_leader(Duration::from_secs(10))?;
+        let (leader, _) = self.group_leader_of(to, Duration::from_secs(10))?;
         if leader != to {
             self.admin_call(
                 leader,
@@ -212,7 +235,7 @@ impl Cluster {
     /// kills its process and deletes its data directory. The slot stays empty until
     /// [`Cluster::add_replacement`].
     pub fn remove_member(&mut self, i: usize) -> Result<Removed, ClusterError> {
-        let layout = self.layout()?;
+        let layout = self.layout_of(i)?;
         let me = layout
             .member(i)
             .cloned()
@@ -223,7 +246,7 @@ impl Cluster {
             .map(|m| m.index)
             .filter(|&x| x != i)
             .collect();
-        let (mut leader, _) = self.group_leader(Duration::from_secs(10))?;
+        let (mut leader, _) = self.group_leader_of(i, Duration::from_secs(10))?;
         if leader == i {
             let to = others
                 .iter()
@@ -231,7 +254,7 @@ impl Cluster {
                 .find(|&o| self.node(o).is_ok_and(|n| n.is_running() && !n.is_paused()))
                 .ok_or_else(|| admin_err("remove", "no other running member to lead"))?;
             self.transfer_leadership(to)?;
-            leader = self.group_leader(Duration::from_secs(10))?.0;
+            leader = self.group_leader_of(i, Duration::from_secs(10))?.0;
             if leader == i {
                 return Err(admin_err("remove", "leadership did not move away"));
             }
@@ -267,9 +290,10 @@ impl Cluster {
         let i = removed.index;
         let (new_id, raft_port, spec, peers) = {
             let layout = self
-                .group
-                .as_mut()
-                .ok_or_else(|| admin_err("layout", "the cluster runs no declared broker group"))?;
+                .groups
+                .iter_mut()
+                .find(|g| g.member(i).is_some())
+                .ok_or_else(|| admin_err("layout", format!("slot {i} is in no declared group")))?;
             let pos = layout
                 .members
                 .iter()
@@ -291,7 +315,7 @@ impl Cluster {
                 layout.members.clone(),
             )
         };
-        let new_name = format!("n{new_id}");
+        let new_name = member_name(&removed.old_name, new_id);
         let root = self.config().dir.join("nodes").join(&new_name);
         self.node_mut(i)?.reincarnate(&new_name, &root)?;
         let args = join_command(self, &peers, i, new_id, &spec)?;
@@ -300,11 +324,11 @@ impl Cluster {
         let node = self.node(i)?;
         let raft_addr = format!("{}:{raft_port}", node.ip);
         let broker_addr = node.addr().to_string();
-        let (leader, _) = self.group_leader(Duration::from_secs(10))?;
+        let (leader, _) = self.group_leader_of(i, Duration::from_secs(10))?;
         self.admin_call(leader, &format!("add learner {new_name}"), |a| async move {
             a.add_learner(new_id, &raft_addr, Some(&broker_addr)).await
         })?;
-        let (leader, _) = self.group_leader(Duration::from_secs(10))?;
+        let (leader, _) = self.group_leader_of(i, Duration::from_secs(10))?;
         self.admin_call(leader, &format!("promote {new_name}"), |a| async move {
             a.promote(new_id).await
         })?;
@@ -325,6 +349,14 @@ impl Cluster {
         let removed = self.remove_member(old)?;
         self.add_replacement(&removed)
     }
+}
+
+/// The name of Raft id `id` in the group of the node named `like`: the same letters, the new
+/// id (`n3` in a run with one group, `a3` or `b3` with several).
+pub fn member_name(like: &str, id: u64) -> String {
+    let prefix = like.trim_end_matches(|c: char| c.is_ascii_digit());
+    let prefix = if prefix.is_empty() { "n" } else { prefix };
+    format!("{prefix}{id}")
 }
 
 /// Writes `broker.conf` for a node joining the group as `n<id>` in slot `i` and returns the

@@ -60,7 +60,9 @@ impl ProposerLimits {
             max_batch_commands: cfg.max_batch_commands,
             max_inflight_batches: cfg.max_inflight_batches,
             queue_depth: cfg.max_batch_commands.saturating_mul(4).max(16),
-            reseed_timeout: cfg.election_timeout_max,
+            // At least 2 s: with short election timeouts a loaded node may need longer than
+            // one timeout to apply the log it inherited, and a refusal costs the client a retry.
+            reseed_timeout: cfg.election_timeout_max.max(Duration::from_secs(2)),
         }
     }
 }

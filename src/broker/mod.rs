@@ -16,6 +16,7 @@
 //! - [`role`]: leadership changes → nameserver registration (leader as brokerId 0).
 //! - [`schedule`]: delay levels (SCHEDULE_TOPIC_XXXX) and delayed retries.
 //! - [`offset_committer`]: batched, replicated consumer offset commits.
+//! - [`retention`]: expired commitlog segments → log compaction on every node.
 //!
 //! This module never touches segment files directly: it reads through the commitlog and
 //! dispatcher handles and writes only through the group.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod long_polling;
 pub mod offset_committer;
 pub mod processor;
+pub mod retention;
 pub mod role;
 pub mod schedule;
 pub mod topic;
@@ -293,6 +295,7 @@ impl Broker {
             tokio::spawn(offset_committer::run(state.clone())),
             tokio::spawn(long_polling::run_prune(state.clone())),
             tokio::spawn(schedule::run(state.clone(), schedule_wake)),
+            tokio::spawn(retention::run(state.clone())),
         ];
         Ok(Broker {
             state,

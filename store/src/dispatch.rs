@@ -328,7 +328,10 @@ impl Dispatcher {
         let pos = i64::try_from(checkpoint.next_pos).map_err(|_| {
             StoreError::InvalidArgument(format!("position {} beyond i64", checkpoint.next_pos))
         })?;
-        self.index.truncate_from_pos(pos)
+        // Nothing was indexed at the checkpoint: whatever the index holds is newer, or left
+        // from before a reset.
+        let keep_below = if checkpoint.index_end_phy < 0 { 0 } else { pos };
+        self.index.truncate_from_pos(keep_below)
     }
 
     /// Drops units and index entries at commitlog position `pos` or later.
@@ -674,6 +677,22 @@ impl Dispatcher {
                 )));
             }
         }
+        // The target state is made durable first, every queue marked for emptying and the
+        // index empty: a crash while the files are replaced leaves a checkpoint that the next
+        // open completes (it empties the marked queues, removes unlisted ones and the index),
+        // never one that names files already gone.
+        let target = DispatchCheckpoint {
+            applied,
+            next_pos,
+            queues: queues
+                .iter()
+                .map(|(t, q, next)| ((t.clone(), *q), *next))
+                .collect(),
+            index_end_phy: -1,
+            extra: self.extra.clone(),
+            resets: queues.iter().map(|(t, q, _)| (t.clone(), *q)).collect(),
+        };
+        self.guard(|d| target.store(d.fs.as_ref(), &d.root))?;
         self.guard(|d| d.reset_files(queues))?;
         self.applied = applied;
         self.next_pos = next_pos;

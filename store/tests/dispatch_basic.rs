@@ -680,3 +680,55 @@ fn a_crash_between_the_checkpoint_and_the_clear_is_finished_at_open() {
     let d = Dispatcher::open(tmp.path(), cfg()).unwrap();
     assert_a_emptied(&d, tmp.path());
 }
+
+#[test]
+fn a_crash_while_a_reset_replaces_the_files_is_finished_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    let mut log = LogBuilder::new();
+    for i in 0..6 {
+        d.dispatch(&log.messages(&[msg("A", 0, i, 1, "a"), msg("B", 1, i, 1, "b")]))
+            .unwrap();
+    }
+    d.checkpoint().unwrap();
+    drop(d);
+    // `reset` first makes its target durable; a crash then leaves the old files with it.
+    let id = EntryId {
+        index: 40,
+        term: 3,
+        leader: 1,
+    };
+    let target = raftmq_store::checkpoint::DispatchCheckpoint {
+        applied: Some(id),
+        next_pos: 9_000,
+        queues: [(("A".to_owned(), 0), 7), (("C".to_owned(), 2), 3)]
+            .into_iter()
+            .collect(),
+        index_end_phy: -1,
+        extra: b"m".to_vec(),
+        resets: [("A".to_owned(), 0), ("C".to_owned(), 2)]
+            .into_iter()
+            .collect(),
+    };
+    target
+        .store(&raftmq_store::io::StdFileSystem, tmp.path())
+        .unwrap();
+    let d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    assert_eq!(d.applied(), Some(id));
+    assert_eq!((d.min_offset("A", 0), d.max_offset("A", 0)), (7, 7));
+    assert_eq!((d.min_offset("C", 2), d.max_offset("C", 2)), (3, 3));
+    assert_eq!(
+        d.max_offset("B", 1),
+        0,
+        "a queue the target does not list is gone"
+    );
+    assert!(d
+        .query_by_key("A", "a", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(d
+        .query_by_key("B", "b", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(d.extra(), b"m");
+}

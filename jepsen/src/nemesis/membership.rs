@@ -31,15 +31,19 @@ pub fn start(
     cluster: &mut Cluster,
     rng: &mut Rng,
 ) -> Result<(Change, Vec<String>), (NemesisError, Vec<String>)> {
-    let slots: Vec<usize> = match cluster.group_layout() {
-        Some(g) => g.members.iter().map(|m| m.index).collect(),
-        None => {
+    let layouts = cluster.group_layouts();
+    // One group: no draw, so single-group schedules stay what they were for a seed.
+    let g = match layouts.len() {
+        0 => {
             return Err((
                 NemesisError::Unsupported("membership needs a broker group".into()),
                 vec![],
             ))
         }
+        1 => 0,
+        n => usize::try_from(rng.below(n as u64)).unwrap_or(0),
     };
+    let slots: Vec<usize> = layouts[g].members.iter().map(|m| m.index).collect();
     let replace = rng.below(2) == 1;
     let pick = usize::try_from(rng.below(slots.len() as u64)).unwrap_or(0);
     let name = |c: &Cluster, i: usize| c.node(i).map(|n| n.name.clone()).unwrap_or_default();
@@ -51,7 +55,7 @@ pub fn start(
             Err(e) => Err((e.into(), targets)),
         }
     } else {
-        let leader = match cluster.group_leader(Duration::from_secs(10)) {
+        let leader = match cluster.group_leader_of(slots[0], Duration::from_secs(10)) {
             Ok((l, _)) => l,
             Err(_) => return Err((NemesisError::NoLeader, vec!["leader".into()])),
         };
@@ -77,8 +81,9 @@ pub fn end(cluster: &mut Cluster, change: &Change) -> Result<(), NemesisError> {
         Change::Removed(r) => {
             // A failed start may have left the slot already refilled.
             let refilled = cluster
-                .group_layout()
-                .and_then(|g| g.member(r.index))
+                .group_layouts()
+                .iter()
+                .find_map(|g| g.member(r.index))
                 .is_some_and(|m| m.id != r.old_id);
             if !refilled {
                 cluster.add_replacement(r)?;

@@ -208,8 +208,9 @@ pub enum Active {
     Membership(membership::Change),
 }
 
-/// Finds the leader's node index, if known.
-pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster) -> Option<usize> + 'a>;
+/// Finds the leader's node index of a group (by its position in the nemesis's groups), if
+/// known.
+pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster, usize) -> Option<usize> + 'a>;
 
 /// An applied fault and its target names, or the error (already recorded `fail`) and the
 /// target names.
@@ -225,8 +226,9 @@ pub struct Nemesis<'a> {
     net_fault: NetFault,
     /// Whether the kernel has netem (probed at the first `net` fault).
     netem: Option<bool>,
-    /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
-    members: Vec<usize>,
+    /// Cluster indices the faults may hit, per broker group (never the nameserver). Each
+    /// fault picks one group and its targets among that group's members.
+    groups: Vec<Vec<usize>>,
     /// Target kinds kill, pause and net choose from (never empty).
     targets: Vec<Target>,
 }
@@ -256,12 +258,12 @@ impl<'a> Nemesis<'a> {
         Nemesis {
             targets: Target::ALL.to_vec(),
             netem: None,
-            members,
+            groups: vec![members],
             cluster,
             recorder,
             rng: Rng::new(seed),
             firewall,
-            leader: Box::new(|_| None),
+            leader: Box::new(|_, _| None),
             net_fault: NetFault {
                 delay_ms: 100,
                 jitter_ms: 50,
@@ -272,7 +274,16 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Sets how the leader is found (for example by asking the nodes for their role).
-    pub fn with_leader(mut self, probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+    pub fn with_leader(mut self, mut probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+        self.leader = Box::new(move |c, _| probe(c));
+        self
+    }
+
+    /// Sets how the leader of group `g` (a position in [`Self::with_groups`]) is found.
+    pub fn with_group_leader(
+        mut self,
+        probe: impl FnMut(&Cluster, usize) -> Option<usize> + 'a,
+    ) -> Self {
         self.leader = Box::new(probe);
         self
     }
@@ -280,7 +291,18 @@ impl<'a> Nemesis<'a> {
     /// Restricts faults to these cluster indices (default: every node). Targets such as
     /// "minority" are computed over this set.
     pub fn with_members(mut self, members: Vec<usize>) -> Self {
-        self.members = members;
+        self.groups = vec![members];
+        self
+    }
+
+    /// Several broker groups (cluster indices of each group's members): every fault first
+    /// picks a group at random, then its targets among that group's members only. Empty
+    /// groups are dropped; with one group this is [`Self::with_members`].
+    pub fn with_groups(mut self, groups: Vec<Vec<usize>>) -> Self {
+        let groups: Vec<Vec<usize>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        if !groups.is_empty() {
+            self.groups = groups;
+        }
         self
     }
 
@@ -333,9 +355,14 @@ impl<'a> Nemesis<'a> {
     /// applies it, recording the start. Returns the active fault and the target names, or the
     /// error recorded as `fail`.
     pub fn start(&mut self, kind: FaultKind) -> StartResult {
-        let n = self.members.len();
-        let members = self.members.clone();
-        let leader_index = (self.leader)(self.cluster);
+        // One group: no draw, so single-group schedules stay what they were for a seed.
+        let group = match self.groups.len() {
+            0 | 1 => 0,
+            n => usize::try_from(self.rng.below(n as u64)).unwrap_or(0),
+        };
+        let members = self.groups.get(group).cloned().unwrap_or_default();
+        let n = members.len();
+        let leader_index = (self.leader)(self.cluster, group);
         // The leader as a position among the members.
         let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
         match kind {
