@@ -276,3 +276,30 @@ fn without_failpoints_the_disk_fault_is_unavailable_and_never_valid() {
     assert_eq!(results["verdict"], "unknown", "{}", text(&o));
     assert_eq!(o.status.code(), Some(3));
 }
+
+#[test]
+fn run_help_documents_the_disk_nemesis() {
+    let o = Command::new(env!("CARGO_BIN_EXE_raftmq-jepsen"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "disk ",
+        "--disk-modes",
+        "power-cut",
+        "torn",
+        "corrupt",
+        "SIGUSR1",
+        "SIGUSR2",
+        "failpoints",
+        "left_down",
+        "new Raft id",
+    ] {
+        assert!(
+            help.contains(needle),
+            "run --help lacks {needle:?}:\n{help}"
+        );
+    }
+}
