@@ -94,9 +94,10 @@ build and is named on its own; one fault at a time, seeded by --seed;
                         written bytes); restarted at the end of the window. Damage beyond a
                         node's commit point must be cut at recovery; damage at or before it
                         must make the node refuse to start naming the file and offset. Such
-                        a node is left down for an operator to replace (remove, wipe, add
-                        back under a new id): its window is recorded as not healed, so the
-                        verdict is unknown, never valid, and run.json lists it in left_down.
+                        a node is then replaced as an operator would: removed from the group,
+                        wiped, added back under a new Raft id. If that fails it is left down:
+                        its window is recorded as not healed, so the verdict is unknown,
+                        never valid, and run.json lists it in left_down.
              Bytes dropped, torn writes, damaged file@offset and how each node came back are
              recorded in the fault's `detail` (history.jsonl and run.json). Without --bin the
              harness builds raftmq with --features failpoints for runs that use disk

@@ -751,6 +751,9 @@ impl<'a> Nemesis<'a> {
                 if !undetected.is_empty() {
                     text.push_str(&format!("; {undetected}"));
                 }
+                for d in &r.repaired {
+                    text.push_str(&format!("; {d}"));
+                }
                 let mut err = None;
                 if !r.refused.is_empty() {
                     // Refusing is right when the damage reaches the commit point; the node
