@@ -44,6 +44,7 @@ peerBrokerAddrs=$brokers
 flushDiskType=$fdt
 mapedFileSizeCommitLog=67108864
 autoCreateTopicEnable=true
+diskSpaceCleanForciblyRatio=100
 CONF
   "$bin" broker -c "$work/n$i.conf" > "$work/n$i.out" 2> "$work/n$i.log" &
   pids+=($!)

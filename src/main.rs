@@ -11,6 +11,7 @@ use raftmq::broker::{Broker, BrokerConfig};
 use raftmq::config::NamesrvConfig;
 use raftmq::namesrv::Namesrv;
 
+mod admin_cli;
 /// mimalloc rather than the system allocator: every request allocates (header fields,
 /// properties, the response), and on the produce path glibc's malloc/free took about a third
 /// of the broker's CPU.
@@ -40,6 +41,13 @@ enum Command {
     /// Benchmarks: produce and consume against a nameserver, or a Raft group in-process.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Built with the `failpoints` feature (test builds): how `raftmq broker` simulates power
+    /// cuts. Exits 0, so tools can tell such a build apart.
+    #[cfg(feature = "failpoints")]
+    Failpoints,
+    /// Administer a broker group (like `mqadmin`): status, membership changes, leadership.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Debug, Args)]
@@ -205,10 +213,10 @@ struct BenchRaftArgs {
     /// Parent directory of the temporary group data (default: the system temp dir).
     #[arg(long = "data", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Leader heartbeat period in ms (default: the group default, 250).
+    /// Leader heartbeat period in ms (default: the group default, 50).
     #[arg(long = "heartbeat-ms")]
     heartbeat_ms: Option<u64>,
-    /// Election timeout range `MIN,MAX` in ms (default: the group default, 1000,2000).
+    /// Election timeout range `MIN,MAX` in ms (default: the group default, 200,300).
     #[arg(long = "election-ms", value_delimiter = ',')]
     election_ms: Option<Vec<u64>>,
     /// Print the summary as one JSON object on stdout.
@@ -375,6 +383,16 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
 
 async fn serve_broker(cfg: BrokerConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    #[cfg(feature = "failpoints")]
+    let broker = {
+        let fs = raftmq::failpoints::install(&cfg.store_path_root_dir)
+            .context("installing the power-cut signal handlers")?;
+        tracing::warn!("failpoints build: the store runs on the fault-injecting file system; SIGUSR1/SIGUSR2 cut the power");
+        Broker::start_with_fs(cfg, fs)
+            .await
+            .context("starting broker")?
+    };
+    #[cfg(not(feature = "failpoints"))]
     let broker = Broker::start(cfg).await.context("starting broker")?;
     println!("raftmq broker listening on {}", broker.local_addr());
     shutdown.await;
@@ -440,6 +458,9 @@ fn dev_broker_configs(args: &DevArgs, namesrv: SocketAddr) -> anyhow::Result<Vec
             peer_broker_addrs: brokers.join(";"),
             maped_file_size_commit_log: 64 << 20,
             flush_disk_type: args.flush.into(),
+            // Retention by age only: a dev group on a shared, nearly full disk keeps its
+            // unexpired segments (a benchmark backlog) instead of deleting them forcibly.
+            disk_space_clean_forcibly_ratio: 100,
             ..BrokerConfig::default()
         };
         cfg.broker_ip1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -542,7 +563,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Bench(_))
+    if matches!(cli.command, Command::Bench(_) | Command::Admin(_))
         && std::env::var("RUST_LOG").map_or(true, |s| s.trim().is_empty())
     {
         // Benchmarks kill leaders on purpose; only warnings of our own code are shown unless
@@ -563,5 +584,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Broker(args) => serve_broker(broker_config(&args)?).await,
         Command::Dev(args) => serve_dev(args).await,
         Command::Bench(cmd) => run_bench(cmd).await,
+        #[cfg(feature = "failpoints")]
+        Command::Failpoints => {
+            println!(
+                "failpoints build: `raftmq broker` keeps its store on the fault-injecting file \
+                 system.\nSIGUSR1: power cut (every write not fsynced is dropped), then SIGKILL.\n\
+                 SIGUSR2: the same, keeping the first half of the final un-fsynced segment write.\n\
+                 Each cut appends a JSON report line to <storePathRootDir>/{}.",
+                raftmq::failpoints::REPORT_FILE
+            );
+            Ok(())
+        }
+        Command::Admin(cmd) => admin_cli::run(cmd).await,
     }
 }

@@ -480,3 +480,64 @@ async fn subscription_groups_are_replicated_config() {
         .unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
 }
+
+async fn consumer_ids(c: &raftmq::remoting::RemotingClient) -> serde_json::Value {
+    let resp = c
+        .invoke(
+            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+                .with_ext("consumerGroup", "CG-n"),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
+    v["consumerIdList"].clone()
+}
+
+/// A client that keeps its connection open but stops sending heartbeats is dropped after
+/// `channelExpiredTimeout`, and the rest of its group is told; a client that keeps beating
+/// stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_channel_expires_and_its_group_is_told() {
+    const EXPIRY: Duration = Duration::from_millis(1500);
+    let cluster = Cluster::start_with(1, "channelExpiredTimeout=1500\n");
+    let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = raftmq::remoting::RemotingClient::with_handler(
+        leader.clone(),
+        raftmq::remoting::ClientConfig::default(),
+        std::sync::Arc::new(Notified(tx)),
+    );
+    assert_eq!(live.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    assert_eq!(rx.recv().await.as_deref(), Some("CG-n"));
+
+    let silent = Cluster::client(&leader);
+    assert_eq!(silent.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    let silent_since = std::time::Instant::now();
+    assert_eq!(rx.recv().await.as_deref(), Some("CG-n"));
+    assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1", "c2"]));
+
+    // c1 beats every 300 ms; c2's connection stays open and says nothing.
+    let deadline = silent_since + Duration::from_secs(15);
+    loop {
+        assert_eq!(live.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+        if let Ok(group) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            assert_eq!(group.as_deref(), Some("CG-n"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent channel never expired"
+        );
+    }
+    let waited = silent_since.elapsed();
+    assert!(
+        waited >= EXPIRY,
+        "expired after {waited:?}, before {EXPIRY:?}"
+    );
+    assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1"]));
+    // The silent client's connection is still usable: a heartbeat brings it back.
+    assert_eq!(silent.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1", "c2"]));
+}

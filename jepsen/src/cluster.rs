@@ -75,6 +75,9 @@ pub enum ClusterError {
     /// Building the `raftmq` binary failed or its path could not be found.
     #[error("building raftmq: {0}")]
     Build(String),
+    /// A group administration step (find the leader, remove, add, promote, transfer) failed.
+    #[error("group administration ({step}): {reason}")]
+    Admin { step: String, reason: String },
 }
 
 /// How nodes are networked.
@@ -117,6 +120,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// Gives a stopped node's slot to a new node `name` with its own (empty) data directory
+    /// `root/data` and log `root/node.log`; its command line is cleared.
+    pub(crate) fn reincarnate(&mut self, name: &str, root: &Path) -> Result<(), ClusterError> {
+        if self.child.is_some() {
+            return Err(ClusterError::State {
+                node: self.name.clone(),
+                reason: "still running, cannot be replaced".into(),
+            });
+        }
+        let data_dir = root.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+        self.name = name.to_owned();
+        self.data_dir = data_dir;
+        self.log_path = root.join("node.log");
+        self.args.clear();
+        self.paused = false;
+        self.starts = 0;
+        Ok(())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
@@ -145,13 +168,17 @@ impl Node {
     }
 }
 
-/// A set of nodes and, in namespace mode, their private network.
+/// A set of nodes and, in namespace mode, their private network. A node keeps its slot (index,
+/// address, namespace) for the whole run; [`Cluster::replace_node`] gives the slot a new name,
+/// Raft id and data directory.
 #[derive(Debug)]
 pub struct Cluster {
     // Field order matters: processes are killed (Drop) before the namespaces go.
     nodes: Vec<Node>,
     topo: Option<Topology>,
     config: ClusterConfig,
+    /// The broker group's layout, for membership changes ([`crate::membership`]).
+    pub(crate) groups: Vec<crate::membership::GroupLayout>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -215,6 +242,7 @@ impl Cluster {
             nodes,
             topo,
             config,
+            groups: Vec::new(),
         })
     }
 
@@ -245,7 +273,7 @@ impl Cluster {
             .ok_or(ClusterError::NoNode { index: i, len })
     }
 
-    fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
+    pub(crate) fn node_mut(&mut self, i: usize) -> Result<&mut Node, ClusterError> {
         let len = self.nodes.len();
         self.nodes
             .get_mut(i)
@@ -478,6 +506,47 @@ impl Cluster {
         }
     }
 
+    /// Stops the running nodes among `idx` together: SIGCONT to paused ones, SIGTERM to all at
+    /// once, then waits until every one has exited, and `kill -9`s those still running after
+    /// `grace`. Returns the names of the nodes that had to be killed. Signalling them together
+    /// keeps a member stopping early from seeing the others elect and append without it.
+    pub fn stop_together(
+        &mut self,
+        idx: &[usize],
+        grace: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut waiting = Vec::new();
+        for &i in idx {
+            if !self.node(i)?.is_running() {
+                continue;
+            }
+            if self.node(i)?.paused {
+                self.resume(i)?;
+            }
+            self.signal(i, libc::SIGTERM, "SIGTERM")?;
+            waiting.push(i);
+        }
+        let deadline = Instant::now() + grace;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::with_capacity(waiting.len());
+            for i in waiting {
+                if self.try_reap(i)?.is_none() {
+                    still.push(i);
+                }
+            }
+            waiting = still;
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut killed = Vec::new();
+        for i in waiting {
+            killed.push(self.node(i)?.name.clone());
+            self.kill(i)?;
+        }
+        Ok(killed)
+    }
+
     /// Stops every running node (SIGCONT first if paused), in order.
     pub fn stop_all(&mut self, grace: Duration) -> Result<(), ClusterError> {
         for i in 0..self.nodes.len() {
@@ -550,13 +619,44 @@ pub fn namesrv_command(node: &Node) -> Result<Vec<OsString>, ClusterError> {
 /// `cargo build -p raftmq --bin raftmq` in `workspace` (release if `release`), its path taken
 /// from cargo's own artifact report, so `CARGO_TARGET_DIR` and profiles are honoured.
 pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, ClusterError> {
-    if let Some(p) = std::env::var_os("RAFTMQ_BIN") {
+    raftmq_binary_with(workspace, release, false)
+}
+
+/// The `raftmq` binary built with the `failpoints` feature (power cuts for the disk
+/// nemesis): `$RAFTMQ_FAILPOINTS_BIN` if set, otherwise
+/// `cargo build -p raftmq --bin raftmq --features failpoints`, hard-linked to
+/// `raftmq-failpoints` beside cargo's output so a later plain build cannot replace it.
+pub fn raftmq_failpoints_binary(workspace: &Path, release: bool) -> Result<PathBuf, ClusterError> {
+    raftmq_binary_with(workspace, release, true)
+}
+
+/// Whether `binary` was built with the `failpoints` feature (`raftmq failpoints` succeeds).
+pub fn has_failpoints(binary: &Path) -> bool {
+    Command::new(binary)
+        .arg("failpoints")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn raftmq_binary_with(
+    workspace: &Path,
+    release: bool,
+    failpoints: bool,
+) -> Result<PathBuf, ClusterError> {
+    let var = if failpoints {
+        "RAFTMQ_FAILPOINTS_BIN"
+    } else {
+        "RAFTMQ_BIN"
+    };
+    if let Some(p) = std::env::var_os(var) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
         return Err(ClusterError::Build(format!(
-            "RAFTMQ_BIN={} is not a file",
+            "{var}={} is not a file",
             p.display()
         )));
     }
@@ -572,6 +672,9 @@ pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, Cluster
     ]);
     if release {
         cmd.arg("--release");
+    }
+    if failpoints {
+        cmd.args(["--features", "failpoints"]);
     }
     let out = cmd
         .stderr(Stdio::inherit())
@@ -589,7 +692,26 @@ pub fn raftmq_binary(workspace: &Path, release: bool) -> Result<PathBuf, Cluster
         };
         if v["reason"] == "compiler-artifact" && v["target"]["name"] == "raftmq" {
             if let Some(exe) = v["executable"].as_str() {
-                return Ok(PathBuf::from(exe));
+                let exe = PathBuf::from(exe);
+                if !failpoints {
+                    return Ok(exe);
+                }
+                let mut name = exe.file_name().unwrap_or_default().to_os_string();
+                name.push("-failpoints");
+                let link = exe.with_file_name(name);
+                let _ = std::fs::remove_file(&link);
+                std::fs::hard_link(&exe, &link)
+                    .or_else(|_| std::fs::copy(&exe, &link).map(|_| ()))
+                    .map_err(|e| ClusterError::Build(format!("{}: {e}", link.display())))?;
+                if !has_failpoints(&link) {
+                    return Err(ClusterError::Build(format!(
+                        "{} lacks the failpoints feature: another build replaced {} in \
+                         between; build again",
+                        link.display(),
+                        exe.display()
+                    )));
+                }
+                return Ok(link);
             }
         }
     }
@@ -670,7 +792,9 @@ pub fn broker_command(
          mapedFileSizeConsumeQueue={cq}\n\
          autoCreateTopicEnable=true\n\
          autoCreateSubscriptionGroup=true\n\
-         messageIndexEnable={index}\n",
+         messageIndexEnable={index}\n\
+         # retention by age only: a full shared disk must not delete what the checker reads\n\
+         diskSpaceCleanForciblyRatio=100\n",
         cluster = spec.cluster,
         group = spec.name,
         ip = node.ip,

@@ -61,7 +61,7 @@ pub const PROGRESS_EVERY: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The file could not be opened, read or written.
-    #[error("{path}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -194,6 +194,9 @@ pub struct NodeRole {
     /// Raft term the node reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
+    /// Broker group of the node, when a run has several (terms are per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One message returned by a poll.
@@ -240,6 +243,10 @@ pub struct Op {
     /// Error text of a `fail` or `info` completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a fault did when its kind alone does not say (a disk fault: the mode, bytes
+    /// dropped, the torn write, the file and offset damaged, how the node came back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Op {
@@ -261,6 +268,7 @@ impl Op {
             targets: None,
             nodes: None,
             error: None,
+            detail: None,
         }
     }
 
@@ -395,14 +403,45 @@ pub fn write_jsonl<'a>(
     w.flush().map_err(io)
 }
 
+/// Buffer of a [`Recorder`]: larger than any one line, so a line always goes into the buffer
+/// whole and is never written half to the file.
+const RECORDER_BUFFER: usize = 1 << 20;
+/// How long a [`Recorder`] keeps retrying a write that fails (a disk that is full for a
+/// moment) before it gives up.
+const WRITE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `op` until it succeeds or `retry` has passed since the first failure.
+fn retrying<T>(
+    retry: std::time::Duration,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut deadline = None;
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let until = *deadline.get_or_insert_with(|| Instant::now() + retry);
+                if Instant::now() >= until {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "history write failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
 /// Appends operations to a history file as they happen, from any number of threads.
 ///
 /// The time of each operation is taken under the same lock that writes its line, so `time_ns`
 /// never decreases in the file, and the file is a valid history as long as every process
-/// completes the operation it invoked.
+/// completes the operation it invoked. Each line is encoded in full before it is written and
+/// goes into the buffer whole; a write that fails (a full disk) is retried for up to a minute,
+/// blocking the recording threads, so a failure never leaves part of a line in the file.
 pub struct Recorder {
     path: PathBuf,
     start: Instant,
+    retry: std::time::Duration,
     inner: Mutex<BufWriter<File>>,
 }
 
@@ -416,8 +455,15 @@ impl Recorder {
         Ok(Recorder {
             path: path.to_owned(),
             start: Instant::now(),
-            inner: Mutex::new(BufWriter::new(file)),
+            retry: WRITE_RETRY,
+            inner: Mutex::new(BufWriter::with_capacity(RECORDER_BUFFER, file)),
         })
+    }
+
+    /// Sets how long a failing write is retried (default one minute).
+    pub fn with_write_retry(mut self, retry: std::time::Duration) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Stamps `op` with the current time, writes it, and returns the stamped operation.
@@ -430,15 +476,24 @@ impl Recorder {
         // reports with its line number.
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        serde_json::to_writer(&mut *w, &op).map_err(|e| io(std::io::Error::other(e)))?;
-        w.write_all(b"\n").map_err(io)?;
+        let mut line = serde_json::to_vec(&op).map_err(|e| io(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        if line.len() >= RECORDER_BUFFER {
+            return Err(io(std::io::Error::other(format!(
+                "a {}-byte history line does not fit the buffer",
+                line.len()
+            ))));
+        }
+        // BufWriter adds the line only after making room for all of it; a failed flush keeps
+        // the unwritten bytes buffered, so the retry picks up where it stopped.
+        retrying(self.retry, || w.write_all(&line)).map_err(io)?;
         Ok(op)
     }
 
     /// Writes buffered lines to the file.
     pub fn flush(&self) -> Result<(), HistoryError> {
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        w.flush().map_err(|source| HistoryError::Io {
+        retrying(self.retry, || w.flush()).map_err(|source| HistoryError::Io {
             path: self.path.clone(),
             source,
         })
@@ -695,6 +750,31 @@ fn validate_fields(op: &Op, line: usize) -> Result<(), HistoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_write_is_retried_then_reported() {
+        let mut fails = 2;
+        let t = Instant::now();
+        let r = retrying(std::time::Duration::from_secs(5), || {
+            if fails > 0 {
+                fails -= 1;
+                Err(std::io::Error::other("full"))
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(r.unwrap(), 7);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(400));
+        // A disk that stays full: lines stay buffered whole, the flush fails after the retry.
+        if Path::new("/dev/full").exists() {
+            let rec = Recorder::create(Path::new("/dev/full"))
+                .unwrap()
+                .with_write_retry(std::time::Duration::from_millis(300));
+            rec.record(Op::send_invoke(0, 0, "v", None)).unwrap();
+            let err = rec.flush().unwrap_err();
+            assert!(err.to_string().contains("/dev/full"), "{err}");
+        }
+    }
 
     #[test]
     fn completion_inherits_invocation_fields() {

@@ -9,6 +9,8 @@
 //! * [`report`]: `results.json` and a self-contained `report.html` with SVG plots;
 //! * [`netns`]: network namespaces, the private bridged network of a run;
 //! * [`cluster`]: real `raftmq` processes, one per node, started, killed, paused, restarted;
+//! * [`membership`]: the broker group's members; leadership transfer and node replacement
+//!   (remove, wipe, new id, add as learner, promote) through the brokers' admin requests;
 //! * [`nemesis`]: faults (kill, pause, partition, net) with recorded windows, on a seeded
 //!   schedule;
 //! * [`observer`]: records every node's Raft role and term at a fixed period;
@@ -23,6 +25,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod membership;
 pub mod nemesis;
 pub mod netns;
 pub mod observer;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use raftmq_jepsen::checker::replicas::ReplicasReport;
 use raftmq_jepsen::checker::{self, CheckConfig, Outcome};
 use raftmq_jepsen::cluster::NetMode;
 use raftmq_jepsen::history::History;
@@ -40,7 +41,8 @@ CHECKS (each reports counts and a few examples):
   leaders       from role observations (f = role): two nodes leading the same term (split
                 brain), or a node's term going down (a forgotten vote).        [fails the run]
   availability  per fault window: sends ok/failed during it and the time from its end to the
-                first acknowledged send; the longest stretch without an acknowledged send,
+                first acknowledged send (with several groups, also to the first one on the
+                faulted group's queues); the longest stretch without an acknowledged send,
                 in and outside fault windows. Fails only if sends were attempted after a
                 healed window and none was ever acknowledged.
 
@@ -54,12 +56,19 @@ VERDICT:
 EXIT CODES: 0 valid, 1 invalid, 3 unknown, 4 the history could not be read or checked
 (2 is a usage error).
 
-Replica comparison (commitlog and consumequeue files byte for byte) is a library function
-used by cluster control. `run` drives real processes, the nemesis and the workload, then checks
-what it recorded (see `run --help`).";
+  replicas      run only: with every broker stopped (SIGTERM to all at once), each group's
+                replicas must have identical entry-index units and commitlog bytes up to the
+                lowest commit index among them (meta file, entry index), and every
+                consumequeue must hold the same units up to the lowest offset the replicas'
+                dispatch checkpoints cover. The run writes replicas.json; `check` folds it in
+                when it lies next to the history.                             [fails the run]
+
+`run` drives real processes, the nemesis and the workload, then checks what it recorded (see
+`run --help`); a run whose replica comparison could not be done is at best unknown.";
 
 const RUN_HELP: &str = "\
-NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --seed;
+NEMESES (--nemesis, comma separated, or all = every one but disk, which needs a failpoints
+build and is named on its own; one fault at a time, seeded by --seed;
 --targets limits the targets kill, pause and net pick from):
   kill       kill -9 of one node, the leader, a minority, a majority or all nodes; restart
              with the same data directory and address at the end of the window.
@@ -68,23 +77,60 @@ NEMESES (--nemesis, comma separated, or all; one fault at a time, seeded by --se
              one node (the leader when known), a minority/majority split, or a bridge (two
              halves that only one node joins). Healed at the end of the window.
   net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
-             the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
-             and run.json.
+             the netem qdisc, a slow link instead (tc tbf: 2 Mbit/s out, queueing delay up to
+             150 ms, drops past it) with 10% packet loss (nftables), or 30% loss alone when
+             tbf is missing too; said in the progress line and run.json.
+  disk       storage faults (--disk-modes, default all):
+             power-cut  the targets (one, the leader, a minority, a majority or all) lose
+                        every write they had not fsynced: each node, built with raftmq's
+                        failpoints feature, gets SIGUSR1, reverts its files to their last
+                        fsynced content, appends a report to <store>/power-cut.jsonl and
+                        SIGKILLs itself; restarted at the end of the window. With SYNC_FLUSH
+                        no acknowledged send may be lost, even when every node is cut.
+             torn       the same with SIGUSR2: the first half of each node's final
+                        un-fsynced segment write stays on disk (recovery must cut it).
+             corrupt    kill -9 of a minority, then one bit flipped or the file truncated
+                        in its newest commitlog segment (half the time within the last 256
+                        written bytes); restarted at the end of the window. Damage beyond a
+                        node's commit point must be cut at recovery; damage at or before it
+                        must make the node refuse to start naming the file and offset. Such
+                        a node is then replaced as an operator would: removed from the group,
+                        wiped, added back under a new Raft id. If that fails it is left down:
+                        its window is recorded as not healed, so the verdict is unknown,
+                        never valid, and run.json lists it in left_down.
+             Bytes dropped, torn writes, damaged file@offset and how each node came back are
+             recorded in the fault's `detail` (history.jsonl and run.json). Without --bin the
+             harness builds raftmq with --features failpoints for runs that use disk
+             ($RAFTMQ_FAILPOINTS_BIN overrides); with a binary lacking the feature, run.json
+             says the disk fault is unavailable and power-cut/torn faults are recorded as
+             failed (verdict unknown).
+  membership either (a) leadership transfer from the leader to a random other member
+             (raftmq admin transfer-leader), or (b) a random member (the leader too:
+             leadership moves away first) removed from the group, killed and its data
+             deleted; the group runs without it for the window; at the end a new node with a
+             NEW Raft id (n3, n4, ...; its slot keeps the address) and an empty store joins
+             as a learner, catches up and is promoted to voter. Works with --loopback.
+             The replacement is Cluster::replace_node, usable on its own.
 Each fault's start and end is recorded in history.jsonl (f=fault, phase=start|end); a fault
 that fails is recorded as failed and makes the verdict unknown.
 
 NETWORK: by default each node runs in its own network namespace (rj<pid>x...-n<i>) attached to
 a bridge in a namespace of the harness (10.77.0.0/24 exists only there; the host's interfaces
 and routes are never touched). Needs root; `setup` installs iproute2, iptables and nftables
-with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill and pause only).
+with apt-get when missing. --loopback runs every node on 127.0.0.1 (kill, pause and membership only).
 
-RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), results.json and
-report.html (from check), nodes/<name>/node.log and nodes/<name>/data.
+RUN FOLDER: history.jsonl, run.json (configuration, seed, nodes, faults), replicas.json (the
+stopped replicas compared), results.json and report.html (from check), nodes/<name>/node.log
+and nodes/<name>/data (a replaced node's data is deleted; its log stays under its old name).
 
 WORKLOAD: with a raftmq binary that has the broker command, the nodes are a nameserver and
-one Raft group broker-a (n0..; SYNC_FLUSH); 4 producers send unique values (each its own key)
-at --rate to JepsenTopic, 2 consumers pull every queue and commit offsets; after the faults
-the consumers drain (up to --drain). Every operation goes to history.jsonl.
+one Raft group broker-a (n0..; SYNC_FLUSH), or with --groups 2 the groups broker-a (a0..) and
+broker-b (b0..), each of --nodes nodes and each holding JepsenTopic's 4 queues; 4 producers
+send unique values (each its own key) at --rate over every queue, 2 consumers pull every queue
+and commit offsets; after the faults the consumers drain (up to --drain). Every operation
+goes to history.jsonl. Each fault picks one group, then its targets inside that group (the
+leader is that group's, partitions split that group's members); leader and term checks are
+per group.
 Without the broker command the nodes run `raftmq namesrv` as stand-ins and no workload runs:
 the verdict is always unknown (exit code 3), never valid.";
 
@@ -138,13 +184,16 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Nodes in the group.
+    /// Nodes in each broker group.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Broker groups (broker-a, broker-b, ...), each a Raft group of --nodes nodes.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
     /// How long the nemesis runs (500ms, 30s, 2m, ...).
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     time: std::time::Duration,
-    /// Faults to use: kill,pause,partition,net or all.
+    /// Faults to use: kill,pause,partition,net,membership,disk; all = every one but disk.
     #[arg(long, default_value = "kill,pause,partition", value_parser = chaos_run::parse_nemeses)]
     nemesis: std::vec::Vec<raftmq_jepsen::nemesis::FaultKind>,
     /// Seed of the fault schedule (default: from the clock, printed).
@@ -179,6 +228,9 @@ struct RunArgs {
     /// Longest time consumers may take to drain after the faults.
     #[arg(long, default_value = "60s", value_parser = chaos_run::parse_duration)]
     drain: std::time::Duration,
+    /// Disk faults the disk nemesis chooses from: power-cut, torn, corrupt or all.
+    #[arg(long = "disk-modes", default_value = "all", value_parser = raftmq_jepsen::nemesis::disk::parse_modes)]
+    disk_modes: std::vec::Vec<raftmq_jepsen::nemesis::DiskMode>,
 }
 
 fn main() -> ExitCode {
@@ -201,7 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out,
             min_acked,
             examples,
-        } => check(history, out, min_acked, examples),
+        } => check(history, out, min_acked, examples, Replicas::IfRecorded),
         Cmd::Run(args) => run_chaos(args),
         Cmd::Setup => {
             let installed = raftmq_jepsen::setup::ensure_tools()?;
@@ -227,6 +279,12 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|| PathBuf::from(format!("store/run-{}", now.as_secs())));
     let binary = match a.binary {
         Some(b) => b,
+        None if a.nemesis.contains(&raftmq_jepsen::nemesis::FaultKind::Disk) => {
+            eprintln!(
+                "locating the raftmq binary with failpoints (RAFTMQ_FAILPOINTS_BIN or cargo build -p raftmq --features failpoints)"
+            );
+            raftmq_jepsen::cluster::raftmq_failpoints_binary(std::path::Path::new("."), false)?
+        }
         None => {
             eprintln!("locating the raftmq binary (RAFTMQ_BIN or cargo build -p raftmq)");
             raftmq_jepsen::cluster::raftmq_binary(std::path::Path::new("."), false)?
@@ -234,6 +292,7 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
     };
     let config = RunConfig {
         nodes: a.nodes,
+        groups: a.groups,
         time: a.time,
         nemeses: a.nemesis,
         seed,
@@ -249,6 +308,7 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         targets: a.targets,
         rate: a.rate,
         drain: a.drain,
+        disk_modes: a.disk_modes,
     };
     eprintln!("run folder {} (seed {seed})", out.display());
     let summary = chaos_run::run(&config, |line| eprintln!("{line}"))?;
@@ -259,12 +319,26 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         summary.history.display()
     );
     let defaults = CheckConfig::default();
+    let replicas = match summary.replicas {
+        Some(r) => Replicas::Required(r),
+        // No broker, no workload: the verdict is unknown anyway.
+        None => Replicas::IfRecorded,
+    };
     check(
         summary.history,
         Some(out),
         defaults.min_acked,
         defaults.examples,
+        replicas,
     )
+}
+
+/// Where the replica comparison of a check comes from.
+enum Replicas {
+    /// The run just compared the stopped replicas.
+    Required(ReplicasReport),
+    /// `replicas.json` next to the history, if a run wrote one.
+    IfRecorded,
 }
 
 fn check(
@@ -272,6 +346,7 @@ fn check(
     out: Option<PathBuf>,
     min_acked: usize,
     examples: usize,
+    replicas: Replicas,
 ) -> anyhow::Result<Outcome> {
     let config = CheckConfig {
         min_acked,
@@ -287,11 +362,24 @@ fn check(
         started.elapsed()
     );
     let big = history.len() >= 100_000;
-    let results = checker::check_with_progress(&history, &config, |step, took| {
+    let mut results = checker::check_with_progress(&history, &config, |step, took| {
         if big {
             eprintln!("  checked {step} in {took:.1?}");
         }
     });
+    let recorded = path.with_file_name("replicas.json");
+    match replicas {
+        Replicas::Required(r) => results = results.with_replicas(r),
+        Replicas::IfRecorded if recorded.is_file() => {
+            let text = std::fs::read_to_string(&recorded)
+                .with_context(|| format!("reading {}", recorded.display()))?;
+            let r: ReplicasReport = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", recorded.display()))?;
+            eprintln!("replica comparison from {}", recorded.display());
+            results = results.with_replicas(r);
+        }
+        Replicas::IfRecorded => {}
+    }
     let out_dir = out.unwrap_or_else(|| {
         path.parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -388,14 +476,47 @@ fn print_summary(r: &checker::CheckResults) {
     );
     let a = &r.availability;
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |n| format!("{:.0} ms", n as f64 / 1e6));
+    let group = a
+        .max_group_recovery_ns
+        .map(|n| format!(", max recovery of the faulted group {}", ms(Some(n))))
+        .unwrap_or_default();
     println!(
-        "  {} availability  max recovery {}, mean {}, longest outage {}, {} windows never recovered",
+        "  {} availability  max recovery {}, mean {}{group}, longest outage {}, {} windows never recovered",
         mark(a.holds()),
         ms(a.max_recovery_ns),
         ms(a.mean_recovery_ns),
         ms(a.longest_unavailable.as_ref().map(|g| g.duration_ns)),
         a.unrecovered
     );
+    match &r.replicas {
+        Some(rep) => {
+            let groups: Vec<String> = rep
+                .groups
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} up to index {} ({} consumequeues)",
+                        g.group,
+                        g.lowest_committed.map_or("-".into(), |i| i.to_string()),
+                        g.consume_queues.len()
+                    )
+                })
+                .collect();
+            println!(
+                "  {} replicas      stopped replicas compared: {}{}",
+                mark(rep.holds()),
+                groups.join("; "),
+                rep.error
+                    .as_deref()
+                    .map(|e| format!("; NOT DONE: {e}"))
+                    .unwrap_or_default()
+            );
+            for f in rep.findings().iter().take(10) {
+                println!("       {f}");
+            }
+        }
+        None => println!("  -    replicas      not compared (no replicas.json)"),
+    }
     println!("verdict: {}", r.verdict.outcome);
     if !r.verdict.failed.is_empty() {
         println!("  failed: {}", r.verdict.failed.join(", "));

@@ -2,7 +2,10 @@
 //! (GET_BROKER_RUNTIME_INFO: `brokerRole`, `raftTerm`) at a fixed period and records each round
 //! as one `role` operation (process `"observer"`), so the checker can find two leaders in one
 //! term or a node whose term goes down, and the report can draw per-node role lanes. A node
-//! that does not answer in time is recorded as `down`.
+//! that does not answer in time is recorded as `down`. A node is named after the Raft id it
+//! reports (`n<raftNodeId>`, or `a<id>`, `b<id>`, ... when the run has several groups), so a slot whose node was replaced by a new id (the membership
+//! nemesis) is recorded under the new name from its first answer on, and as `down` under the
+//! last name it answered with.
 //!
 //! Runs on its own thread (inside the clients' namespace when given). It knows the remoting
 //! request and the history format, nothing of faults.
@@ -23,9 +26,10 @@ pub struct RoleObserver {
 }
 
 impl RoleObserver {
-    /// Observes `nodes` (name, `host:port`) every `period` from namespace `netns`.
+    /// Observes `nodes` (name, `host:port`, broker group if the run has several) every
+    /// `period` from namespace `netns`.
     pub fn spawn(
-        nodes: Vec<(String, String)>,
+        nodes: Vec<(String, String, Option<String>)>,
         period: Duration,
         recorder: Arc<Recorder>,
         netns: Option<String>,
@@ -60,7 +64,7 @@ impl RoleObserver {
 }
 
 async fn observe(
-    nodes: Vec<(String, String)>,
+    nodes: Vec<(String, String, Option<String>)>,
     period: Duration,
     rec: &Recorder,
     stop: &AtomicBool,
@@ -69,9 +73,12 @@ async fn observe(
         connect_timeout: Duration::from_millis(300),
         ..ClientConfig::default()
     };
-    let clients: Vec<(String, Arc<RemotingClient>)> = nodes
-        .into_iter()
-        .map(|(name, addr)| (name, Arc::new(RemotingClient::new(addr, config.clone()))))
+    let mut clients: Vec<(String, Arc<RemotingClient>)> = nodes
+        .iter()
+        .map(|(name, addr, _)| {
+            let client = RemotingClient::new(addr.clone(), config.clone());
+            (name.clone(), Arc::new(client))
+        })
         .collect();
     let process = || Process::Named("observer".into());
     while !stop.load(Ordering::SeqCst) {
@@ -98,17 +105,27 @@ async fn observe(
                 roles[i] = Some(role);
             }
         }
+        for (r, (name, _)) in roles.iter().zip(clients.iter_mut()) {
+            if let Some(r) = r.as_ref().filter(|r| r.role != "down") {
+                if *name != r.node {
+                    name.clone_from(&r.node);
+                }
+            }
+        }
         let mut ok = Op::new(0, process(), OpType::Ok, OpF::Role);
         ok.nodes = Some(
             roles
                 .into_iter()
-                .zip(&clients)
-                .map(|(r, (name, _))| {
-                    r.unwrap_or_else(|| NodeRole {
+                .zip(clients.iter().zip(&nodes))
+                .map(|(r, ((name, _), (_, _, group)))| {
+                    let mut r = r.unwrap_or_else(|| NodeRole {
                         node: name.clone(),
                         role: "down".into(),
                         term: None,
-                    })
+                        group: None,
+                    });
+                    r.group.clone_from(group);
+                    r
                 })
                 .collect(),
         );
@@ -124,6 +141,7 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         node: name.to_owned(),
         role: "down".into(),
         term: None,
+        group: None,
     };
     let Some(resp) = answer else {
         return down();
@@ -140,9 +158,17 @@ fn role_of(name: &str, answer: Option<RemotingCommand>) -> NodeRole {
         Some(_) => "follower",
         None => return down(),
     };
+    let node = table["raftNodeId"]
+        .as_str()
+        .and_then(|id| id.parse::<u64>().ok())
+        .map_or_else(
+            || name.to_owned(),
+            |id| crate::membership::member_name(name, id),
+        );
     NodeRole {
-        node: name.to_owned(),
+        node,
         role: role.into(),
         term: table["raftTerm"].as_str().and_then(|t| t.parse().ok()),
+        group: None,
     }
 }

@@ -180,7 +180,40 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
             esc(&text)
         );
     }
+    if let Some(r) = &results.replicas {
+        let summary: Vec<String> = r
+            .groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: up to index {} (commitlog byte {}), {} consumequeues",
+                    g.group,
+                    g.lowest_committed.map_or("-".into(), |i| i.to_string()),
+                    g.commit_pos,
+                    g.consume_queues.len()
+                )
+            })
+            .chain(r.error.iter().map(|e| format!("not done: {e}")))
+            .collect();
+        let holds = r.holds() && r.error.is_none();
+        let _ = writeln!(
+            h,
+            "<tr><td>replicas</td><td style=\"color:{}\">{}</td><td>{}</td></tr>",
+            if holds { "#2b8a3e" } else { "#c92a2a" },
+            if r.error.is_some() {
+                "not done"
+            } else if holds {
+                "yes"
+            } else {
+                "NO"
+            },
+            esc(&summary.join("; "))
+        );
+    }
     h.push_str("</table>\n");
+    if let Some(r) = &results.replicas {
+        h.push_str(&replicas_html(r));
+    }
 
     let (t0, _) = history.span_ns();
     h.push_str("<h2>Plots</h2>\n");
@@ -192,9 +225,20 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
     }
 
     if !results.availability.windows.is_empty() {
-        h.push_str(
+        let grouped = results
+            .availability
+            .windows
+            .iter()
+            .any(|w| w.group.is_some());
+        let _ = writeln!(
+            h,
             "<h2>Fault windows</h2><table><tr><th>kind</th><th>targets</th><th>start s</th>\
-             <th>end s</th><th>ok / failed sends during</th><th>recovery</th></tr>\n",
+             <th>end s</th><th>ok / failed sends during</th><th>recovery</th>{}</tr>",
+            if grouped {
+                "<th>group</th><th>recovery of the group</th>"
+            } else {
+                ""
+            }
         );
         for w in &results.availability.windows {
             let rec = match (w.recovery_ns, w.unrecovered, w.healed) {
@@ -203,9 +247,19 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
                 (None, _, false) => "not healed".into(),
                 _ => "no sends after".into(),
             };
+            let group = if grouped {
+                format!(
+                    "<td>{}</td><td>{}</td>",
+                    esc(w.group.as_deref().unwrap_or("-")),
+                    w.group_recovery_ns
+                        .map_or("-".to_owned(), |r| format!("{:.3} s", r as f64 / 1e9))
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{} / {}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{} / {}</td><td>{}</td>{group}</tr>",
                 esc(&w.kind),
                 esc(&w.targets.join(",")),
                 secs(w.start_ns, t0),
@@ -240,6 +294,54 @@ pub fn html(history: &History, results: &CheckResults, history_path: &str) -> St
         }
     }
     h.push_str("</body></html>\n");
+    h
+}
+
+/// The replica comparison: per group, each replica's commit index, commit position, dispatch
+/// checkpoint and stop, then the findings.
+fn replicas_html(r: &crate::checker::replicas::ReplicasReport) -> String {
+    let mut h = String::from("<h2>Replicas (stopped cluster)</h2>\n");
+    for g in &r.groups {
+        let _ = writeln!(
+            h,
+            "<h3>{}</h3><table><tr><th>replica</th><th>commit index</th><th>commit position</th>\
+             <th>dispatched index</th><th>stopped cleanly</th></tr>",
+            esc(&g.group)
+        );
+        let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        for s in &g.replicas {
+            let killed = r.killed_at_stop.contains(&s.name);
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.name),
+                opt(s.committed),
+                opt(s.commit_end),
+                opt(s.dispatched_index),
+                match (s.clean, killed) {
+                    (_, true) => "no (killed after the grace time)",
+                    (true, false) => "yes",
+                    (false, false) => "no (abort marker left)",
+                }
+            );
+        }
+        let _ = writeln!(
+            h,
+            "</table><p>Compared: entry index units up to index {}, commitlog bytes {}..{}, \
+             {} consumequeues.</p>",
+            opt(g.lowest_committed),
+            g.commitlog.from,
+            g.commitlog.to,
+            g.consume_queues.len()
+        );
+        let findings = g.findings();
+        if !findings.is_empty() {
+            let _ = writeln!(h, "<pre>{}</pre>", esc(&findings.join("\n")));
+        }
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(h, "<p><b>Not done:</b> {}</p>", esc(e));
+    }
     h
 }
 

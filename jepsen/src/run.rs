@@ -3,8 +3,11 @@
 //! the run in `run.json`. Checking the history is the caller's next step.
 //!
 //! With a `raftmq` binary that has the `broker` command, the nodes are a nameserver and one
-//! Raft broker group (`broker-a`, members `n0..`), and the [`crate::workload`] runs from the
-//! clients' namespace during the faults and drains afterwards. With an older binary the nodes
+//! Raft broker group (`broker-a`, members `n0..`), or several (`broker-a` with `a0..`,
+//! `broker-b` with `b0..`, each registered with the nameserver and holding the topic), and the
+//! [`crate::workload`] runs from the clients' namespace during the faults and drains
+//! afterwards. Each fault hits one group. After the drain every broker is stopped and each
+//! group's replicas are compared ([`crate::checker::replicas`]). With an older binary the nodes
 //! run `raftmq namesrv` as stand-ins and no workload is driven: the run exercises cluster
 //! control and the nemeses for real, but its history holds only faults, so its verdict is
 //! always "unknown". `run.json` and the printed progress say which happened.
@@ -16,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::checker::replicas::{self, Replica, ReplicasReport};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, NetMode};
 use crate::history::HistoryError;
 use crate::history::Recorder;
-use crate::nemesis::{FaultKind, FaultRecord, Nemesis, Target};
+use crate::nemesis::{DiskMode, FaultKind, FaultRecord, Nemesis, Target};
 use crate::netns::{self, NetError};
 use crate::workload::{self, WorkloadConfig, WorkloadStats};
 
@@ -42,12 +46,95 @@ pub enum RunError {
     },
     #[error("invalid run configuration: {0}")]
     Config(String),
+    #[error("creating the topic: {0}")]
+    Topic(String),
     #[error(transparent)]
     Workload(#[from] workload::WorkloadError),
 }
 
-/// Name of the broker group a run starts.
+/// Name of the first broker group a run starts.
 pub const GROUP: &str = "broker-a";
+/// Most broker groups a run starts.
+pub const MAX_GROUPS: usize = 4;
+
+/// Name of broker group `g`: `broker-a`, `broker-b`, ...
+pub fn group_name(g: usize) -> String {
+    let letter = char::from(b'a' + u8::try_from(g % 26).unwrap_or(0));
+    format!("broker-{letter}")
+}
+
+/// Name of node `i` of group `g`: `n0, n1, ...` with one group; `a0, a1, ..., b0, ...` with
+/// several.
+pub fn node_name(groups: usize, g: usize, i: usize) -> String {
+    if groups <= 1 {
+        format!("n{i}")
+    } else {
+        let letter = char::from(b'a' + u8::try_from(g % 26).unwrap_or(0));
+        format!("{letter}{i}")
+    }
+}
+
+/// Creates `topic` (4 read and write queues) on the leader of `group`, retrying until
+/// `deadline` while the group elects or registers.
+pub fn create_topic(
+    cluster: &Cluster,
+    ns: Option<&str>,
+    namesrv: SocketAddr,
+    group: &str,
+    topic: &str,
+    deadline: Instant,
+) -> Result<(), RunError> {
+    use raftmq::remoting::{RemotingClient, RemotingCommand, RequestCode};
+    let mut last = String::from("no leader known");
+    while Instant::now() < deadline {
+        if let Some(l) = leader_from_namesrv(cluster, ns, namesrv, group) {
+            let addr = cluster.node(l)?.addr().to_string();
+            let ask = || -> Result<(), String> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let client = RemotingClient::new(
+                        addr.clone(),
+                        raftmq::remoting::ClientConfig::default(),
+                    );
+                    let cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic)
+                        .with_ext("topic", topic)
+                        .with_ext("defaultTopic", "TBW102")
+                        .with_ext("readQueueNums", 4)
+                        .with_ext("writeQueueNums", 4)
+                        .with_ext("perm", 6)
+                        .with_ext("topicFilterType", "SINGLE_TAG")
+                        .with_ext("order", false);
+                    let resp = client
+                        .invoke(cmd, Duration::from_secs(3))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if resp.code == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "code {}: {}",
+                            resp.code,
+                            resp.remark.unwrap_or_default()
+                        ))
+                    }
+                })
+            };
+            let res = match ns {
+                Some(ns) => netns::run_in_netns(ns, ask)?,
+                None => ask(),
+            };
+            match res {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Err(RunError::Topic(format!("{topic} on {group}: {last}")))
+}
 /// Topic the workload uses.
 pub const TOPIC: &str = "JepsenTopic";
 
@@ -92,8 +179,10 @@ pub fn leader_from_namesrv(
 /// What to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
-    /// Nodes of the group (3 or 5).
+    /// Nodes of each group (3 or 5).
     pub nodes: usize,
+    /// Broker groups (`broker-a`, `broker-b`, ...), each its own Raft group of `nodes` nodes.
+    pub groups: usize,
     #[serde(serialize_with = "ser_duration")]
     pub time: Duration,
     #[serde(serialize_with = "ser_kinds")]
@@ -118,6 +207,13 @@ pub struct RunConfig {
     /// Longest time the consumers may take to drain after the faults.
     #[serde(serialize_with = "ser_duration")]
     pub drain: Duration,
+    /// Disk faults the `disk` nemesis chooses from.
+    #[serde(serialize_with = "ser_disk_modes")]
+    pub disk_modes: Vec<DiskMode>,
+}
+
+fn ser_disk_modes<S: serde::Serializer>(m: &[DiskMode], s: S) -> Result<S::Ok, S::Error> {
+    m.iter().map(|m| m.name()).collect::<Vec<_>>().serialize(s)
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -161,6 +257,13 @@ pub struct NodeInfo {
     pub starts: u32,
 }
 
+/// A broker group as `run.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
 /// A fault as `run.json` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultInfo {
@@ -179,9 +282,21 @@ pub struct RunSummary {
     pub limitations: Vec<String>,
     pub history: PathBuf,
     pub nodes: Vec<NodeInfo>,
+    /// Broker groups and their members' node names.
+    pub groups: Vec<GroupInfo>,
     pub faults: Vec<FaultInfo>,
     /// What the workload did (absent without a broker).
     pub workload: Option<WorkloadStats>,
+    /// Whether the nodes ran a `raftmq` built with the `failpoints` feature (needed by the
+    /// disk nemesis's power-cut and torn faults).
+    pub failpoints: bool,
+    /// Nodes left down at the end (they refused to start after disk damage and await
+    /// replacement); the fault windows that left them down are recorded as not healed.
+    pub left_down: Vec<String>,
+    /// Replica comparison of the stopped groups (absent without a broker); also written to
+    /// `replicas.json`.
+    #[serde(skip)]
+    pub replicas: Option<ReplicasReport>,
     pub elapsed_s: f64,
 }
 
@@ -216,6 +331,7 @@ pub fn parse_nemeses(text: &str) -> Result<Vec<FaultKind>, String> {
             FaultKind::Pause,
             FaultKind::Partition,
             FaultKind::Net,
+            FaultKind::Membership,
         ]);
     }
     if text.trim() == "none" {
@@ -239,6 +355,12 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             config.nodes
         )));
     }
+    if !(1..=MAX_GROUPS).contains(&config.groups) {
+        return Err(RunError::Config(format!(
+            "--groups {} (1 to {MAX_GROUPS})",
+            config.groups
+        )));
+    }
     if config.mode == NetMode::Loopback {
         if let Some(k) = config.nemeses.iter().find(|k| k.needs_namespaces()) {
             return Err(RunError::Config(format!(
@@ -256,9 +378,16 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         }
     }
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
+    if let Some(free) = free_bytes(&config.out) {
+        let gib = free as f64 / f64::from(1u32 << 30);
+        progress(&format!("{gib:.1} GiB free under {}", config.out.display()));
+        if gib < 2.0 {
+            progress("NOTE: little free disk space; the history and the nodes' stores may not fit");
+        }
+    }
     let started = Instant::now();
     let broker = cluster::has_broker_command(&config.binary);
-    let limitations = if broker {
+    let mut limitations = if broker {
         Vec::new()
     } else {
         vec![
@@ -268,12 +397,27 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                 .to_owned(),
         ]
     };
+    let failpoints = cluster::has_failpoints(&config.binary);
+    if config.nemeses.contains(&FaultKind::Disk)
+        && !failpoints
+        && config.disk_modes.iter().any(|m| m.needs_failpoints())
+    {
+        limitations.push(
+            "disk fault unavailable: the raftmq binary was built without the failpoints \
+             feature, so power-cut and torn faults are recorded as failed and the verdict \
+             cannot be valid"
+                .to_owned(),
+        );
+    }
     for l in &limitations {
         progress(&format!("NOTE: {l}"));
     }
 
+    let group_names: Vec<String> = (0..config.groups).map(group_name).collect();
     let mut names = vec!["namesrv".to_owned()];
-    names.extend((0..config.nodes).map(|i| format!("n{i}")));
+    for g in 0..config.groups {
+        names.extend((0..config.nodes).map(|i| node_name(config.groups, g, i)));
+    }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let cc = ClusterConfig {
         binary: config.binary.clone(),
@@ -288,45 +432,84 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         NetMode::Namespaces => Ok(10911),
         NetMode::Loopback => cluster::free_port(),
     })?;
-    let members: Vec<usize> = (1..=config.nodes).collect();
-    let namesrv_addr = c.node(0)?.addr();
-    let raft_ports: Vec<u16> = members
+    // Group g's members are cluster nodes 1 + g*nodes ..; node 0 is the nameserver.
+    let groups: Vec<(String, Vec<usize>)> = group_names
         .iter()
-        .map(|_| match mode {
-            NetMode::Namespaces => Ok(40911),
-            NetMode::Loopback => cluster::free_port(),
+        .enumerate()
+        .map(|(g, name)| {
+            let first = 1 + g * config.nodes;
+            (name.clone(), (first..first + config.nodes).collect())
         })
-        .collect::<Result<_, _>>()?;
-    let spec = cluster::BrokerGroupSpec {
-        name: GROUP.into(),
-        cluster: "JepsenCluster".into(),
-        namesrv: namesrv_addr.to_string(),
-        flush_disk_type: "SYNC_FLUSH".into(),
-        // Small files: runs are short and the disk is shared.
-        segment_bytes: 16 << 20,
-        consume_queue_bytes: 20 * 6000,
-        message_index: false,
-    };
-    for i in 0..c.len() {
-        let args: Vec<OsString> = if i == 0 || !broker {
-            cluster::namesrv_command(c.node(i)?)?
-        } else {
-            cluster::broker_command(&c, &members, &raft_ports, i - 1, &spec)?
+        .collect();
+    let namesrv_addr = c.node(0)?.addr();
+    c.set_command(0, cluster::namesrv_command(c.node(0)?)?)?;
+    c.start(0)?;
+    progress(&format!(
+        "started namesrv on {} (pid {:?})",
+        namesrv_addr,
+        c.node(0)?.pid()
+    ));
+    for (name, members) in &groups {
+        let raft_ports: Vec<u16> = members
+            .iter()
+            .map(|_| match mode {
+                NetMode::Namespaces => Ok(40911),
+                NetMode::Loopback => cluster::free_port(),
+            })
+            .collect::<Result<_, _>>()?;
+        let spec = cluster::BrokerGroupSpec {
+            name: name.clone(),
+            cluster: "JepsenCluster".into(),
+            namesrv: namesrv_addr.to_string(),
+            flush_disk_type: "SYNC_FLUSH".into(),
+            // Small files: runs are short and the disk is shared.
+            segment_bytes: 16 << 20,
+            consume_queue_bytes: 20 * 6000,
+            message_index: false,
         };
-        c.set_command(i, args)?;
-        c.start(i)?;
-        let n = c.node(i)?;
-        progress(&format!(
-            "started {} on {} (pid {:?})",
-            n.name,
-            n.addr(),
-            n.pid()
-        ));
+        if broker {
+            c.set_group(crate::membership::GroupLayout::new(
+                spec.clone(),
+                members,
+                &raft_ports,
+            ));
+        }
+        for (pos, &i) in members.iter().enumerate() {
+            let args: Vec<OsString> = if broker {
+                cluster::broker_command(&c, members, &raft_ports, pos, &spec)?
+            } else {
+                cluster::namesrv_command(c.node(i)?)?
+            };
+            c.set_command(i, args)?;
+            c.start(i)?;
+            let n = c.node(i)?;
+            progress(&format!(
+                "started {} ({name}) on {} (pid {:?})",
+                n.name,
+                n.addr(),
+                n.pid()
+            ));
+        }
     }
     let client_ns = c.client_netns().map(str::to_owned);
 
     let history = config.out.join("history.jsonl");
     let rec = std::sync::Arc::new(Recorder::create(&history)?);
+    if broker && config.groups > 1 {
+        // Auto-creation would put the topic on whichever group the first send reaches; every
+        // group gets it explicitly so the workload spreads over all of them.
+        for (name, _) in &groups {
+            create_topic(
+                &c,
+                client_ns.as_deref(),
+                namesrv_addr,
+                name,
+                TOPIC,
+                Instant::now() + Duration::from_secs(60),
+            )?;
+            progress(&format!("created {TOPIC} on {name} (4 queues)"));
+        }
+    }
     let load = if broker {
         let wc = WorkloadConfig {
             namesrv: namesrv_addr.to_string(),
@@ -359,10 +542,15 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         None
     };
     let observer = if broker {
-        let nodes = members
-            .iter()
-            .map(|&m| c.node(m).map(|n| (n.name.clone(), n.addr().to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let several = groups.len() > 1;
+        let mut nodes = Vec::new();
+        for (name, members) in &groups {
+            for &m in members {
+                let n = c.node(m)?;
+                let group = several.then(|| name.clone());
+                nodes.push((n.name.clone(), n.addr().to_string(), group));
+            }
+        }
         let o = crate::observer::RoleObserver::spawn(
             nodes,
             Duration::from_millis(500),
@@ -380,27 +568,30 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         config.time,
         config.seed
     ));
-    let records: Vec<FaultRecord> = {
+    let (records, left_down): (Vec<FaultRecord>, Vec<String>) = {
         let t0 = Instant::now();
         let probe_ns = client_ns.clone();
+        let probe_groups = group_names.clone();
         let mut nem = Nemesis::new(&mut c, &rec, config.seed)
-            .with_members(members.clone())
+            .with_groups(groups.iter().map(|g| g.1.clone()).collect())
             .with_targets(config.targets.clone())
-            .with_leader(move |cl: &Cluster| {
+            .with_disk(config.disk_modes.clone(), failpoints)
+            .with_group_leader(move |cl: &Cluster, g: usize| {
                 if !broker {
                     return None;
                 }
+                let group = probe_groups.get(g)?;
                 // Right after a fault the group may still be electing: ask for up to 10 s.
                 let until = Instant::now() + Duration::from_secs(10);
                 loop {
-                    let l = leader_from_namesrv(cl, probe_ns.as_deref(), namesrv_addr, GROUP);
+                    let l = leader_from_namesrv(cl, probe_ns.as_deref(), namesrv_addr, group);
                     if l.is_some() || Instant::now() >= until {
                         return l;
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
             });
-        nem.run_schedule(
+        let records = nem.run_schedule(
             &config.nemeses,
             Instant::now() + config.time,
             config.gap,
@@ -424,7 +615,9 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
                     r.targets.join("; ")
                 ));
             },
-        )
+        );
+        let left_down = nem.left_down();
+        (records, left_down)
     };
     let stats = match load {
         Some(h) => {
@@ -471,8 +664,54 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             starts: n.starts(),
         })
         .collect();
-    progress("stopping the nodes");
+    if !left_down.is_empty() {
+        progress(&format!(
+            "left down (refused to start after disk damage; replace them): {}",
+            left_down.join(", ")
+        ));
+    }
+    // The replica check is about what is on disk, so every broker gets SIGTERM at the same
+    // moment and is left to finish its clean stop (flush, committed index and dispatch
+    // checkpoint persisted), then the stores are compared. A kill -9 would leave the same
+    // segment bytes but an older committed index and checkpoint, so less would be compared;
+    // crash states are what the kill nemesis and its restarts exercise.
+    let brokers: Vec<usize> = groups.iter().flat_map(|g| g.1.iter().copied()).collect();
+    let group_infos: Vec<GroupInfo> = groups
+        .iter()
+        .map(|(name, members)| GroupInfo {
+            name: name.clone(),
+            members: members
+                .iter()
+                .filter_map(|&m| c.node(m).ok().map(|n| n.name.clone()))
+                .collect(),
+        })
+        .collect();
+    progress("stopping the nodes (SIGTERM to every broker at once)");
+    let killed = c.stop_together(&brokers, STOP_GRACE)?;
+    if !killed.is_empty() {
+        progress(&format!(
+            "killed {} after {STOP_GRACE:?} without a clean stop",
+            killed.join(", ")
+        ));
+    }
     c.stop_all(Duration::from_secs(10))?;
+    let replicas = if broker {
+        let r = compare_groups(&c, &groups, killed, &left_down);
+        if !left_down.is_empty() {
+            progress(&format!(
+                "replica check leaves out {} (left down after disk damage)",
+                left_down.join(", ")
+            ));
+        }
+        report_replicas(&r, &mut progress);
+        let path = config.out.join("replicas.json");
+        let text = serde_json::to_string_pretty(&r)
+            .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+        std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
+        Some(r)
+    } else {
+        None
+    };
     drop(c);
 
     let summary = RunSummary {
@@ -480,6 +719,7 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         limitations,
         history,
         nodes,
+        groups: group_infos,
         faults: records
             .into_iter()
             .map(|r| FaultInfo {
@@ -491,6 +731,9 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
             })
             .collect(),
         workload: stats,
+        failpoints,
+        left_down,
+        replicas,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     let path = config.out.join("run.json");
@@ -498,6 +741,81 @@ pub fn run(config: &RunConfig, mut progress: impl FnMut(&str)) -> Result<RunSumm
         .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
     std::fs::write(&path, text + "\n").map_err(io_err(&path))?;
     Ok(summary)
+}
+
+/// Bytes available to unprivileged users on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a writable statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// How long a broker may take to stop cleanly after SIGTERM at the end of a run.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Compares the stopped replicas of every group (`name`, member indices); an error reading a
+/// group is kept in the report (the verdict is then unknown), not returned.
+pub fn compare_groups(
+    c: &Cluster,
+    groups: &[(String, Vec<usize>)],
+    killed_at_stop: Vec<String>,
+    left_down: &[String],
+) -> ReplicasReport {
+    let mut report = ReplicasReport {
+        killed_at_stop,
+        excluded: left_down.to_vec(),
+        ..ReplicasReport::default()
+    };
+    for (name, members) in groups {
+        let rs: Result<Vec<Replica>, ClusterError> = members
+            .iter()
+            .filter(|&&m| c.node(m).map_or(true, |n| !left_down.contains(&n.name)))
+            .map(|&m| {
+                c.node(m).map(|n| Replica {
+                    name: n.name.clone(),
+                    root: n.data_dir.join("store"),
+                })
+            })
+            .collect();
+        let res = rs
+            .map_err(|e| e.to_string())
+            .and_then(|rs| replicas::check_group(name, &rs).map_err(|e| e.to_string()));
+        match res {
+            Ok(g) => report.groups.push(g),
+            Err(e) => {
+                let e = format!("{name}: {e}");
+                report.error = Some(match report.error.take() {
+                    Some(prev) => format!("{prev}; {e}"),
+                    None => e,
+                });
+            }
+        }
+    }
+    report
+}
+
+fn report_replicas(r: &ReplicasReport, progress: &mut impl FnMut(&str)) {
+    for g in &r.groups {
+        if g.holds() {
+            progress(&format!(
+                "replicas of {}: identical up to index {} (commitlog byte {}), {} consumequeues agree",
+                g.group,
+                g.lowest_committed.map_or("-".into(), |i| i.to_string()),
+                g.commit_pos,
+                g.consume_queues.len()
+            ));
+        }
+        for f in g.findings() {
+            progress(&format!("REPLICAS DIVERGE: {f}"));
+        }
+    }
+    if let Some(e) = &r.error {
+        progress(&format!("replica comparison failed: {e}"));
+    }
 }
 
 #[cfg(test)]
@@ -516,7 +834,11 @@ mod tests {
             parse_nemeses("kill,partition").unwrap(),
             vec![FaultKind::Kill, FaultKind::Partition]
         );
-        assert_eq!(parse_nemeses("all").unwrap().len(), 4);
+        assert_eq!(parse_nemeses("all").unwrap().len(), 5);
+        assert_eq!(
+            parse_nemeses("membership").unwrap(),
+            vec![FaultKind::Membership]
+        );
         assert!(parse_nemeses("kill,flood").unwrap_err().contains("flood"));
     }
 }

@@ -152,9 +152,10 @@ pub fn spawn(
     recorder: Arc<Recorder>,
     netns: Option<String>,
 ) -> Result<WorkloadHandle, WorkloadError> {
-    if config.producers == 0 || config.consumers == 0 || config.rate == 0 {
+    // A phase may only send (no consumers) or only read and drain (no producers).
+    if config.producers + config.consumers == 0 || (config.producers > 0 && config.rate == 0) {
         return Err(WorkloadError::Start(
-            "producers, consumers and rate must be positive".into(),
+            "needs producers or consumers, and a positive rate for producers".into(),
         ));
     }
     let stop_sends = Arc::new(AtomicBool::new(false));
@@ -327,7 +328,7 @@ async fn consume(
 ) -> bool {
     let process = CONSUMER_BASE + c as u64;
     // Wait for the topic's queues (the first send creates the topic).
-    let mut queues: BTreeMap<i32, QueueState> = BTreeMap::new();
+    let mut queues: BTreeMap<(String, i32), QueueState> = BTreeMap::new();
     while !add_queues(&consumer, cfg, c, process, rec, &mut queues).await {
         if drain_over(stop_sends, drain_deadline) {
             consumer.shutdown().await;
@@ -447,12 +448,13 @@ async fn add_queues(
     c: usize,
     process: u64,
     rec: &Recorder,
-    queues: &mut BTreeMap<i32, QueueState>,
+    queues: &mut BTreeMap<(String, i32), QueueState>,
 ) -> bool {
     if let Ok(qs) = consumer.fetch_subscribe_queues(&cfg.topic).await {
         for mq in qs {
             let mine = usize::try_from(mq.queue_id).unwrap_or(0) % cfg.consumers == c;
-            if !mine || queues.contains_key(&mq.queue_id) {
+            let key = (mq.broker_name.clone(), mq.queue_id);
+            if !mine || queues.contains_key(&key) {
                 continue;
             }
             let mut inv = Op::new(0, Process::Client(process), OpType::Invoke, OpF::Assign);
@@ -461,7 +463,7 @@ async fn add_queues(
             inv.kind = OpType::Ok;
             let _ = rec.record(inv);
             queues.insert(
-                mq.queue_id,
+                key,
                 QueueState {
                     mq,
                     next: 0,

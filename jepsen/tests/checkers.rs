@@ -509,3 +509,107 @@ fn a_term_going_down_is_a_forgotten_vote() {
     assert_eq!((ex.node.as_str(), ex.before, ex.after), ("n2", 5, 4));
     assert_eq!(dirty(&r), ["leaders"]);
 }
+
+#[test]
+fn terms_are_per_broker_group() {
+    use raftmq_jepsen::history::{History, NodeRole, Op, OpF, OpType, Process};
+    let s = valid();
+    let mut ops = s.ops();
+    let mut t = ops.last().map_or(0, |o| o.time_ns);
+    let node = |name: &str, role: &str, term: u64, group: &str| NodeRole {
+        node: name.into(),
+        role: role.into(),
+        term: Some(term),
+        group: Some(group.into()),
+    };
+    let mut observe = |ops: &mut Vec<Op>, nodes: Vec<NodeRole>| {
+        t += 10;
+        let p = Process::Named("observer".into());
+        ops.push(Op::new(t, p.clone(), OpType::Invoke, OpF::Role));
+        let mut ok = Op::new(t + 1, p, OpType::Ok, OpF::Role);
+        ok.nodes = Some(nodes);
+        ops.push(ok);
+    };
+    // Each group has its own leader of term 2: no split brain.
+    observe(
+        &mut ops,
+        vec![
+            node("a0", "leader", 2, "broker-a"),
+            node("a1", "follower", 2, "broker-a"),
+            node("b0", "follower", 2, "broker-b"),
+            node("b1", "leader", 2, "broker-b"),
+        ],
+    );
+    let cfg = raftmq_jepsen::checker::CheckConfig {
+        min_acked: 10,
+        examples: 5,
+    };
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops.clone()).unwrap(), &cfg);
+    assert_eq!(r.leaders.split_brain, 0, "{:?}", r.leaders);
+    assert_eq!(r.leaders.leader_terms, 2);
+    // Two leaders of term 2 inside broker-b are.
+    observe(&mut ops, vec![node("b0", "leader", 2, "broker-b")]);
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops).unwrap(), &cfg);
+    assert_eq!(r.leaders.split_brain, 1);
+    let ex = &r.leaders.split_brain_examples[0];
+    assert_eq!(ex.group.as_deref(), Some("broker-b"));
+    assert_eq!(
+        (ex.leaders[0].0.as_str(), ex.leaders[1].0.as_str()),
+        ("b1", "b0")
+    );
+}
+
+#[test]
+fn with_two_groups_recovery_is_also_measured_on_the_faulted_group() {
+    use raftmq_jepsen::history::{History, NodeRole, Op, OpF, Phase, Process, Queue};
+    let ms = 1_000_000u64;
+    let mut ops = Vec::new();
+    let obs = Process::Named("observer".into());
+    ops.push(Op::new(0, obs.clone(), OpType::Invoke, OpF::Role));
+    let mut roles = Op::new(ms / 2, obs, OpType::Ok, OpF::Role);
+    roles.nodes = Some(
+        [("a0", "broker-a"), ("b0", "broker-b")]
+            .iter()
+            .map(|(n, g)| NodeRole {
+                node: (*n).into(),
+                role: "leader".into(),
+                term: Some(1),
+                group: Some((*g).into()),
+            })
+            .collect(),
+    );
+    ops.push(roles);
+    let send = |ops: &mut Vec<Op>, t: u64, p: u64, v: &str, q: &str, off: u64| {
+        ops.push(Op::send_invoke(t, p, v, Some(v)));
+        let mut ok = Op::send_done(t + ms / 2, p, OpType::Ok, v);
+        ok.queue = Some(Queue::new(q));
+        ok.offset = Some(off);
+        ops.push(ok);
+    };
+    send(&mut ops, ms, 0, "a-0", "T@broker-a:0", 0);
+    send(&mut ops, 2 * ms, 1, "b-0", "T@broker-b:0", 0);
+    let fault = |t: u64, kind: OpType, phase: Phase| {
+        let mut op = Op::new(t, Process::Named("nemesis".into()), kind, OpF::Fault);
+        op.fault = Some("kill".into());
+        op.phase = Some(phase);
+        op.targets = Some(vec!["b0".into()]);
+        op
+    };
+    ops.push(fault(3 * ms, OpType::Invoke, Phase::Start));
+    ops.push(fault(3 * ms, OpType::Ok, Phase::Start));
+    ops.push(fault(10 * ms, OpType::Invoke, Phase::End));
+    ops.push(fault(10 * ms, OpType::Ok, Phase::End));
+    // broker-a acknowledges 1 ms after the heal, broker-b only 5 ms after.
+    send(&mut ops, 10 * ms + ms / 2, 0, "a-1", "T@broker-a:0", 1);
+    send(&mut ops, 14 * ms + ms / 2, 1, "b-1", "T@broker-b:0", 1);
+    let cfg = raftmq_jepsen::checker::CheckConfig {
+        min_acked: 1,
+        examples: 5,
+    };
+    let r = raftmq_jepsen::checker::check(&History::from_ops(ops).unwrap(), &cfg);
+    let w = &r.availability.windows[0];
+    assert_eq!(w.recovery_ns, Some(ms));
+    assert_eq!(w.group.as_deref(), Some("broker-b"));
+    assert_eq!(w.group_recovery_ns, Some(5 * ms));
+    assert_eq!(r.availability.max_group_recovery_ns, Some(5 * ms));
+}

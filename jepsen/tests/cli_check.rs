@@ -139,3 +139,100 @@ fn help_documents_every_check_and_the_run_command() {
     }
     assert!(run_help.contains("always unknown"), "{run_help}");
 }
+
+/// A store root with entries `0..=n` of 200-byte payloads, all committed.
+fn store(root: &Path, n: u64) {
+    use raftmq_store::commitlog::{CommitLog, CommitLogConfig, EntryId, EntryKind, NewEntry};
+    let cfg = CommitLogConfig {
+        segment_size: 4096,
+        index_file_size: 4096,
+        ..CommitLogConfig::default()
+    };
+    let fs = std::sync::Arc::new(raftmq_store::io::StdFileSystem);
+    let (log, _) = CommitLog::open(&root.join("commitlog"), cfg, fs).unwrap();
+    let id = |index| EntryId {
+        index,
+        term: 1,
+        leader: 0,
+    };
+    for i in log.state().next_index..=n {
+        let e = NewEntry {
+            id: id(i),
+            kind: EntryKind::Command,
+            payload: vec![i as u8; 200].into(),
+        };
+        log.append(vec![e], Box::new(|_| {})).unwrap();
+    }
+    log.save_committed(id(n)).unwrap();
+    log.close().unwrap();
+}
+
+#[test]
+fn check_folds_in_the_replica_comparison_a_run_recorded() {
+    use raftmq_jepsen::checker::replicas::{check_group, Replica, ReplicasReport};
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let history = run_dir.join("history.jsonl");
+    std::fs::copy(fixture("valid.jsonl"), &history).unwrap();
+    let rs: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            name: format!("n{i}"),
+            root: dir.path().join(format!("stores/n{i}")),
+        })
+        .collect();
+    for r in &rs {
+        store(&r.root, 40);
+    }
+    let write = |report: &ReplicasReport| {
+        let text = serde_json::to_string(report).unwrap();
+        std::fs::write(run_dir.join("replicas.json"), text).unwrap();
+    };
+    let args = ["check", history.to_str().unwrap(), "--min-acked", "3"];
+
+    // Identical replicas: the property holds and the verdict stays valid.
+    let same = ReplicasReport {
+        groups: vec![check_group("broker-a", &rs).unwrap()],
+        ..ReplicasReport::default()
+    };
+    write(&same);
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok   replicas"), "{stdout}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["replicas"]["groups"][0]["lowest_committed"], 40);
+
+    // One flipped committed byte on n2: invalid, and the report names the file and offset.
+    let seg = rs[2].root.join("commitlog/00000000000000000000");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[300] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let diverged = ReplicasReport {
+        groups: vec![check_group("broker-a", &rs).unwrap()],
+        ..ReplicasReport::default()
+    };
+    write(&diverged);
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL replicas"), "{stdout}");
+    assert!(stdout.contains("00000000000000000000@300"), "{stdout}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["verdict"], "invalid");
+    assert_eq!(json["failed"], serde_json::json!(["replicas"]));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("Replicas (stopped cluster)"));
+
+    // A comparison that could not be done makes a clean history unknown, never valid.
+    write(&ReplicasReport {
+        error: Some("broker-a: unreadable".into()),
+        ..ReplicasReport::default()
+    });
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(3));
+}

@@ -2,7 +2,8 @@
 //! the fault windows, tears everything down and checks the history. With a binary lacking the
 //! broker command there is no workload and the verdict must be unknown (exit 3), never valid.
 //! With the broker the workload runs; faults a 3-node group must survive (one node, the
-//! leader or a minority killed, paused or partitioned) must give a valid verdict.
+//! leader or a minority killed, paused or partitioned) must give a valid verdict, and so must
+//! membership changes (leadership transfers, a node replaced by a new id).
 
 #![allow(clippy::unwrap_used)]
 
@@ -205,6 +206,86 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
 }
 
 #[test]
+fn a_broker_group_survives_membership_changes_with_a_valid_verdict() {
+    require_namespaces();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // Seed 3 starts with a replacement, then a leadership transfer.
+    let (o, _) = run(
+        &out,
+        &[
+            "--time",
+            "8s",
+            "--seed",
+            "3",
+            "--nemesis",
+            "membership",
+            "--drain",
+            "30s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&out.join("run.json"));
+    assert_eq!(r["workload"]["drained"], true, "{r}");
+    let faults = r["faults"].as_array().unwrap();
+    for f in faults {
+        assert_eq!(f["kind"], "membership", "{f}");
+        assert!(
+            f["start_error"].is_null() && f["end_error"].is_null(),
+            "{f}"
+        );
+    }
+    let details: Vec<&str> = faults
+        .iter()
+        .map(|f| f["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("replaced by n3")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("leadership transferred")),
+        "{details:?}"
+    );
+    // The replaced slot runs under its new name; the old data is gone, its log kept.
+    let names: Vec<&str> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"n3"), "{names:?}");
+    let old = details[0].split_whitespace().next().unwrap();
+    assert!(!names.contains(&old), "{names:?}");
+    assert!(!out.join("nodes").join(old).join("data").exists());
+    assert!(out.join("nodes").join(old).join("node.log").is_file());
+    // The stopped replicas compared include the new node, byte-identical to the others.
+    let reps = json(&out.join("replicas.json"));
+    let g = &reps["groups"][0];
+    assert_eq!(g["problems"].as_array().unwrap().len(), 0, "{reps}");
+    let rep_names: Vec<&str> = g["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(rep_names.contains(&"n3"), "{rep_names:?}");
+    assert!(!rep_names.contains(&old), "{rep_names:?}");
+    // The observer recorded the new node under its own name.
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"node\":\"n3\""), "n3 never observed");
+    assert!(
+        results["leaders"]["observations"].as_u64().unwrap() >= 10,
+        "{}",
+        results["leaders"]
+    );
+}
+
+#[test]
 fn nodes_die_with_a_killed_harness() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
@@ -248,4 +329,78 @@ fn nodes_die_with_a_killed_harness() {
             .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     });
     assert!(gone, "nodes outlived the harness: {pids:?}");
+}
+
+#[test]
+fn two_groups_of_three_give_a_valid_verdict_with_both_groups_checked() {
+    require_namespaces();
+    assert!(
+        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
+        "the raftmq binary has no broker command"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (o, _) = run(
+        &out,
+        &[
+            "--groups",
+            "2",
+            "--time",
+            "6s",
+            "--seed",
+            "11",
+            "--nemesis",
+            "kill,pause,partition",
+            "--targets",
+            "one,leader,minority",
+            "--drain",
+            "30s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&out.join("run.json"));
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{r}");
+    assert_eq!(groups[0]["name"], "broker-a");
+    assert_eq!(groups[1]["members"], serde_json::json!(["b0", "b1", "b2"]));
+    // The workload used both groups' queues.
+    assert_eq!(results["stats"]["queues"], 8, "{}", results["stats"]);
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    for g in ["broker-a", "broker-b"] {
+        assert!(
+            history.contains(&format!("@{g}:")),
+            "no operation on a queue of {g}"
+        );
+    }
+    // Every fault hit nodes of one group only.
+    let faults = r["faults"].as_array().unwrap();
+    assert!(faults.len() >= 2, "{r}");
+    for f in faults {
+        assert!(f["start_error"].is_null(), "{f}");
+        let text = f["targets"].to_string();
+        assert!(
+            text.contains('a') != text.contains('b'),
+            "fault across groups: {f}"
+        );
+    }
+    // Every window is attributed to its group, with that group's own recovery time.
+    for w in results["availability"]["windows"].as_array().unwrap() {
+        let g = w["group"].as_str().unwrap_or_default();
+        assert!(g == "broker-a" || g == "broker-b", "{w}");
+        assert!(w["group_recovery_ns"].as_u64().is_some(), "{w}");
+    }
+    // Roles were observed per group, and both groups' replicas were compared.
+    assert!(history.contains("\"group\":\"broker-b\""));
+    assert!(results["leaders"]["leader_terms"].as_u64().unwrap() >= 2);
+    let reps = &results["replicas"]["groups"];
+    assert_eq!(reps.as_array().unwrap().len(), 2, "{}", results["replicas"]);
+    for g in reps.as_array().unwrap() {
+        assert!(g["lowest_committed"].as_u64().unwrap() > 0, "{g}");
+        assert_eq!(g["consume_queues"].as_array().unwrap().len(), 4, "{g}");
+    }
+    assert!(out.join("replicas.json").is_file());
 }

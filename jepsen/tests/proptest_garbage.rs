@@ -67,6 +67,7 @@ fn arb_op() -> impl Strategy<Value = (u64, Op)> {
                             node: r.queue.to_string(),
                             role: if r.offset % 2 == 0 { "leader" } else { "down" }.into(),
                             term: Some(r.offset),
+                            group: None,
                         })
                         .collect()
                 });

@@ -21,11 +21,15 @@ pub struct RaftGroupConfig {
     pub self_id: NodeId,
     /// `dLegerPeers`: every voter of the group, this node included.
     pub peers: BTreeMap<NodeId, PeerNode>,
-    /// Leader heartbeat period. Default 250 ms; must be below `election_timeout_min`.
+    /// Leader heartbeat period. Default 50 ms; must be below `election_timeout_min`.
+    /// openraft checks its timers every 1.5 heartbeat periods.
     pub heartbeat_interval: Duration,
-    /// Lower bound of the randomized election timeout. Default 1000 ms.
+    /// Lower bound of the randomized election timeout. Default 200 ms.
     pub election_timeout_min: Duration,
-    /// Upper bound of the randomized election timeout (also the leader lease). Default 2000 ms.
+    /// Upper bound of the randomized election timeout, and also the leader lease: a
+    /// follower that saw a leader campaigns only after the lease plus its own timeout (drawn
+    /// once in `[min, max)` when the node starts) without hearing from it, so a dead
+    /// leader is replaced after `max + [min, max)`. Default 300 ms.
     pub election_timeout_max: Duration,
     /// Timeout of one snapshot chunk transfer. Default 10 s.
     pub install_snapshot_timeout: Duration,
@@ -49,6 +53,13 @@ pub struct RaftGroupConfig {
 }
 
 impl RaftGroupConfig {
+    /// Default leader heartbeat period.
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+    /// Default lower bound of the election timeout.
+    pub const DEFAULT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(200);
+    /// Default upper bound of the election timeout (and leader lease).
+    pub const DEFAULT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(300);
+
     /// Defaults for everything but the peer set.
     pub fn new(
         group: impl Into<String>,
@@ -59,9 +70,9 @@ impl RaftGroupConfig {
             group: group.into(),
             self_id,
             peers,
-            heartbeat_interval: Duration::from_millis(250),
-            election_timeout_min: Duration::from_millis(1000),
-            election_timeout_max: Duration::from_millis(2000),
+            heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            election_timeout_min: Self::DEFAULT_ELECTION_TIMEOUT_MIN,
+            election_timeout_max: Self::DEFAULT_ELECTION_TIMEOUT_MAX,
             install_snapshot_timeout: Duration::from_secs(10),
             max_payload_entries: 64,
             replication_max_bytes: 8 << 20,
@@ -286,7 +297,7 @@ mod tests {
             .validate()
             .is_err());
         let mut c = RaftGroupConfig::new("g", 0, peers.clone());
-        c.heartbeat_interval = Duration::from_millis(1500);
+        c.heartbeat_interval = c.election_timeout_min;
         assert!(c.validate().is_err());
         let mut c = RaftGroupConfig::new("g", 0, peers.clone());
         c.election_timeout_max = c.election_timeout_min;

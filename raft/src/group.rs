@@ -54,6 +54,10 @@ pub struct GroupMetrics {
     /// Leader only: matched index per member.
     pub replication: BTreeMap<NodeId, Option<u64>>,
     pub voters: BTreeSet<NodeId>,
+    /// Members that receive the log but do not vote.
+    pub learners: BTreeSet<NodeId>,
+    /// Every member (voters and learners) with its addresses, from the effective membership.
+    pub nodes: BTreeMap<NodeId, PeerNode>,
     /// `Some(reason)` once the core stopped on a fatal error.
     pub fatal: Option<String>,
 }
@@ -233,6 +237,13 @@ impl RaftGroup {
                 .map(|r| r.iter().map(|(k, v)| (*k, v.map(|l| l.index))).collect())
                 .unwrap_or_default(),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
+            nodes: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect(),
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
         }
     }
@@ -470,8 +481,9 @@ impl RaftGroup {
     /// Purge the log up to a segment-boundary snapshot: the newest one at or below `upto`
     /// (the retention bound; `None` = no bound) and, unless `force` (disk critically full),
     /// at or below what every member has matched, so nobody needs the snapshot path. The
-    /// snapshot served to followers from then on is the one at the purge point. Returns the
-    /// purged index, or `None` when there was nothing (safe) to purge.
+    /// snapshot served to followers from then on is the one at the purge point. The state
+    /// machine checkpoints before the purge, so a restart never needs a purged entry. Returns
+    /// the purged index, or `None` when there was nothing (safe) to purge.
     pub async fn compact(
         &self,
         sm: &crate::state_machine::StateMachine,
@@ -527,6 +539,10 @@ impl RaftGroup {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // A restart re-applies the log from the last persisted checkpoint: it must not lie
+        // below the purge point (the boundary was captured when a later entry was applied,
+        // so a checkpoint now covers it).
+        sm.checkpoint().await.map_err(smfatal)?;
         self.raft
             .trigger()
             .purge_log(target.index)

@@ -406,6 +406,15 @@ impl Inner {
                     })
                     .collect();
             }
+            EntryPayload::Normal(BrokerCommand::DeleteTopic { topic }) => {
+                self.delete_topic(&topic).map_err(|err| aerr(&err))?;
+                // Empty the topic's queues, crash-safely: the checkpoint records which queues
+                // go before their files do, and an open finishes a clear a crash cut short.
+                if self.dispatcher.mark_topic_deleted(&topic) > 0 {
+                    self.checkpoint()?;
+                    self.dispatcher.clear_marked().map_err(|err| aerr(&err))?;
+                }
+            }
             EntryPayload::Normal(cmd) => self.apply_command(cmd).map_err(|err| aerr(&err))?,
         }
         Ok(result)
@@ -422,10 +431,18 @@ impl Inner {
                 Ok(())
             }
             BrokerCommand::UpsertTopic { topic } => md.put_topic(&topic),
-            BrokerCommand::DeleteTopic { topic } => md.delete_topic(&topic).map(|_| ()),
+            BrokerCommand::DeleteTopic { topic } => self.delete_topic(&topic),
             BrokerCommand::UpsertSubscriptionGroup { group } => md.put_group(&group),
             BrokerCommand::DeleteSubscriptionGroup { group } => md.delete_group(&group).map(|_| ()),
         }
+    }
+
+    /// A topic's config and every group's offsets on it go (RocketMQ's deleteTopic); its
+    /// queues are emptied by the caller.
+    fn delete_topic(&self, topic: &str) -> raftmq_store::Result<()> {
+        self.metadata.delete_topic(topic)?;
+        self.metadata.delete_topic_offsets(topic)?;
+        Ok(())
     }
 
     /// The snapshot of the state as applied right now.
@@ -522,8 +539,16 @@ impl Inner {
                 ),
             ));
         }
-        self.metadata.import(&p.metadata).map_err(|e| snap(&e))?;
         let applied = p.applied.as_ref().map(entry_id);
+        // A crash from here on is finished at the next open (see `install_marker`).
+        if let (Some(dir), Some(a)) = (&self.snapshot_dir, applied) {
+            install_marker::write(dir, a, p.next_pos).map_err(|e| snap(&e))?;
+        }
+        self.metadata.import(&p.metadata).map_err(|e| snap(&e))?;
+        // Durable before the dispatcher's checkpoint says the snapshot is applied.
+        self.metadata.flush().map_err(|e| snap(&e))?;
+        let extra = codec::encode_versioned(&p.membership).map_err(|e| snap(&e))?;
+        self.dispatcher.set_extra(extra);
         self.dispatcher
             .reset(applied, p.next_pos, &p.queues)
             .map_err(|e| snap(&e))?;
@@ -537,6 +562,9 @@ impl Inner {
         }
         self.membership = p.membership;
         self.checkpoint()?;
+        if let Some(dir) = &self.snapshot_dir {
+            install_marker::remove(dir).map_err(|e| snap(&e))?;
+        }
         let snap = (meta.clone(), data);
         // Everything below it is gone here too: keep only what can still be served.
         self.boundaries.clear();
@@ -578,7 +606,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 out.push(g.apply_one(e)?);
-                g.since_checkpoint += 1;
+                g.since_checkpoint = g.since_checkpoint.saturating_add(1);
             }
             if g.since_checkpoint >= g.policy.every_entries
                 || g.last_checkpoint.elapsed() >= g.policy.every
@@ -614,6 +642,91 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: m.clone(),
             snapshot: Box::new(Cursor::new(d.clone())),
         }))
+    }
+}
+
+/// The mark of a snapshot install under way, `snapshots/installing`: the snapshot's last
+/// entry and the commitlog position just past it, as text (`index term leader next_pos`).
+///
+/// An install imports the metadata, resets the dispatcher to the snapshot (its checkpoint
+/// then names the snapshot's entry) and, when the local log ends before the snapshot,
+/// restarts the commitlog right after it. A crash between the last two leaves the state
+/// machine ahead of the log; without the mark that looks like an ASYNC log that lost its
+/// tail (whose derived files are rolled back), and openraft would purge the log at the old
+/// end's position, misaligned with the leader's. With it, the open restarts the log at the
+/// snapshot's position instead ([`crate::storage::open_storage`]).
+pub mod install_marker {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    use raftmq_store::commitlog::EntryId;
+
+    /// File name inside the snapshot directory.
+    pub const FILE: &str = "installing";
+
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    fn sync_dir(dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Records, durably, that the snapshot ending at `applied` is being installed.
+    pub fn write(dir: &Path, applied: EntryId, next_pos: u64) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let text = format!(
+            "{} {} {} {next_pos}\n",
+            applied.index, applied.term, applied.leader
+        );
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path(dir))?;
+        sync_dir(dir)
+    }
+
+    /// The install under way, if a crash interrupted one.
+    pub fn read(dir: &Path) -> std::io::Result<Option<(EntryId, u64)>> {
+        let text = match std::fs::read_to_string(path(dir)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: malformed install mark {text:?}", path(dir).display()),
+            )
+        };
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        let [index, term, leader, next_pos] = n[..] else {
+            return Err(bad());
+        };
+        Ok(Some((
+            EntryId {
+                index,
+                term,
+                leader,
+            },
+            next_pos,
+        )))
+    }
+
+    /// The install is complete.
+    pub fn remove(dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(path(dir)) {
+            Ok(()) => sync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use raftmq_store::metadata::Metadata;
 use raftmq_store::StoreError;
 
 use crate::log_store::LogStore;
-use crate::state_machine::{CheckpointPolicy, StateMachine};
+use crate::state_machine::{install_marker, CheckpointPolicy, StateMachine};
 
 /// Settings of one node's storage.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +68,30 @@ pub fn open_storage_with_fs(
     let meta_dir = root.join("meta");
     let metadata = Metadata::open(&meta_dir).map_err(at(meta_dir.clone()))?;
 
+    let snapshot_dir = root.join("snapshots");
+    let install = install_marker::read(&snapshot_dir).map_err(|e| OpenStorageError {
+        dir: snapshot_dir.clone(),
+        source: StoreError::io("read", &snapshot_dir, e),
+    })?;
+    if let Some((snap, next_pos)) = install {
+        let st = commit_log.state();
+        if dispatcher.applied() == Some(snap) && st.next_index <= snap.index + 1 {
+            // The state machine holds the snapshot; the log was not restarted after it yet.
+            tracing::warn!(
+                snapshot = snap.index,
+                next_pos,
+                log_next = st.next_index,
+                "finishing an interrupted snapshot install: the commitlog restarts after it"
+            );
+            commit_log
+                .reset(snap, next_pos)
+                .map_err(at(cl_dir.clone()))?;
+        }
+        install_marker::remove(&snapshot_dir).map_err(|e| OpenStorageError {
+            dir: snapshot_dir.clone(),
+            source: StoreError::io("remove", &snapshot_dir, e),
+        })?;
+    }
     let st = commit_log.state();
     if let Some(applied) = dispatcher.applied() {
         if applied.index >= st.next_index {
@@ -87,7 +111,7 @@ pub fn open_storage_with_fs(
         dispatcher,
         metadata,
         cfg.checkpoint,
-        Some(root.join("snapshots")),
+        Some(snapshot_dir),
     )
     .map_err(|e| OpenStorageError {
         dir: root.to_path_buf(),

@@ -75,9 +75,13 @@ async fn add_promote_remove_and_transfer_under_load() {
     }
     c.write().await.kill(removed);
 
-    // Hand leadership to the new node while the senders keep going.
+    // Hand leadership to the new node while the senders keep going. Right after the
+    // membership change the members may briefly disagree on who leads: wait (bounded) for a
+    // ready leader, and give the transfer at most three tries.
     let mut moved = false;
-    for _ in 0..3 {
+    let mut tries = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while tries < 3 && std::time::Instant::now() < until {
         let g = c.read().await;
         match g.ready_leader() {
             Some(3) => {
@@ -85,6 +89,7 @@ async fn add_promote_remove_and_transfer_under_load() {
                 break;
             }
             Some(cur) => {
+                tries += 1;
                 let t = g
                     .node(cur)
                     .group

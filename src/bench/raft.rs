@@ -32,7 +32,7 @@ use raftmq_store::config::FlushMode;
 use raftmq_store::message::StoredMessage;
 use serde::Serialize;
 
-use super::stats::{micros, Histogram, LatencySummary, Recorder};
+use super::stats::{micros, LatencySummary, Recorder};
 use super::{positive, spawn_progress, BenchError, RssPeak};
 
 const GROUP: &str = "bench-raft";
@@ -60,9 +60,9 @@ pub struct RaftOptions {
     pub failover: usize,
     /// Parent of the temporary group directory. Default the system temp dir.
     pub data_dir: Option<PathBuf>,
-    /// Leader heartbeat period; `None` keeps the group default (250 ms).
+    /// Leader heartbeat period; `None` keeps the group default (50 ms).
     pub heartbeat: Option<Duration>,
-    /// Election timeout range; `None` keeps the group default (1000..2000 ms).
+    /// Election timeout range; `None` keeps the group default (200..300 ms).
     pub election_timeout: Option<(Duration, Duration)>,
     /// No progress lines.
     pub quiet: bool,
@@ -162,6 +162,12 @@ pub struct RaftRun {
     pub vs_fsync_prealloc: f64,
     /// `msgs_per_s` over the measured `msync` rate.
     pub vs_msync: f64,
+    /// Highest term any member was in when the run started and when it ended: a difference
+    /// means an election happened during the run (the leader was never killed in a run).
+    pub term_start: u64,
+    pub term_end: u64,
+    /// Leadership changes the members' role watchers reported during the run.
+    pub role_changes: u64,
 }
 
 /// Kill-to-first-write times.
@@ -179,6 +185,16 @@ pub struct FailoverSummary {
     pub mean_ms: f64,
     /// How many were under 1 s.
     pub under_1s: usize,
+    /// Where the time went, per kill: kill → a survivor leads the new term (election
+    /// timeout, vote round), and kill → that leader is `ready` (its blank entry of the term
+    /// committed and applied). The rest, up to the first write, is the proposer's reseed,
+    /// the write's own commit and the client's retry.
+    pub elected_ms: Vec<f64>,
+    pub ready_ms: Vec<f64>,
+    pub elected_p50_ms: f64,
+    pub elected_max_ms: f64,
+    pub ready_p50_ms: f64,
+    pub ready_max_ms: f64,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
 }
@@ -225,7 +241,7 @@ impl std::fmt::Display for RaftSummary {
         )?;
         writeln!(
             f,
-            "  {:>8} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "  {:>8} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}",
             "inflight",
             "msgs/s",
             "MB/s",
@@ -236,12 +252,13 @@ impl std::fmt::Display for RaftSummary {
             "p99",
             "p999",
             "max",
-            "errors"
+            "errors",
+            "elections"
         )?;
         for r in &self.runs {
             writeln!(
                 f,
-                "  {:>8} {:>10.0} {:>8.2} {:>8.2}x {:>8.2}x {:>8.2}x {:>10} {:>10} {:>10} {:>10} {:>7}",
+                "  {:>8} {:>10.0} {:>8.2} {:>8.2}x {:>8.2}x {:>8.2}x {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}",
                 r.inflight,
                 r.msgs_per_s,
                 r.mb_per_s,
@@ -252,7 +269,8 @@ impl std::fmt::Display for RaftSummary {
                 super::stats::fmt_us(r.latency.p99_us),
                 super::stats::fmt_us(r.latency.p999_us),
                 super::stats::fmt_us(r.latency.max_us),
-                r.errors
+                r.errors,
+                r.term_end - r.term_start
             )?;
         }
         if let Some(fo) = &self.failover {
@@ -265,6 +283,11 @@ impl std::fmt::Display for RaftSummary {
                 f,
                 "    kill -> first write: min {:.0} ms  p50 {:.0} ms  p90 {:.0} ms  max {:.0} ms  mean {:.0} ms; under 1 s: {}/{}",
                 fo.min_ms, fo.p50_ms, fo.p90_ms, fo.max_ms, fo.mean_ms, fo.under_1s, fo.times_ms.len()
+            )?;
+            writeln!(
+                f,
+                "    kill -> new leader elected: p50 {:.0} ms  max {:.0} ms; kill -> leader ready (blank entry applied): p50 {:.0} ms  max {:.0} ms",
+                fo.elected_p50_ms, fo.elected_max_ms, fo.ready_p50_ms, fo.ready_max_ms
             )?;
             let all: Vec<String> = fo.times_ms.iter().map(|t| format!("{t:.0}")).collect();
             writeln!(f, "    all (ms): {}", all.join(" "))?;
@@ -551,6 +574,46 @@ impl Group {
         }
     }
 
+    /// The highest term any running member is in.
+    fn max_term(&self) -> u64 {
+        self.members
+            .iter()
+            .filter_map(|m| m.node.as_ref())
+            .map(|n| n.group.metrics().term)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Counts the leadership changes (new term or new leader) any running member's role
+    /// watcher reports until the returned task is aborted.
+    fn count_role_changes(
+        &self,
+    ) -> (
+        Arc<std::sync::atomic::AtomicU64>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = vec![];
+        for n in self.members.iter().filter_map(|m| m.node.as_ref()) {
+            let mut rx = n.group.role();
+            let changes = changes.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut last = {
+                    let r = *rx.borrow_and_update();
+                    (r.term, r.leader)
+                };
+                while rx.changed().await.is_ok() {
+                    let r = *rx.borrow_and_update();
+                    if (r.term, r.leader) != last {
+                        last = (r.term, r.leader);
+                        changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        (changes, tasks)
+    }
+
     async fn shutdown(&mut self) {
         for m in &mut self.members {
             if let Some(n) = m.node.take() {
@@ -588,6 +651,8 @@ async fn measure(
         Arc::new(RssPeak::new(None)),
         g.opts.quiet,
     );
+    let term_start = g.max_term();
+    let (role_changes, watchers) = g.count_role_changes();
     let start = Instant::now();
     let deadline = start + g.opts.duration;
     let mut tasks = vec![];
@@ -619,6 +684,19 @@ async fn measure(
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-6);
     progress.abort();
+    for w in watchers {
+        w.abort();
+    }
+    let term_end = g.max_term();
+    let role_changes = role_changes.load(std::sync::atomic::Ordering::Relaxed);
+    if term_end != term_start {
+        tracing::warn!(
+            term_start,
+            term_end,
+            role_changes,
+            "elections during a measuring run (no member was killed)"
+        );
+    }
     let t = rec.total();
     let msgs_per_s = t.messages as f64 / elapsed;
     Ok(RaftRun {
@@ -632,29 +710,41 @@ async fn measure(
         vs_fsync: msgs_per_s / fsync.0.max(1e-9),
         vs_fsync_prealloc: msgs_per_s / fsync.1.max(1e-9),
         vs_msync: msgs_per_s / fsync.2.max(1e-9),
+        term_start,
+        term_end,
+        role_changes,
     })
 }
 
 /// Kills the leader `kills` times; returns the kill-to-first-write times.
 async fn failover(g: &mut Group, kills: usize) -> Result<FailoverSummary, BenchError> {
     let msg = message(0, g.opts.size)?;
-    let mut times = Histogram::new();
     let mut times_ms = vec![];
+    let (mut elected_ms, mut ready_ms) = (vec![], vec![]);
     let mut failed = 0;
     for k in 0..kills {
         g.caught_up().await?;
         let li = g.leader().await?;
+        let old_term = g.max_term();
         let victim = g.members[li].node.take();
         let t0 = Instant::now();
         drop(victim);
         let deadline = t0 + WAIT;
         let mut done = None;
+        let (mut elected, mut ready) = (None, None);
         while done.is_none() && Instant::now() < deadline {
             for m in g.members.iter().filter(|m| m.node.is_some()) {
                 let Some(n) = &m.node else { continue };
                 let r = *n.group.role().borrow();
+                if r.is_leader && r.term > old_term && elected.is_none() {
+                    elected = Some(t0.elapsed());
+                }
                 if !(r.is_leader && r.ready) {
                     continue;
+                }
+                if r.term > old_term && ready.is_none() {
+                    ready = Some(t0.elapsed());
+                    elected.get_or_insert(t0.elapsed());
                 }
                 let send = n.proposer.send(msg.clone());
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), send).await {
@@ -666,15 +756,21 @@ async fn failover(g: &mut Group, kills: usize) -> Result<FailoverSummary, BenchE
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+        for (at, v) in [(elected, &mut elected_ms), (ready, &mut ready_ms)] {
+            if let Some(d) = at {
+                v.push(d.as_secs_f64() * 1000.0);
+            }
+        }
         match done {
             Some(d) => {
-                times.record(micros(d));
                 times_ms.push(d.as_secs_f64() * 1000.0);
                 if !g.opts.quiet {
                     eprintln!(
-                        "failover {}/{kills}: killed n{}, first write after {:.0} ms",
+                        "failover {}/{kills}: killed n{}, elected after {:.0} ms, ready after {:.0} ms, first write after {:.0} ms",
                         k + 1,
                         g.members[li].id,
+                        elected.unwrap_or_default().as_secs_f64() * 1000.0,
+                        ready.unwrap_or_default().as_secs_f64() * 1000.0,
                         d.as_secs_f64() * 1000.0
                     );
                 }
@@ -690,23 +786,39 @@ async fn failover(g: &mut Group, kills: usize) -> Result<FailoverSummary, BenchE
     }
     g.caught_up().await?;
     let probe = g.opts.group_config(0, g.peers.clone());
-    let ms = |us: u64| us as f64 / 1000.0;
     Ok(FailoverSummary {
         kills,
         failed,
         under_1s: times_ms.iter().filter(|t| **t < 1000.0).count(),
+        min_ms: quantile(&times_ms, 0.0),
+        p50_ms: quantile(&times_ms, 0.5),
+        p90_ms: quantile(&times_ms, 0.9),
+        max_ms: quantile(&times_ms, 1.0),
+        mean_ms: times_ms.iter().sum::<f64>() / times_ms.len().max(1) as f64,
+        elected_p50_ms: quantile(&elected_ms, 0.5),
+        elected_max_ms: quantile(&elected_ms, 1.0),
+        ready_p50_ms: quantile(&ready_ms, 0.5),
+        ready_max_ms: quantile(&ready_ms, 1.0),
         times_ms,
-        min_ms: ms(times.min()),
-        p50_ms: ms(times.quantile(0.5)),
-        p90_ms: ms(times.quantile(0.9)),
-        max_ms: ms(times.max()),
-        mean_ms: times.mean() / 1000.0,
+        elected_ms,
+        ready_ms,
         heartbeat_ms: probe.heartbeat_interval.as_millis() as u64,
         election_timeout_ms: (
             probe.election_timeout_min.as_millis() as u64,
             probe.election_timeout_max.as_millis() as u64,
         ),
     })
+}
+
+/// The nearest-rank `q` quantile of `v` (exact: a failover run has few samples); 0 if empty.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 /// `SYNC_FLUSH` / `ASYNC_FLUSH`.
@@ -834,6 +946,16 @@ mod tests {
         .validate()
         .is_err());
         assert!(RaftOptions { size: 0, ..ok }.validate().is_err());
+    }
+
+    #[test]
+    fn quantiles_are_exact_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 0.9), 5.0);
+        assert_eq!(quantile(&v, 1.0), 5.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
     }
 
     #[test]

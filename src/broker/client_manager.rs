@@ -3,8 +3,8 @@
 //! A channel is one client connection registered by HEART_BEAT under a group. Consumer
 //! groups also keep the subscriptions from the heartbeats, with tag hash codes recomputed
 //! here (the Go client hashes UTF-8 bytes, Java UTF-16 units; the broker must not trust
-//! either). A channel goes when its connection closes, on UNREGISTER_CLIENT, or after 120 s
-//! without a heartbeat. When a consumer group's members or subscriptions change, every
+//! either). A channel goes when its connection closes, on UNREGISTER_CLIENT, or after
+//! `channelExpiredTimeout` (120 s) without a heartbeat. When a consumer group's members or subscriptions change, every
 //! member gets NOTIFY_CONSUMER_IDS_CHANGED (oneway) so it rebalances at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,9 +17,6 @@ use super::BrokerState;
 use crate::remoting::body::{ConsumerData, MessageQueue, SubscriptionData};
 use crate::remoting::header::client::NotifyConsumerIdsChangedRequestHeader;
 use crate::remoting::{ConnContext, LanguageCode, RemotingCommand, RequestCode};
-
-/// Silent channels expire after this long.
-pub const CHANNEL_EXPIRED: Duration = Duration::from_secs(120);
 
 /// One client connection in a group.
 #[derive(Clone)]
@@ -358,13 +355,16 @@ impl LockTable {
     }
 }
 
-/// Every 10 s, drop channels silent for 120 s and notify their groups.
+/// Every 10 s (more often when `channelExpiredTimeout` is short), drop channels silent for
+/// `channelExpiredTimeout` (120 s by default) and notify their groups.
 pub async fn run_expiry(state: Arc<BrokerState>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let max_idle = state.cfg.channel_expired_timeout;
+    let period = (max_idle / 4).clamp(Duration::from_millis(25), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for g in state.clients.expire(CHANNEL_EXPIRED) {
+        for g in state.clients.expire(max_idle) {
             tracing::info!(group = %g, "consumer channel expired");
             state.clients.notify_changed(&g);
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftmq_raft::RaftGroupConfig;
-use raftmq_store::config::FlushMode;
+use raftmq_store::config::{FlushMode, RetentionConfig};
 
 use crate::config::{ConfigError, Leftovers, Properties};
 
@@ -38,6 +38,17 @@ pub struct BrokerConfig {
     pub dleger_peers: String,
     /// `dLegerSelfId`. Default `n0`.
     pub dleger_self_id: String,
+    /// `raftHeartbeatIntervalMs` (raftmq): the leader's heartbeat period. Default 50.
+    pub raft_heartbeat_interval: Duration,
+    /// `raftElectionTimeoutMinMs` / `raftElectionTimeoutMaxMs` (raftmq): the randomized
+    /// election timeout. A follower that stops hearing from its leader campaigns after the
+    /// leader lease (= the maximum) plus a random value in `[min, max)`. Defaults 200 / 300.
+    pub raft_election_timeout_min: Duration,
+    pub raft_election_timeout_max: Duration,
+    /// `dLegerJoin` (raftmq): this node joins a running group (added with `raftmq admin
+    /// add-learner`) and never initialises a group itself, even on an empty store.
+    /// `dLegerPeers` then needs only this node's own entry. Default false.
+    pub dleger_join: bool,
     /// `peerBrokerAddrs` (raftmq): `n0-host:port;n1-host:port;...`, the remoting address of
     /// every member, so a follower can name the leader when it refuses a write. Optional.
     pub peer_broker_addrs: String,
@@ -67,14 +78,27 @@ pub struct BrokerConfig {
     pub register_name_server_period: Duration,
     /// `deleteWhen`: hour(s) of day when expired segments are deleted. Default `04`.
     pub delete_when: String,
-    /// `fileReservedTime` (hours). Default 72.
+    /// `fileReservedTime` (hours): a sealed commitlog segment is kept this long after its
+    /// last write. Default 72; 0 = deletable as soon as it is sealed.
     pub file_reserved_time: u32,
+    /// `cleanResourceInterval` (ms): how often retention runs. Default 10 000.
+    pub clean_resource_interval: Duration,
+    /// `diskMaxUsedSpaceRatio` (percent): above it, expired segments go at any hour.
+    /// Default 75; 10..=95.
+    pub disk_max_used_space_ratio: u8,
+    /// `diskSpaceCleanForciblyRatio` (percent): above it, sealed segments go even if not
+    /// expired, and the leader purges past what a lagging member has matched (it comes back
+    /// through a snapshot). Default 85; 10..=100 (100 = never).
+    pub disk_space_clean_forcibly_ratio: u8,
     /// `messageIndexEnable`. Default true.
     pub message_index_enable: bool,
     /// `traceOn` reported in send responses. Default true.
     pub trace_on: bool,
     /// `regionId` reported in send responses. Default `DefaultRegion`.
     pub region_id: String,
+    /// `channelExpiredTimeout` (ms): a client channel silent this long (no heartbeat) is
+    /// dropped and its consumer group told. Default 120 000.
+    pub channel_expired_timeout: Duration,
 }
 
 /// RocketMQ broker keys accepted for compatibility that change nothing in raftmq.
@@ -104,7 +128,6 @@ const BROKER_IGNORED_KEYS: &[&str] = &[
     "flushIntervalCommitLog",
     "flushCommitLogTimed",
     "flushConsumeQueueLeastPages",
-    "diskMaxUsedSpaceRatio",
     "destroyMapedFileIntervalForcibly",
     "redeleteHangedFileInterval",
     "slaveReadEnable",
@@ -144,7 +167,11 @@ impl Default for BrokerConfig {
             dleger_group: String::new(),
             dleger_peers: String::new(),
             dleger_self_id: "n0".into(),
+            dleger_join: false,
             peer_broker_addrs: String::new(),
+            raft_heartbeat_interval: RaftGroupConfig::DEFAULT_HEARTBEAT_INTERVAL,
+            raft_election_timeout_min: RaftGroupConfig::DEFAULT_ELECTION_TIMEOUT_MIN,
+            raft_election_timeout_max: RaftGroupConfig::DEFAULT_ELECTION_TIMEOUT_MAX,
             flush_disk_type: FlushMode::Async,
             maped_file_size_commit_log: 1 << 30,
             maped_file_size_consume_queue: 300_000 * 20,
@@ -159,9 +186,13 @@ impl Default for BrokerConfig {
             register_name_server_period: Duration::from_secs(30),
             delete_when: "04".into(),
             file_reserved_time: 72,
+            clean_resource_interval: Duration::from_secs(10),
+            disk_max_used_space_ratio: 75,
+            disk_space_clean_forcibly_ratio: 85,
             message_index_enable: true,
             trace_on: true,
             region_id: "DefaultRegion".into(),
+            channel_expired_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -216,7 +247,26 @@ impl BrokerConfig {
                 .unwrap_or(d.store_path_root_dir),
             dleger_peers: r.string("dLegerPeers").unwrap_or(d.dleger_peers),
             dleger_self_id: r.string("dLegerSelfId").unwrap_or(d.dleger_self_id),
+            dleger_join: r.bool_or("dLegerJoin", d.dleger_join)?,
             peer_broker_addrs: r.string("peerBrokerAddrs").unwrap_or_default(),
+            raft_heartbeat_interval: r.millis_or(
+                "raftHeartbeatIntervalMs",
+                d.raft_heartbeat_interval,
+                Duration::from_millis(10),
+                Duration::from_secs(10),
+            )?,
+            raft_election_timeout_min: r.millis_or(
+                "raftElectionTimeoutMinMs",
+                d.raft_election_timeout_min,
+                Duration::from_millis(20),
+                Duration::from_secs(60),
+            )?,
+            raft_election_timeout_max: r.millis_or(
+                "raftElectionTimeoutMaxMs",
+                d.raft_election_timeout_max,
+                Duration::from_millis(30),
+                Duration::from_secs(120),
+            )?,
             flush_disk_type: flush,
             maped_file_size_commit_log: r
                 .parse_or("mapedFileSizeCommitLog", d.maped_file_size_commit_log)?,
@@ -253,9 +303,27 @@ impl BrokerConfig {
             )?,
             delete_when: r.string("deleteWhen").unwrap_or(d.delete_when),
             file_reserved_time: r.parse_or("fileReservedTime", d.file_reserved_time)?,
+            clean_resource_interval: r.millis_or(
+                "cleanResourceInterval",
+                d.clean_resource_interval,
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            )?,
+            disk_max_used_space_ratio: r
+                .parse_or("diskMaxUsedSpaceRatio", d.disk_max_used_space_ratio)?,
+            disk_space_clean_forcibly_ratio: r.parse_or(
+                "diskSpaceCleanForciblyRatio",
+                d.disk_space_clean_forcibly_ratio,
+            )?,
             message_index_enable: r.bool_or("messageIndexEnable", d.message_index_enable)?,
             trace_on: r.bool_or("traceOn", d.trace_on)?,
             region_id: r.string("regionId").unwrap_or(d.region_id),
+            channel_expired_timeout: r.millis_or(
+                "channelExpiredTimeout",
+                d.channel_expired_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(24 * 3600),
+            )?,
         };
         if !r.bool_or("enableDLegerCommitLog", true)? {
             tracing::warn!(
@@ -303,7 +371,27 @@ impl BrokerConfig {
                 self.broker_permission
             ));
         }
+        if !(10..=100).contains(&self.disk_space_clean_forcibly_ratio) {
+            return bad(format!(
+                "diskSpaceCleanForciblyRatio {} outside 10..=100",
+                self.disk_space_clean_forcibly_ratio
+            ));
+        }
+        self.retention_config()
+            .validate()
+            .map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
         self.raft_group().map(|_| ())
+    }
+
+    /// The commitlog retention rules (`fileReservedTime`, `deleteWhen`, disk ratios).
+    pub fn retention_config(&self) -> RetentionConfig {
+        RetentionConfig {
+            file_reserved_hours: u64::from(self.file_reserved_time),
+            delete_when: self.delete_when.clone(),
+            disk_max_used_space_ratio: self.disk_max_used_space_ratio,
+            disk_space_clean_forcibly_ratio: self.disk_space_clean_forcibly_ratio,
+            ..RetentionConfig::default()
+        }
     }
 
     /// The Raft group settings (`dLegerGroup`, `dLegerPeers`, `dLegerSelfId`).
@@ -325,8 +413,17 @@ impl BrokerConfig {
         } else {
             &self.dleger_group
         };
-        RaftGroupConfig::from_dledger(group, &peers, &self.dleger_self_id)
-            .map_err(|e| ConfigError::Inconsistent(format!("DLedger settings: {e}")))
+        let mut g = RaftGroupConfig::from_dledger(group, &peers, &self.dleger_self_id)
+            .map_err(|e| ConfigError::Inconsistent(format!("DLedger settings: {e}")))?;
+        g.heartbeat_interval = self.raft_heartbeat_interval;
+        g.election_timeout_min = self.raft_election_timeout_min;
+        g.election_timeout_max = self.raft_election_timeout_max;
+        g.validate().map_err(|e| {
+            ConfigError::Inconsistent(format!(
+                "raftHeartbeatIntervalMs / raftElectionTimeoutMinMs / raftElectionTimeoutMaxMs: {e}"
+            ))
+        })?;
+        Ok(g)
     }
 
     /// The effective settings as `key=value` lines (GET_BROKER_CONFIG answers with this).
@@ -349,7 +446,20 @@ impl BrokerConfig {
             ("dLegerGroup", self.dleger_group.clone()),
             ("dLegerPeers", self.dleger_peers.clone()),
             ("dLegerSelfId", self.dleger_self_id.clone()),
+            ("dLegerJoin", self.dleger_join.to_string()),
             ("peerBrokerAddrs", self.peer_broker_addrs.clone()),
+            (
+                "raftHeartbeatIntervalMs",
+                self.raft_heartbeat_interval.as_millis().to_string(),
+            ),
+            (
+                "raftElectionTimeoutMinMs",
+                self.raft_election_timeout_min.as_millis().to_string(),
+            ),
+            (
+                "raftElectionTimeoutMaxMs",
+                self.raft_election_timeout_max.as_millis().to_string(),
+            ),
             ("flushDiskType", flush.into()),
             (
                 "mapedFileSizeCommitLog",
@@ -388,9 +498,25 @@ impl BrokerConfig {
             ),
             ("deleteWhen", self.delete_when.clone()),
             ("fileReservedTime", self.file_reserved_time.to_string()),
+            (
+                "cleanResourceInterval",
+                self.clean_resource_interval.as_millis().to_string(),
+            ),
+            (
+                "diskMaxUsedSpaceRatio",
+                self.disk_max_used_space_ratio.to_string(),
+            ),
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio.to_string(),
+            ),
             ("messageIndexEnable", self.message_index_enable.to_string()),
             ("traceOn", self.trace_on.to_string()),
             ("regionId", self.region_id.clone()),
+            (
+                "channelExpiredTimeout",
+                self.channel_expired_timeout.as_millis().to_string(),
+            ),
         ];
         pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
@@ -428,6 +554,21 @@ mod tests {
     }
 
     #[test]
+    fn raft_timing_keys_reach_the_group() {
+        let d = BrokerConfig::default().raft_group().unwrap();
+        assert_eq!(d.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(d.election_timeout_min, Duration::from_millis(200));
+        assert_eq!(d.election_timeout_max, Duration::from_millis(300));
+        let text = "raftHeartbeatIntervalMs=100\nraftElectionTimeoutMinMs=500\n\
+                    raftElectionTimeoutMaxMs=900\n";
+        let cfg = BrokerConfig::from_properties(&Properties::parse(text, "t").unwrap()).unwrap();
+        let g = cfg.raft_group().unwrap();
+        assert_eq!(g.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(g.election_timeout_min, Duration::from_millis(500));
+        assert_eq!(g.election_timeout_max, Duration::from_millis(900));
+    }
+
+    #[test]
     fn properties_text_round_trips() {
         let text = "brokerName=broker-z\nlistenPort=1234\nflushDiskType=SYNC_FLUSH\n\
                     namesrvAddr=127.0.0.1:1;127.0.0.1:2\nshortPollingTimeMills=500\n";
@@ -446,6 +587,13 @@ mod tests {
             "listenPort=x\n",
             "dLegerPeers=n0-127.0.0.1:1\ndLegerSelfId=n5\n",
             "mapedFileSizeConsumeQueue=7\n",
+            "raftHeartbeatIntervalMs=300\n",
+            "raftElectionTimeoutMinMs=400\nraftElectionTimeoutMaxMs=400\n",
+            "raftElectionTimeoutMaxMs=5\n",
+            "deleteWhen=25\n",
+            "diskMaxUsedSpaceRatio=99\n",
+            "diskSpaceCleanForciblyRatio=5\n",
+            "cleanResourceInterval=1\n",
         ] {
             let props = Properties::parse(text, "t.conf").unwrap();
             assert!(BrokerConfig::from_properties(&props).is_err(), "{text}");

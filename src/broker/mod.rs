@@ -16,6 +16,7 @@
 //! - [`role`]: leadership changes → nameserver registration (leader as brokerId 0).
 //! - [`schedule`]: delay levels (SCHEDULE_TOPIC_XXXX) and delayed retries.
 //! - [`offset_committer`]: batched, replicated consumer offset commits.
+//! - [`retention`]: expired commitlog segments → log compaction on every node.
 //!
 //! This module never touches segment files directly: it reads through the commitlog and
 //! dispatcher handles and writes only through the group.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod long_polling;
 pub mod offset_committer;
 pub mod processor;
+pub mod retention;
 pub mod role;
 pub mod schedule;
 pub mod topic;
@@ -36,8 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::{
-    open_storage, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup, RaftGroupError, Role,
-    StateMachine, StorageConfig, Transport,
+    open_storage_with_fs, BrokerCommand, NodeId, Proposer, ProposerLimits, RaftGroup,
+    RaftGroupError, Role, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::CommitLog;
 use tokio::sync::watch;
@@ -83,9 +85,21 @@ impl Node {
 
     /// The broker address of the current leader, if known.
     pub fn leader_addr(&self) -> Option<String> {
-        let r = self.role();
-        r.leader
-            .and_then(|l| self.peer_broker_addrs.get(&l).cloned())
+        self.role().leader.and_then(|l| self.broker_addr_of(l))
+    }
+
+    /// The broker address of member `id`: from `peerBrokerAddrs`, else from the replicated
+    /// membership (members added at run time carry theirs there).
+    pub fn broker_addr_of(&self, id: NodeId) -> Option<String> {
+        if let Some(a) = self.peer_broker_addrs.get(&id) {
+            return Some(a.clone());
+        }
+        self.group
+            .metrics()
+            .nodes
+            .get(&id)
+            .map(|n| n.broker_addr.clone())
+            .filter(|a| !a.is_empty())
     }
 
     /// Ok when this node is the leader and may take writes.
@@ -174,6 +188,14 @@ impl Broker {
     /// Open storage, start the Raft node, the remoting server on `listenPort` and the
     /// background tasks (nameserver registration, client expiry, offset commits).
     pub async fn start(cfg: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::start_with_fs(cfg, raftmq_store::io::StdFileSystem::arc()).await
+    }
+
+    /// [`Broker::start`] with the store's files reached through `fs` (fault injection).
+    pub async fn start_with_fs(
+        cfg: BrokerConfig,
+        fs: Arc<dyn raftmq_store::io::FileSystem>,
+    ) -> Result<Broker, BrokerError> {
         cfg.validate()?;
         let listen = SocketAddr::new(cfg.broker_ip1, cfg.listen_port);
         let group_cfg = cfg.raft_group()?;
@@ -193,7 +215,7 @@ impl Broker {
         let storage = {
             let root = root.clone();
             let max_read = group_cfg.replication_max_bytes;
-            tokio::task::spawn_blocking(move || open_storage(&root, &scfg, max_read))
+            tokio::task::spawn_blocking(move || open_storage_with_fs(&root, &scfg, max_read, fs))
                 .await
                 .map_err(|e| BrokerError::Storage {
                     dir: cfg.store_path_root_dir.clone(),
@@ -221,8 +243,10 @@ impl Broker {
         // Only the lowest-numbered member initialises a pristine group; the others join when
         // it reaches them. (Every member initialising at once makes each start an election of
         // term 1 as it comes up, and a late one deposes the first leader.)
-        let bootstrap = group_cfg.peers.keys().next() == Some(&group_cfg.self_id);
-        let group = RaftGroup::start(
+        // A joining node (`dLegerJoin`) never initialises: the leader adds it as a learner.
+        let bootstrap =
+            !cfg.dleger_join && group_cfg.peers.keys().next() == Some(&group_cfg.self_id);
+        let mut group = RaftGroup::start(
             &group_cfg,
             Transport::Tcp(None),
             storage.log_store,
@@ -230,6 +254,7 @@ impl Broker {
             bootstrap,
         )
         .await?;
+        group.set_commit_log(log.clone());
         let proposer = Proposer::start(
             group.raft().clone(),
             group.role(),
@@ -278,6 +303,7 @@ impl Broker {
             tokio::spawn(offset_committer::run(state.clone())),
             tokio::spawn(long_polling::run_prune(state.clone())),
             tokio::spawn(schedule::run(state.clone(), schedule_wake)),
+            tokio::spawn(retention::run(state.clone())),
         ];
         Ok(Broker {
             state,

@@ -186,6 +186,18 @@ wire_codes! {
         PollingInfo = 200055 => "POLLING_INFO",
         /// 5.x.
         BatchAckMessage = 200151 => "BATCH_ACK_MESSAGE",
+        // raftmq group administration: 9101..=9199 is unused by every RocketMQ release
+        // (whose codes stop at 3010 plus the 5.x POP codes); see docs/admin.md.
+        /// raftmq: Raft group status of the answering node (any member answers).
+        RaftmqGroupStatus = 9101 => "RAFTMQ_GROUP_STATUS",
+        /// raftmq: add a learner (leader only).
+        RaftmqAddLearner = 9102 => "RAFTMQ_ADD_LEARNER",
+        /// raftmq: make a learner a voter (leader only).
+        RaftmqPromote = 9103 => "RAFTMQ_PROMOTE",
+        /// raftmq: remove a member from the group (leader only).
+        RaftmqRemoveNode = 9104 => "RAFTMQ_REMOVE_NODE",
+        /// raftmq: hand leadership to another voter (leader only).
+        RaftmqTransferLeader = 9105 => "RAFTMQ_TRANSFER_LEADER",
     }
 }
 

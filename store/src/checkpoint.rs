@@ -10,10 +10,11 @@
 //! table): `magic u32 "RMQC" | version u8 | reserved [3] | has_applied u8 | index u64 |
 //! term u64 | leader u64 | next_pos u64 | index_end_phy i64 | queue_count u32 |
 //! { topic_len u16 | topic | queue_id i32 | next_offset i64 }* | extra_len u32 | extra |
-//! crc32c u32` (CRC over every byte before it). Replaced atomically: temp file, fsync, rename,
-//! fsync of the directory.
+//! reset_count u32 | { topic_len u16 | topic | queue_id i32 }* | crc32c u32` (CRC over every
+//! byte before it; version 1 files end after `extra` and have no resets). Replaced
+//! atomically: temp file, fsync, rename, fsync of the directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::commitlog::EntryId;
@@ -23,7 +24,9 @@ use crate::io::FileSystem;
 /// File name of the dispatch checkpoint inside the store root.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 const MAGIC: u32 = 0x524D_5143;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first format, without the reset list; still read.
+const VERSION_1: u8 = 1;
 
 /// What the derived files hold, durably.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +42,10 @@ pub struct DispatchCheckpoint {
     pub index_end_phy: i64,
     /// Opaque bytes kept for the state-machine layer.
     pub extra: Vec<u8>,
+    /// Queues the applied entry emptied (their topic was deleted): they end at their next
+    /// offset with no unit before it. Whatever their files still hold is stale, so opening
+    /// empties them again.
+    pub resets: BTreeSet<(String, i32)>,
 }
 
 fn corrupt(path: &Path, offset: usize, reason: impl Into<String>) -> StoreError {
@@ -85,6 +92,23 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_be_bytes(self.array()?))
     }
+    fn queue(&mut self) -> Result<(String, i32)> {
+        let len = self.u16()? as usize;
+        let at = self.at;
+        let topic = std::str::from_utf8(self.take(len)?)
+            .map_err(|_| corrupt(self.path, at, "topic is not UTF-8"))?
+            .to_owned();
+        Ok((topic, self.i32()?))
+    }
+}
+
+fn put_queue(out: &mut Vec<u8>, topic: &str, queue_id: i32) -> Result<()> {
+    let len = u16::try_from(topic.len())
+        .map_err(|_| StoreError::InvalidArgument(format!("topic of {} bytes", topic.len())))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    out.extend_from_slice(&queue_id.to_be_bytes());
+    Ok(())
 }
 
 impl DispatchCheckpoint {
@@ -109,18 +133,19 @@ impl DispatchCheckpoint {
             .map_err(|_| StoreError::InvalidArgument("too many queues for a checkpoint".into()))?;
         out.extend_from_slice(&count.to_be_bytes());
         for ((topic, qid), next) in &self.queues {
-            let len = u16::try_from(topic.len()).map_err(|_| {
-                StoreError::InvalidArgument(format!("topic of {} bytes", topic.len()))
-            })?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(topic.as_bytes());
-            out.extend_from_slice(&qid.to_be_bytes());
+            put_queue(&mut out, topic, *qid)?;
             out.extend_from_slice(&next.to_be_bytes());
         }
         let extra_len = u32::try_from(self.extra.len())
             .map_err(|_| StoreError::InvalidArgument("checkpoint extra too large".into()))?;
         out.extend_from_slice(&extra_len.to_be_bytes());
         out.extend_from_slice(&self.extra);
+        let resets = u32::try_from(self.resets.len())
+            .map_err(|_| StoreError::InvalidArgument("too many resets for a checkpoint".into()))?;
+        out.extend_from_slice(&resets.to_be_bytes());
+        for (topic, qid) in &self.resets {
+            put_queue(&mut out, topic, *qid)?;
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         Ok(out)
@@ -146,7 +171,7 @@ impl DispatchCheckpoint {
             return Err(corrupt(path, 0, "bad checkpoint magic"));
         }
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(corrupt(
                 path,
                 4,
@@ -165,17 +190,26 @@ impl DispatchCheckpoint {
         let count = r.u32()?;
         let mut queues = BTreeMap::new();
         for _ in 0..count {
-            let len = r.u16()? as usize;
-            let at = r.at;
-            let topic = std::str::from_utf8(r.take(len)?)
-                .map_err(|_| corrupt(path, at, "topic is not UTF-8"))?
-                .to_owned();
-            let qid = r.i32()?;
+            let key = r.queue()?;
             let next = r.i64()?;
-            queues.insert((topic, qid), next);
+            queues.insert(key, next);
         }
         let extra_len = r.u32()? as usize;
         let extra = r.take(extra_len)?.to_vec();
+        let mut resets = BTreeSet::new();
+        if version != VERSION_1 {
+            for _ in 0..r.u32()? {
+                let key = r.queue()?;
+                if !queues.contains_key(&key) {
+                    return Err(corrupt(
+                        path,
+                        r.at,
+                        format!("reset of unknown queue {}/{}", key.0, key.1),
+                    ));
+                }
+                resets.insert(key);
+            }
+        }
         if r.at != body.len() {
             return Err(corrupt(path, r.at, "trailing bytes in checkpoint"));
         }
@@ -185,6 +219,7 @@ impl DispatchCheckpoint {
             queues,
             index_end_phy,
             extra,
+            resets,
         })
     }
 
@@ -234,7 +269,32 @@ mod tests {
             queues,
             index_end_phy: 3000,
             extra: b"membership".to_vec(),
+            resets: [("TopicA".to_owned(), 0)].into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        let mut cp = sample();
+        cp.resets.clear();
+        let v2 = cp.encode().unwrap();
+        // Version 1 had no reset list: drop its count (and the CRC), then re-seal.
+        let mut v1 = v2[..v2.len() - 8].to_vec();
+        v1[4] = VERSION_1;
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(DispatchCheckpoint::decode(&v1, Path::new("c")).unwrap(), cp);
+    }
+
+    #[test]
+    fn a_reset_of_a_queue_it_does_not_list_is_corruption() {
+        let mut cp = sample();
+        cp.resets.insert(("Other".to_owned(), 1));
+        let bytes = cp.encode().unwrap();
+        assert!(matches!(
+            DispatchCheckpoint::decode(&bytes, Path::new("c")),
+            Err(StoreError::Corruption { .. })
+        ));
     }
 
     #[test]

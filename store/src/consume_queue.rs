@@ -427,6 +427,15 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Empties the queue but keeps its offsets going: every file goes and the queue restarts
+    /// at `next` as [`ConsumeQueue::start_at`] does (its topic was deleted; offsets never go
+    /// back, so a consumer's old offset can never name a new message). Idempotent.
+    pub fn clear_at(&mut self, next: i64) -> Result<()> {
+        self.min_offset = next;
+        self.max_offset = next;
+        self.start_at(next)
+    }
+
     /// The unit at logical `offset`, or `None` outside `[min_offset, max_offset)`.
     pub fn get(&self, offset: i64) -> Result<Option<CqUnit>> {
         if offset < self.min_offset || offset >= self.max_offset {

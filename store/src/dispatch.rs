@@ -16,7 +16,7 @@
 //! It knows the stored-message layout (`crate::message`) and the entry type of the commitlog,
 //! but nothing of Raft libraries or sockets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -107,6 +107,8 @@ pub struct Dispatcher {
     extra: Vec<u8>,
     hook: Option<QueueAdvancedHook>,
     reader: Option<Arc<dyn PhysReader + Send + Sync>>,
+    /// Queues to empty at their next offset once a checkpoint records it (a topic deletion).
+    resets: BTreeSet<(String, i32)>,
     /// Set when a write, flush or file operation failed half-way: the files no longer match
     /// the in-memory state, so every later mutation is refused until a reopen restores the
     /// last checkpoint.
@@ -216,6 +218,7 @@ impl Dispatcher {
             extra: checkpoint.extra.clone(),
             hook: None,
             reader: None,
+            resets: BTreeSet::new(),
             poisoned: None,
         };
         d.open_queues()?;
@@ -288,6 +291,7 @@ impl Dispatcher {
         let keys = self.queues.keys();
         for key in keys {
             match checkpoint.queues.get(&key) {
+                Some(_) if checkpoint.resets.contains(&key) => {}
                 Some(next) => {
                     if let Some(cq) = self.queues.get_mut(&key.0, key.1) {
                         cq.restore_end(*next)?;
@@ -301,6 +305,17 @@ impl Dispatcher {
                 }
             }
         }
+        for (topic, qid) in &checkpoint.resets {
+            let Some(&next) = checkpoint.queues.get(&(topic.clone(), *qid)) else {
+                return Err(StoreError::corruption(
+                    self.cq_dir(topic, *qid),
+                    0,
+                    "the dispatch checkpoint resets a queue it does not list",
+                ));
+            };
+            tracing::info!(topic = %topic, queue_id = qid, next, "emptying the queue of a deleted topic");
+            self.open_queue(topic, *qid)?.clear_at(next)?;
+        }
         for ((topic, qid), next) in &checkpoint.queues {
             if self.queues.get(topic, *qid).is_none() && *next > 0 {
                 return Err(StoreError::corruption(
@@ -313,7 +328,10 @@ impl Dispatcher {
         let pos = i64::try_from(checkpoint.next_pos).map_err(|_| {
             StoreError::InvalidArgument(format!("position {} beyond i64", checkpoint.next_pos))
         })?;
-        self.index.truncate_from_pos(pos)
+        // Nothing was indexed at the checkpoint: whatever the index holds is newer, or left
+        // from before a reset.
+        let keep_below = if checkpoint.index_end_phy < 0 { 0 } else { pos };
+        self.index.truncate_from_pos(keep_below)
     }
 
     /// Drops units and index entries at commitlog position `pos` or later.
@@ -447,22 +465,7 @@ impl Dispatcher {
         for p in planned {
             let m = &p.msg;
             if m.consumable {
-                if self.queues.get(&m.topic, m.queue_id).is_none() {
-                    let dir = self.cq_dir(&m.topic, m.queue_id);
-                    let cq = ConsumeQueue::open(
-                        Arc::clone(&self.fs),
-                        &dir,
-                        &m.topic,
-                        m.queue_id,
-                        self.cfg.cq_units_per_file,
-                    )?;
-                    self.queues.insert(&m.topic, m.queue_id, cq);
-                }
-                let cq = self
-                    .queues
-                    .get_mut(&m.topic, m.queue_id)
-                    .expect("invariant: queue inserted above");
-                cq.put(
+                self.open_queue(&m.topic, m.queue_id)?.put(
                     m.queue_offset,
                     CqUnit {
                         phys_offset: m.phys_offset,
@@ -478,6 +481,53 @@ impl Dispatcher {
             }
         }
         Ok(advanced)
+    }
+
+    /// The queue, opened (and created when new) on first use.
+    fn open_queue(&mut self, topic: &str, queue_id: i32) -> Result<&mut ConsumeQueue> {
+        if self.queues.get(topic, queue_id).is_none() {
+            let dir = self.cq_dir(topic, queue_id);
+            let cq = ConsumeQueue::open(
+                Arc::clone(&self.fs),
+                &dir,
+                topic,
+                queue_id,
+                self.cfg.cq_units_per_file,
+            )?;
+            self.queues.insert(topic, queue_id, cq);
+        }
+        Ok(self
+            .queues
+            .get_mut(topic, queue_id)
+            .expect("invariant: queue inserted above"))
+    }
+
+    /// Deleting a topic, step 1 (after the deleting entry was dispatched): marks every queue
+    /// of `topic` to be emptied at its next offset. Returns how many there are. The caller then
+    /// writes a checkpoint, which records the marks, and calls [`Dispatcher::clear_marked`]:
+    /// a crash in between is finished by the next open, which empties marked queues again.
+    pub fn mark_topic_deleted(&mut self, topic: &str) -> usize {
+        self.resets.extend(
+            self.queues
+                .iter()
+                .filter(|(t, _, _)| *t == topic)
+                .map(|(t, q, _)| (t.to_owned(), q)),
+        );
+        self.resets.len()
+    }
+
+    /// Deleting a topic, step 2: empties the marked queues (files gone, offsets kept).
+    pub fn clear_marked(&mut self) -> Result<()> {
+        let marked = std::mem::take(&mut self.resets);
+        self.guard(|d| {
+            for (topic, qid) in &marked {
+                if let Some(cq) = d.queues.get_mut(topic, *qid) {
+                    let next = cq.max_offset();
+                    cq.clear_at(next)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Decodes and checks every message of a `Messages` entry.
@@ -580,6 +630,7 @@ impl Dispatcher {
                 .collect(),
             index_end_phy: self.index.end_phy_offset(),
             extra: self.extra.clone(),
+            resets: self.resets.clone(),
         }
     }
 
@@ -629,6 +680,22 @@ impl Dispatcher {
                 )));
             }
         }
+        // The target state is made durable first, every queue marked for emptying and the
+        // index empty: a crash while the files are replaced leaves a checkpoint that the next
+        // open completes (it empties the marked queues, removes unlisted ones and the index),
+        // never one that names files already gone.
+        let target = DispatchCheckpoint {
+            applied,
+            next_pos,
+            queues: queues
+                .iter()
+                .map(|(t, q, next)| ((t.clone(), *q), *next))
+                .collect(),
+            index_end_phy: -1,
+            extra: self.extra.clone(),
+            resets: queues.iter().map(|(t, q, _)| (t.clone(), *q)).collect(),
+        };
+        self.guard(|d| target.store(d.fs.as_ref(), &d.root))?;
         self.guard(|d| d.reset_files(queues))?;
         self.applied = applied;
         self.next_pos = next_pos;

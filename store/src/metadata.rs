@@ -322,6 +322,20 @@ impl Metadata {
         Ok(n)
     }
 
+    /// Removes every group's offsets on `topic` (the topic was deleted).
+    pub fn delete_topic_offsets(&self, topic: &str) -> Result<usize> {
+        let mut n = 0;
+        for o in self.all_offsets()? {
+            if o.topic == topic {
+                self.offsets
+                    .remove(offset_key(&o.group, &o.topic, o.queue_id))
+                    .map_err(|e| self.sled_err("remove", e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Sets a key in the key-value table (for example delay offsets by level).
     pub fn put_kv(&self, namespace: &str, key: &[u8], value: &[u8]) -> Result<()> {
         check_name("namespace", namespace)?;

@@ -606,3 +606,129 @@ fn rocketmq_file_size_maps_to_whole_units() {
     assert_eq!(DispatchConfig::cq_units_for_file_size(6_000_001), 300_001);
     assert_eq!(DispatchConfig::cq_units_for_file_size(0), 1);
 }
+
+/// A with 6 units on queue 0 (two files of 4) and 2 on queue 1, B with 1; then the entry
+/// that deletes A, dispatched and marked, with the checkpoint that records the marks.
+fn deleted_topic_setup(root: &Path) -> (Dispatcher, LogBuilder) {
+    let mut d = Dispatcher::open(root, cfg()).unwrap();
+    let mut log = LogBuilder::new();
+    for i in 0..6 {
+        d.dispatch(&log.messages(&[msg("A", 0, i, 1, "a")]))
+            .unwrap();
+    }
+    d.dispatch(&log.messages(&[
+        msg("A", 1, 0, 1, "a"),
+        msg("A", 1, 1, 1, "a"),
+        msg("B", 0, 0, 1, "b"),
+    ]))
+    .unwrap();
+    d.dispatch(&log.entry(EntryKind::Command, &[])).unwrap();
+    assert_eq!(d.mark_topic_deleted("A"), 2);
+    d.checkpoint().unwrap();
+    (d, log)
+}
+
+fn assert_a_emptied(d: &Dispatcher, root: &Path) {
+    for (qid, next) in [(0, 6), (1, 2)] {
+        assert_eq!(
+            (d.min_offset("A", qid), d.max_offset("A", qid)),
+            (next, next)
+        );
+        for off in 0..next {
+            assert_eq!(d.unit("A", qid, off).unwrap(), None);
+        }
+    }
+    // Only the file that will hold offset 6 is left of queue 0 (units 4..8).
+    let files: Vec<_> = std::fs::read_dir(root.join("consumequeue/A/0"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!((d.min_offset("B", 0), d.max_offset("B", 0)), (0, 1));
+    assert!(d.unit("B", 0, 0).unwrap().is_some());
+}
+
+#[test]
+fn deleting_a_topic_empties_its_queues_and_keeps_their_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut d, mut log) = deleted_topic_setup(tmp.path());
+    d.clear_marked().unwrap();
+    assert_a_emptied(&d, tmp.path());
+    // Offsets go on where they were: a recreated topic never reuses an old offset.
+    d.dispatch(&log.messages(&[msg("A", 0, 6, 1, "new")]))
+        .unwrap();
+    assert!(d.unit("A", 0, 6).unwrap().is_some());
+    d.checkpoint().unwrap();
+    drop(d);
+    let d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    assert_eq!((d.min_offset("A", 0), d.max_offset("A", 0)), (6, 7));
+    assert!(d.unit("A", 0, 6).unwrap().is_some());
+    assert_eq!(d.unit("A", 0, 5).unwrap(), None);
+}
+
+#[test]
+fn a_crash_between_the_checkpoint_and_the_clear_is_finished_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, mut log) = deleted_topic_setup(tmp.path());
+    drop(d); // crash: the checkpoint names the queues, their files are all still there
+    let mut d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    assert_a_emptied(&d, tmp.path());
+    d.dispatch(&log.messages(&[msg("A", 1, 2, 1, "new")]))
+        .unwrap();
+    assert_eq!((d.min_offset("A", 1), d.max_offset("A", 1)), (2, 3));
+    // A second crash before any newer checkpoint: the same clear again, then re-dispatch.
+    drop(d);
+    let d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    assert_a_emptied(&d, tmp.path());
+}
+
+#[test]
+fn a_crash_while_a_reset_replaces_the_files_is_finished_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    let mut log = LogBuilder::new();
+    for i in 0..6 {
+        d.dispatch(&log.messages(&[msg("A", 0, i, 1, "a"), msg("B", 1, i, 1, "b")]))
+            .unwrap();
+    }
+    d.checkpoint().unwrap();
+    drop(d);
+    // `reset` first makes its target durable; a crash then leaves the old files with it.
+    let id = EntryId {
+        index: 40,
+        term: 3,
+        leader: 1,
+    };
+    let target = raftmq_store::checkpoint::DispatchCheckpoint {
+        applied: Some(id),
+        next_pos: 9_000,
+        queues: [(("A".to_owned(), 0), 7), (("C".to_owned(), 2), 3)]
+            .into_iter()
+            .collect(),
+        index_end_phy: -1,
+        extra: b"m".to_vec(),
+        resets: [("A".to_owned(), 0), ("C".to_owned(), 2)]
+            .into_iter()
+            .collect(),
+    };
+    target
+        .store(&raftmq_store::io::StdFileSystem, tmp.path())
+        .unwrap();
+    let d = Dispatcher::open(tmp.path(), cfg()).unwrap();
+    assert_eq!(d.applied(), Some(id));
+    assert_eq!((d.min_offset("A", 0), d.max_offset("A", 0)), (7, 7));
+    assert_eq!((d.min_offset("C", 2), d.max_offset("C", 2)), (3, 3));
+    assert_eq!(
+        d.max_offset("B", 1),
+        0,
+        "a queue the target does not list is gone"
+    );
+    assert!(d
+        .query_by_key("A", "a", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(d
+        .query_by_key("B", "b", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(d.extra(), b"m");
+}

@@ -8,6 +8,9 @@
 //!   vote are persisted before they are used; a term that falls back after a crash means the
 //!   node forgot a vote and could vote twice in one term.
 //!
+//! Terms are per broker group: with several groups (observations carry `group`), a leader of
+//! term 3 in one group and a leader of term 3 in another are no split brain.
+//!
 //! Both fail the run. Nodes that did not answer (`down`) and roles without a term are skipped.
 //! A node wiped and added back is a new Raft member and must be observed under a new name
 //! (its new id), or its fresh term would count as a regression.
@@ -21,6 +24,9 @@ use crate::history::{OpF, OpType};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitBrainExample {
+    /// Broker group (absent when the observations name none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub term: u64,
     /// The first leader seen for the term and the other one, with the lines that saw them.
     pub leaders: Vec<(String, usize)>,
@@ -38,7 +44,7 @@ pub struct TermRegressionExample {
 pub struct LeadersReport {
     /// Successful role observations.
     pub observations: usize,
-    /// Distinct terms in which some node was seen as leader.
+    /// Distinct (group, term) pairs in which some node was seen as leader.
     pub leader_terms: usize,
     /// Terms with more than one leader.
     pub split_brain: usize,
@@ -57,8 +63,8 @@ impl LeadersReport {
 pub fn check(ix: &Index<'_>, config: &CheckConfig) -> LeadersReport {
     let h = ix.history;
     let mut rep = LeadersReport::default();
-    let mut leader_of: HashMap<u64, (&str, usize)> = HashMap::new();
-    let mut split_terms: HashSet<u64> = HashSet::new();
+    let mut leader_of: HashMap<(Option<&str>, u64), (&str, usize)> = HashMap::new();
+    let mut split_terms: HashSet<(Option<&str>, u64)> = HashSet::new();
     let mut last_term: HashMap<&str, u64> = HashMap::new();
     for (i, op) in h.ops().iter().enumerate() {
         if op.f != OpF::Role || op.kind != OpType::Ok {
@@ -87,11 +93,13 @@ pub fn check(ix: &Index<'_>, config: &CheckConfig) -> LeadersReport {
             if n.role != "leader" {
                 continue;
             }
-            let (first, first_line) = *leader_of.entry(term).or_insert((&n.node, line));
-            if first != n.node && split_terms.insert(term) {
+            let key = (n.group.as_deref(), term);
+            let (first, first_line) = *leader_of.entry(key).or_insert((&n.node, line));
+            if first != n.node && split_terms.insert(key) {
                 rep.split_brain += 1;
                 sample(&mut rep.split_brain_examples, config.examples, || {
                     SplitBrainExample {
+                        group: n.group.clone(),
                         term,
                         leaders: vec![(first.to_owned(), first_line), (n.node.clone(), line)],
                     }

@@ -4,8 +4,8 @@
 //! Owns the shared [`Index`] (built in one pass over the history: interned queues, one record
 //! per send, one record per message read, fault windows) that every property reads, so that a
 //! million operations check in seconds. It knows nothing of clusters or files other than the
-//! history; [`replicas`] compares store directories and is run separately, once a cluster
-//! exists.
+//! history; [`replicas`] compares store directories and is run separately on the stopped
+//! cluster, its report folded into the verdict with [`CheckResults::with_replicas`].
 //!
 //! Properties and whether they can fail the run:
 //!
@@ -19,6 +19,7 @@
 //! | [`offsets`] | committed consumer offsets fetched stale (rolled back) or never committed | yes |
 //! | [`leaders`] | two leaders in one term; a node's term going down (role observations) | yes |
 //! | [`availability`] | recovery time after each fault window; longest outage | only if never recovered |
+//! | [`replicas`] | stopped replicas whose commitlog, entry index or consumequeues differ below the lowest commit index (added by [`CheckResults::with_replicas`]) | yes |
 //!
 //! The verdict is `invalid` as soon as one property fails; otherwise `unknown` if a fault
 //! failed or never healed, or fewer sends were acknowledged than [`CheckConfig::min_acked`];
@@ -133,6 +134,40 @@ pub struct CheckResults {
     pub availability: availability::AvailabilityReport,
     pub faults: Vec<FaultWindow>,
     pub failed_faults: Vec<FailedFault>,
+    /// Replica comparison of the stopped cluster (`None`: not part of this check).
+    pub replicas: Option<replicas::ReplicasReport>,
+}
+
+impl CheckResults {
+    /// Folds the replica comparison into the verdict: `invalid` if replicas diverge,
+    /// `unknown` (unless already invalid) if the comparison could not be done.
+    pub fn with_replicas(mut self, report: replicas::ReplicasReport) -> Self {
+        if !report.holds() {
+            self.verdict.failed.push("replicas".into());
+            self.verdict.outcome = Outcome::Invalid;
+        }
+        if let Some(e) = &report.error {
+            self.verdict
+                .unknown_reasons
+                .push(format!("replica comparison not done: {e}"));
+            if self.verdict.outcome == Outcome::Valid {
+                self.verdict.outcome = Outcome::Unknown;
+            }
+        }
+        self.replicas = Some(report);
+        self
+    }
+
+    /// Marks the verdict not conclusive because a required replica comparison is missing.
+    pub fn without_replicas(mut self, reason: &str) -> Self {
+        self.verdict
+            .unknown_reasons
+            .push(format!("replica comparison not done: {reason}"));
+        if self.verdict.outcome == Outcome::Valid {
+            self.verdict.outcome = Outcome::Unknown;
+        }
+        self
+    }
 }
 
 /// One send invocation and how it ended.
@@ -461,5 +496,6 @@ pub fn check_with_progress(
         availability,
         faults: ix.faults.clone(),
         failed_faults: ix.failed_faults.clone(),
+        replicas: None,
     }
 }

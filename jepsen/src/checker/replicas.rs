@@ -9,23 +9,39 @@
 //! may lag). Replicas are byte-identical up to the commit index by design, so the caller passes
 //! the commit position of the replica with the lowest commit index as `upto`.
 //!
-//! This module is pure file comparison over directories; finding the directories and the
-//! commit position belongs to cluster control. It knows nothing of the entry format.
+//! [`check_group`] applies this to the stopped replicas of one broker group: it reads each
+//! replica's commit index from its commitlog `meta` file, the commit position from the entry
+//! index (`commitlog/entryindex/`, one 32-byte unit per Raft index), and each queue's
+//! dispatched offset from the dispatch `checkpoint`, all through the store's own codecs
+//! (`raftmq-store`). It then compares, up to the lowest commit index among the replicas, the
+//! entry index (same entries, terms and positions) and the commitlog bytes, and every
+//! consumequeue up to the lowest dispatched offset of that queue (and further over the units
+//! every replica has written). The `meta`, `abort`, `lock` and checkpoint files are not part of
+//! any stream. Finding the directories and stopping the nodes belongs to cluster control.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read as _, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use raftmq_store::checkpoint::DispatchCheckpoint;
+use raftmq_store::commitlog::Meta;
+use raftmq_store::format::{IndexUnit, INDEX_UNIT_LEN};
+use raftmq_store::io::StdFileSystem;
+use serde::{Deserialize, Serialize};
 
 /// Bytes read from each replica per comparison step.
 const CHUNK: usize = 64 * 1024;
 /// Size of one consumequeue unit (commitlog offset 8, size 4, tag hash 8).
 pub const CQ_UNIT: u64 = 20;
+/// A placeholder consumequeue unit: commitlog offset 0, size `i32::MAX`, tag hash 0.
+const PLACEHOLDER_UNIT: [u8; CQ_UNIT as usize] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
-    #[error("{path}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -35,7 +51,21 @@ pub enum ReplicaError {
     BadSegmentName { path: PathBuf },
     #[error("no replicas to compare")]
     NoReplicas,
+    #[error("{path}: {reason}")]
+    Store { path: PathBuf, reason: String },
 }
+
+/// Files a store keeps next to its segments that belong to no stream: the commitlog's meta
+/// file, the store's `abort` and `lock` markers and the dispatch checkpoint (with the
+/// temporary files of their atomic replacement).
+const NOT_SEGMENTS: &[&str] = &[
+    "meta",
+    "meta.tmp",
+    "abort",
+    "lock",
+    "checkpoint",
+    "checkpoint.tmp",
+];
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplicaError + '_ {
     move |source| ReplicaError::Io {
@@ -66,8 +96,9 @@ pub struct SegmentedLog {
 }
 
 impl SegmentedLog {
-    /// Lists `dir`'s segment files. A missing directory is an empty log. Files whose name is
-    /// not all digits are an error, so a stray file is noticed rather than skipped.
+    /// Lists `dir`'s segment files. A missing directory is an empty log. Subdirectories and
+    /// the store's own non-segment files (`meta`, `abort`, `lock`, `checkpoint`) are skipped;
+    /// any other file whose name is not all digits is an error, so a stray file is noticed.
     pub fn open(dir: &Path) -> Result<Self, ReplicaError> {
         let mut segments = Vec::new();
         let entries = match std::fs::read_dir(dir) {
@@ -85,6 +116,9 @@ impl SegmentedLog {
                 continue;
             }
             let name = entry.file_name();
+            if name.to_str().is_some_and(|n| NOT_SEGMENTS.contains(&n)) {
+                continue;
+            }
             let start = name
                 .to_str()
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -117,6 +151,16 @@ impl SegmentedLog {
         end
     }
 
+    /// The segment file holding byte `offset` and the offset inside it.
+    pub fn locate(&self, offset: u64) -> Option<(&Path, u64)> {
+        let i = self
+            .segments
+            .partition_point(|s| s.start <= offset)
+            .checked_sub(1)?;
+        let seg = &self.segments[i];
+        (offset < seg.start + seg.len).then(|| (seg.path.as_path(), offset - seg.start))
+    }
+
     /// Reads `buf.len()` bytes at `offset`; the range must lie within `start()..end()`.
     fn read_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), ReplicaError> {
         while !buf.is_empty() {
@@ -131,6 +175,21 @@ impl SegmentedLog {
             offset += n as u64;
         }
         Ok(())
+    }
+
+    /// Where a consumequeue's real units start: just past the placeholder units (commitlog
+    /// offset 0, size `i32::MAX`) a queue that starts past offset 0 is front-filled with.
+    pub fn placeholders_end(&self) -> Result<u64, ReplicaError> {
+        let (mut at, end) = (self.start(), self.end());
+        let mut unit = [0u8; CQ_UNIT as usize];
+        while at + CQ_UNIT <= end {
+            self.read_at(at, &mut unit)?;
+            if unit != PLACEHOLDER_UNIT {
+                break;
+            }
+            at += CQ_UNIT;
+        }
+        Ok(at)
     }
 
     /// End of the written part of a consumequeue: just after its last non-zero 20-byte unit
@@ -154,22 +213,34 @@ impl SegmentedLog {
 }
 
 /// A replica whose stream ends before the compared range does.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Short {
     pub replica: String,
     pub end: u64,
 }
 
+/// One replica's view of a divergent byte.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DivergentBytes {
+    pub replica: String,
+    /// The segment file holding the byte, and the byte's offset inside it.
+    pub file: PathBuf,
+    pub file_offset: u64,
+    /// Up to 16 bytes from the divergent one, in hex.
+    pub hex: String,
+}
+
 /// The first byte where replicas disagree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Divergence {
+    /// Offset in the stream (for the commitlog: the physical offset).
     pub offset: u64,
-    /// Up to 16 bytes from `offset`, in hex, per replica.
-    pub bytes: Vec<(String, String)>,
+    /// Every replica's file, offset and bytes there.
+    pub replicas: Vec<DivergentBytes>,
 }
 
 /// Result of comparing one stream across replicas.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamComparison {
     /// The stream (for example `commitlog` or `consumequeue/T/0`).
     pub stream: String,
@@ -197,6 +268,18 @@ pub fn compare_streams(
     dirs: &[(String, PathBuf)],
     upto: u64,
 ) -> Result<StreamComparison, ReplicaError> {
+    compare_streams_from(stream, dirs, 0, upto)
+}
+
+/// Like [`compare_streams`], starting no earlier than `floor` (where the stream's content
+/// starts on some replica although its first file starts earlier: a log reset to a snapshot
+/// position, a consumequeue front-filled with placeholders).
+pub fn compare_streams_from(
+    stream: &str,
+    dirs: &[(String, PathBuf)],
+    floor: u64,
+    upto: u64,
+) -> Result<StreamComparison, ReplicaError> {
     if dirs.is_empty() {
         return Err(ReplicaError::NoReplicas);
     }
@@ -204,7 +287,12 @@ pub fn compare_streams(
         .iter()
         .map(|(_, d)| SegmentedLog::open(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let from = logs.iter().map(SegmentedLog::start).max().unwrap_or(0);
+    let from = logs
+        .iter()
+        .map(SegmentedLog::start)
+        .max()
+        .unwrap_or(0)
+        .max(floor);
     let mut short = Vec::new();
     let mut to = upto.max(from);
     for ((name, _), log) in dirs.iter().zip(&logs) {
@@ -232,15 +320,24 @@ pub fn compare_streams(
         if let Some(p) = diff {
             let offset = at + p as u64;
             let show = (n - p).min(16);
-            let bytes = dirs
+            let replicas = dirs
                 .iter()
                 .zip(&bufs)
-                .map(|((name, _), b)| {
+                .zip(&logs)
+                .map(|(((name, _), b), log)| {
                     let hex: String = b[p..p + show].iter().map(|x| format!("{x:02x}")).collect();
-                    (name.clone(), hex)
+                    let (file, file_offset) = log
+                        .locate(offset)
+                        .map_or((PathBuf::new(), 0), |(f, o)| (f.to_owned(), o));
+                    DivergentBytes {
+                        replica: name.clone(),
+                        file,
+                        file_offset,
+                        hex,
+                    }
                 })
                 .collect();
-            divergence = Some(Divergence { offset, bytes });
+            divergence = Some(Divergence { offset, replicas });
         }
         at += n as u64;
     }
@@ -266,6 +363,59 @@ pub fn compare_commitlogs(
     compare_streams("commitlog", &dirs, upto)
 }
 
+/// Every `(topic, queueId directory)` with a consumequeue on any replica.
+fn consume_queue_dirs(
+    replicas: &[Replica],
+) -> Result<std::collections::BTreeSet<(String, String)>, ReplicaError> {
+    let mut queues = std::collections::BTreeSet::new();
+    for r in replicas {
+        let base = r.root.join("consumequeue");
+        for topic in list_dirs(&base)? {
+            for q in list_dirs(&base.join(&topic))? {
+                queues.insert((topic.clone(), q));
+            }
+        }
+    }
+    Ok(queues)
+}
+
+/// Compares one consumequeue over `max(floor, shortest written length)`, listing replicas
+/// written less far than the longest in `lag`.
+fn compare_queue(
+    replicas: &[Replica],
+    topic: &str,
+    q: &str,
+    floor: u64,
+) -> Result<StreamComparison, ReplicaError> {
+    let dirs: Vec<(String, PathBuf)> = replicas
+        .iter()
+        .map(|r| {
+            let d = r.root.join("consumequeue").join(topic).join(q);
+            (r.name.clone(), d)
+        })
+        .collect();
+    let stream = format!("consumequeue/{topic}/{q}");
+    let mut written = Vec::with_capacity(dirs.len());
+    let mut real_start = 0;
+    for (name, d) in &dirs {
+        let log = SegmentedLog::open(d)?;
+        real_start = real_start.max(log.placeholders_end()?);
+        written.push((name, log.written_units_end()?));
+    }
+    let shortest = written.iter().map(|w| w.1).min().unwrap_or(0);
+    let longest = written.iter().map(|w| w.1).max().unwrap_or(0);
+    let mut c = compare_streams_from(&stream, &dirs, real_start, shortest.max(floor))?;
+    c.lag = written
+        .into_iter()
+        .filter(|w| w.1 < longest)
+        .map(|(name, end)| Short {
+            replica: name.clone(),
+            end,
+        })
+        .collect();
+    Ok(c)
+}
+
 /// Compares every `consumequeue/<topic>/<queueId>/` found on any replica. Each queue is
 /// compared up to `upto` bytes if given (a replica ending earlier is short). Otherwise it is
 /// compared up to the shortest written length among the replicas, and replicas written less
@@ -277,17 +427,12 @@ pub fn compare_consume_queues(
     if replicas.is_empty() {
         return Err(ReplicaError::NoReplicas);
     }
-    let mut queues = std::collections::BTreeSet::new();
-    for r in replicas {
-        let base = r.root.join("consumequeue");
-        for topic in list_dirs(&base)? {
-            for q in list_dirs(&base.join(&topic))? {
-                queues.insert((topic.clone(), q));
-            }
-        }
-    }
     let mut out = Vec::new();
-    for (topic, q) in queues {
+    for (topic, q) in consume_queue_dirs(replicas)? {
+        let Some(limit) = upto else {
+            out.push(compare_queue(replicas, &topic, &q, 0)?);
+            continue;
+        };
         let dirs: Vec<(String, PathBuf)> = replicas
             .iter()
             .map(|r| {
@@ -295,60 +440,284 @@ pub fn compare_consume_queues(
                 (r.name.clone(), d)
             })
             .collect();
-        let stream = format!("consumequeue/{topic}/{q}");
-        let Some(limit) = upto else {
-            let mut written = Vec::with_capacity(dirs.len());
-            for (name, d) in &dirs {
-                written.push((name, SegmentedLog::open(d)?.written_units_end()?));
-            }
-            let shortest = written.iter().map(|w| w.1).min().unwrap_or(0);
-            let longest = written.iter().map(|w| w.1).max().unwrap_or(0);
-            let mut c = compare_streams(&stream, &dirs, shortest)?;
-            c.lag = written
-                .into_iter()
-                .filter(|w| w.1 < longest)
-                .map(|(name, end)| Short {
-                    replica: name.clone(),
-                    end,
-                })
-                .collect();
-            out.push(c);
-            continue;
-        };
-        out.push(compare_streams(&stream, &dirs, limit)?);
+        out.push(compare_streams(
+            &format!("consumequeue/{topic}/{q}"),
+            &dirs,
+            limit,
+        )?);
     }
     Ok(out)
 }
 
-/// Commitlog and consumequeue comparison of a set of stopped replicas.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaReport {
+/// What a stopped replica's store says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub name: String,
+    pub root: PathBuf,
+    /// Commit index in the commitlog's `meta` file (`None`: nothing committed yet).
+    pub committed: Option<u64>,
+    /// First Raft index the log holds.
+    pub start_index: u64,
+    /// Commitlog position where the log starts (past a snapshot install, mid-segment).
+    #[serde(default)]
+    pub start_pos: u64,
+    /// Commitlog position just past the committed entry, from the entry index (`None` when
+    /// nothing is committed or the entry's index unit is missing).
+    pub commit_end: Option<u64>,
+    /// Last entry the dispatch checkpoint covers.
+    pub dispatched_index: Option<u64>,
+    /// Whether no `abort` marker is left (the node stopped cleanly).
+    pub clean: bool,
+    /// Next queue offset per `topic/queueId` the dispatch checkpoint covers.
+    #[serde(skip)]
+    pub dispatched: BTreeMap<(String, i32), i64>,
+}
+
+fn store_err(path: &Path, e: impl std::fmt::Display) -> ReplicaError {
+    ReplicaError::Store {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// The entry-index unit of Raft index `index` in the entry-index files under `dir`.
+fn index_unit(dir: &Path, index: u64) -> Result<Option<IndexUnit>, ReplicaError> {
+    let log = SegmentedLog::open(dir)?;
+    let unit = INDEX_UNIT_LEN as u64;
+    let at = index.saturating_mul(unit);
+    if at < log.start() || at.saturating_add(unit) > log.end() {
+        return Ok(None);
+    }
+    let mut buf = [0u8; INDEX_UNIT_LEN];
+    log.read_at(at, &mut buf)?;
+    Ok(IndexUnit::decode(&buf))
+}
+
+/// Reads a stopped replica's meta file, entry index and dispatch checkpoint.
+pub fn read_state(replica: &Replica) -> Result<ReplicaState, ReplicaError> {
+    let commitlog = replica.root.join(COMMITLOG);
+    let meta = Meta::load(&StdFileSystem, &commitlog).map_err(|e| store_err(&commitlog, e))?;
+    let committed = meta.committed.map(|c| c.index);
+    let commit_end = match committed {
+        Some(i) => {
+            index_unit(&commitlog.join(ENTRY_INDEX), i)?.map(|u| u.pos + u64::from(u.record_len))
+        }
+        None => None,
+    };
+    let ckpt = DispatchCheckpoint::load(&StdFileSystem, &replica.root)
+        .map_err(|e| store_err(&replica.root, e))?;
+    Ok(ReplicaState {
+        name: replica.name.clone(),
+        root: replica.root.clone(),
+        committed,
+        start_index: meta.start_index,
+        start_pos: meta.start_pos,
+        commit_end,
+        dispatched_index: ckpt.as_ref().and_then(|c| c.applied).map(|a| a.index),
+        clean: !commitlog.join("abort").exists() && !replica.root.join("abort").exists(),
+        dispatched: ckpt.map(|c| c.queues).unwrap_or_default(),
+    })
+}
+
+/// Directory of the commitlog inside a store root.
+const COMMITLOG: &str = "commitlog";
+/// Directory of the entry index inside the commitlog directory.
+const ENTRY_INDEX: &str = "entryindex";
+
+/// Replica comparison of one broker group (all of its members stopped).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupReplicas {
+    pub group: String,
+    pub replicas: Vec<ReplicaState>,
+    /// Lowest commit index among the replicas: everything up to it is compared.
+    pub lowest_committed: Option<u64>,
+    /// Commitlog position just past that entry (0 when nothing is committed everywhere).
+    pub commit_pos: u64,
+    /// Problems that are not a byte difference (a committed entry without an index unit).
+    pub problems: Vec<String>,
+    /// Entry-index units `..=lowest_committed`: same index, term, leader, position, length.
+    pub entry_index: StreamComparison,
+    /// Commitlog bytes `..commit_pos`.
     pub commitlog: StreamComparison,
+    /// Every queue up to its lowest dispatched offset (then over the units all have written).
     pub consume_queues: Vec<StreamComparison>,
 }
 
-impl ReplicaReport {
-    /// The commitlogs are identical up to the commit position on every replica, and the
-    /// consumequeues agree wherever more than one replica has written them.
+impl GroupReplicas {
+    /// Entry index and commitlog identical up to the lowest commit index on every replica,
+    /// every consumequeue agreeing and present up to its lowest dispatched offset.
     pub fn holds(&self) -> bool {
-        self.commitlog.identical()
+        self.problems.is_empty()
+            && self.entry_index.identical()
+            && self.commitlog.identical()
             && self
                 .consume_queues
                 .iter()
                 .all(|c| c.divergence.is_none() && c.short.is_empty())
     }
+
+    /// One line per finding (empty when [`Self::holds`]).
+    pub fn findings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{}: {p}", self.group))
+            .collect();
+        let streams = std::iter::once(&self.entry_index)
+            .chain(std::iter::once(&self.commitlog))
+            .chain(&self.consume_queues);
+        for c in streams {
+            if let Some(d) = &c.divergence {
+                let at: Vec<String> = d
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {}@{}={}",
+                            r.replica,
+                            r.file.display(),
+                            r.file_offset,
+                            r.hex
+                        )
+                    })
+                    .collect();
+                out.push(format!(
+                    "{}: {} diverges at byte {}: {}",
+                    self.group,
+                    c.stream,
+                    d.offset,
+                    at.join(", ")
+                ));
+            }
+            for s in &c.short {
+                out.push(format!(
+                    "{}: {} of {} ends at {} before {}",
+                    self.group, c.stream, s.replica, s.end, c.to
+                ));
+            }
+        }
+        out
+    }
 }
 
-/// Compares commitlogs up to `commit_pos` (the byte position of the lowest commit index among
-/// the replicas) and every consumequeue over its common written prefix.
-pub fn compare_replicas(
-    replicas: &[Replica],
-    commit_pos: u64,
-) -> Result<ReplicaReport, ReplicaError> {
-    Ok(ReplicaReport {
-        commitlog: compare_commitlogs(replicas, commit_pos)?,
-        consume_queues: compare_consume_queues(replicas, None)?,
+/// Compares the stopped replicas of one group: the entry index and the commitlog up to the
+/// lowest commit index among them, and every consumequeue up to the lowest offset the
+/// replicas' dispatch checkpoints cover (further over units every replica has written).
+pub fn check_group(group: &str, replicas: &[Replica]) -> Result<GroupReplicas, ReplicaError> {
+    if replicas.is_empty() {
+        return Err(ReplicaError::NoReplicas);
+    }
+    let states = replicas
+        .iter()
+        .map(read_state)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut problems = Vec::new();
+    // A replica that never committed anything bounds the comparison at nothing.
+    let lowest = states.iter().map(|s| s.committed).min().flatten();
+    let commit_pos = match lowest {
+        Some(l) => {
+            let holder = states
+                .iter()
+                .find(|s| s.committed == Some(l))
+                .expect("invariant: the minimum comes from a replica");
+            match holder.commit_end {
+                Some(p) => p,
+                None => {
+                    problems.push(format!(
+                        "{} committed index {l} but its entry index has no unit for it",
+                        holder.name
+                    ));
+                    0
+                }
+            }
+        }
+        None => 0,
+    };
+    let dirs = |sub: &Path| -> Vec<(String, PathBuf)> {
+        replicas
+            .iter()
+            .map(|r| (r.name.clone(), r.root.join(sub)))
+            .collect()
+    };
+    let unit = INDEX_UNIT_LEN as u64;
+    let index_upto = lowest.map_or(0, |l| (l + 1) * unit);
+    // A replica whose log was reset to a snapshot position holds nothing before its start.
+    let start_index = states.iter().map(|s| s.start_index).max().unwrap_or(0);
+    let start_pos = states.iter().map(|s| s.start_pos).max().unwrap_or(0);
+    let entry_index = compare_streams_from(
+        "commitlog/entryindex",
+        &dirs(&Path::new(COMMITLOG).join(ENTRY_INDEX)),
+        start_index.saturating_mul(unit),
+        index_upto,
+    )?;
+    let commitlog = compare_streams_from(
+        "commitlog",
+        &dirs(Path::new(COMMITLOG)),
+        start_pos,
+        commit_pos,
+    )?;
+    let mut consume_queues = Vec::new();
+    for (topic, q) in consume_queue_dirs(replicas)? {
+        let qid: Option<i32> = q.parse().ok();
+        let floor = states
+            .iter()
+            .map(|s| {
+                qid.and_then(|id| s.dispatched.get(&(topic.clone(), id)).copied())
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        let mut c = compare_queue(replicas, &topic, &q, floor * CQ_UNIT)?;
+        // Below the lowest dispatched offset every replica must hold the units: a replica
+        // whose written units end there is short, not lagging.
+        for l in &c.lag {
+            if l.end < floor * CQ_UNIT {
+                c.short.push(l.clone());
+            }
+        }
+        consume_queues.push(c);
+    }
+    Ok(GroupReplicas {
+        group: group.to_owned(),
+        replicas: states,
+        lowest_committed: lowest,
+        commit_pos,
+        problems,
+        entry_index,
+        commitlog,
+        consume_queues,
     })
+}
+
+/// The replica-divergence property of a run: one comparison per broker group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplicasReport {
+    pub groups: Vec<GroupReplicas>,
+    /// Why the comparison could not be done (then the property is not established).
+    pub error: Option<String>,
+    /// Nodes that did not stop on SIGTERM within the grace time and were killed.
+    pub killed_at_stop: Vec<String>,
+    /// Nodes left out of the comparison: left down after disk damage made them refuse to
+    /// start (their stores are known damaged and await replacement; the fault windows that
+    /// left them down are unhealed, so the verdict is not valid anyway).
+    #[serde(default)]
+    pub excluded: Vec<String>,
+}
+
+impl ReplicasReport {
+    /// Every group's replicas agree (an error is no failure; it makes the verdict unknown).
+    pub fn holds(&self) -> bool {
+        self.groups.iter().all(GroupReplicas::holds)
+    }
+
+    /// One line per finding over every group.
+    pub fn findings(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .flat_map(GroupReplicas::findings)
+            .collect()
+    }
 }
 
 fn list_dirs(dir: &Path) -> Result<Vec<String>, ReplicaError> {
@@ -413,7 +782,13 @@ mod tests {
         let c = compare_commitlogs(&rs, 200).unwrap();
         let d = c.divergence.expect("divergence");
         assert_eq!(d.offset, 137);
-        assert!(d.bytes[1].1.starts_with("09"));
+        assert!(d.replicas[1].hex.starts_with("09"), "{d:?}");
+        assert_eq!(d.replicas[1].replica, "n1");
+        assert!(
+            d.replicas[1].file.ends_with("00000000000000000100"),
+            "{d:?}"
+        );
+        assert_eq!(d.replicas[1].file_offset, 37);
         // Comparing only below the difference finds nothing.
         assert!(compare_commitlogs(&rs, 137).unwrap().identical());
     }
@@ -487,7 +862,247 @@ mod tests {
         seg(&rs[1].root.join("consumequeue/T/1"), 0, &bad);
         let cs = compare_consume_queues(&rs, None).unwrap();
         assert_eq!(cs[1].divergence.as_ref().map(|d| d.offset), Some(25));
-        let report = compare_replicas(&rs, 0).unwrap();
-        assert!(!report.holds());
+    }
+
+    mod stores {
+        //! Replicas written through the store's own commitlog, meta and checkpoint code.
+        use super::super::*;
+        use raftmq_store::commitlog::{CommitLog, CommitLogConfig, EntryId, EntryKind, NewEntry};
+        use std::sync::Arc;
+
+        const SEGMENT: u64 = 4096;
+
+        fn id(index: u64, term: u64) -> EntryId {
+            EntryId {
+                index,
+                term,
+                leader: 1,
+            }
+        }
+
+        /// Writes a store root with entries `0..=n` (term 1 up to `same`, then `tail_term`),
+        /// 300-byte payloads depending on index and term, committed up to `committed`.
+        fn write_replica(root: &Path, n: u64, same: u64, tail_term: u64, committed: u64) {
+            let cfg = CommitLogConfig {
+                segment_size: SEGMENT,
+                index_file_size: 4096,
+                ..CommitLogConfig::default()
+            };
+            let fs = Arc::new(StdFileSystem);
+            let (log, _) = CommitLog::open(&root.join("commitlog"), cfg, fs).unwrap();
+            let mut next = log.state().next_index;
+            while next <= n {
+                let term = if next <= same { 1 } else { tail_term };
+                let payload = vec![(next * 7 + term) as u8; 300];
+                let e = NewEntry {
+                    id: id(next, term),
+                    kind: EntryKind::Command,
+                    payload: payload.into(),
+                };
+                log.append(vec![e], Box::new(|_| {})).unwrap();
+                next += 1;
+            }
+            log.save_committed(id(committed, 1)).unwrap();
+            log.close().unwrap();
+        }
+
+        fn three(t: &Path) -> Vec<Replica> {
+            (0..3)
+                .map(|i| Replica {
+                    name: format!("n{i}"),
+                    root: t.join(format!("n{i}")),
+                })
+                .collect()
+        }
+
+        #[test]
+        fn identical_replicas_hold_up_to_the_lowest_commit_index() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            write_replica(&rs[0].root, 30, 30, 1, 30);
+            write_replica(&rs[1].root, 30, 30, 1, 22);
+            write_replica(&rs[2].root, 28, 28, 1, 25);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert!(g.findings().is_empty());
+            assert_eq!(g.lowest_committed, Some(22));
+            // Records are 348 bytes, 11 per 4096-byte segment, from index 0: entry 22 is the
+            // first of the third segment.
+            assert_eq!(g.commit_pos, 2 * SEGMENT + 348, "{g:?}");
+            assert_eq!((g.commitlog.from, g.commitlog.to), (0, g.commit_pos));
+            assert_eq!(g.entry_index.to, 23 * 32);
+            assert!(g.replicas.iter().all(|r| r.clean && r.commit_end.is_some()));
+        }
+
+        #[test]
+        fn a_flipped_byte_in_the_committed_region_is_reported_with_file_and_offset() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            for r in &rs {
+                write_replica(&r.root, 30, 30, 1, 30);
+            }
+            let clean = check_group("broker-a", &rs).unwrap();
+            assert!(clean.holds(), "{:?}", clean.findings());
+            // Flip one payload byte in the second segment of n1, below the commit position.
+            let seg = rs[1].root.join("commitlog/00000000000000004096");
+            let mut bytes = std::fs::read(&seg).unwrap();
+            bytes[1000] ^= 0x40;
+            std::fs::write(&seg, &bytes).unwrap();
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(!g.holds());
+            let d = g.commitlog.divergence.as_ref().expect("divergence");
+            assert_eq!(d.offset, SEGMENT + 1000);
+            let n1 = d.replicas.iter().find(|r| r.replica == "n1").unwrap();
+            assert_eq!(n1.file, seg);
+            assert_eq!(n1.file_offset, 1000);
+            assert_ne!(n1.hex[..2], d.replicas[0].hex[..2]);
+            let f = g.findings();
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert!(f[0].contains("00000000000000004096@1000"), "{f:?}");
+            // The entry index still agrees: only the bytes differ.
+            assert!(g.entry_index.identical());
+        }
+
+        #[test]
+        fn an_uncommitted_tail_difference_is_allowed() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            // n2 kept five entries of a deposed leader (term 2) past the common commit point.
+            write_replica(&rs[0].root, 30, 30, 1, 25);
+            write_replica(&rs[1].root, 27, 27, 1, 25);
+            write_replica(&rs[2].root, 30, 25, 2, 25);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            // Past the commit position the tails differ, in bytes and in the entry index.
+            let past = compare_commitlogs(&rs, g.commit_pos + 400).unwrap();
+            assert!(past.divergence.is_some(), "{past:?}");
+            // A committed entry that differs is found, here through its entry-index unit too.
+            let t2 = tempfile::tempdir().unwrap();
+            let rs2 = three(t2.path());
+            write_replica(&rs2[0].root, 30, 30, 1, 28);
+            write_replica(&rs2[1].root, 30, 30, 1, 28);
+            write_replica(&rs2[2].root, 30, 25, 2, 28);
+            let g = check_group("broker-a", &rs2).unwrap();
+            assert!(!g.holds());
+            assert_eq!(
+                g.entry_index.divergence.as_ref().map(|d| d.offset / 32),
+                Some(26),
+                "{:?}",
+                g.findings()
+            );
+            assert!(g.commitlog.divergence.is_some());
+        }
+
+        #[test]
+        fn a_replica_reset_to_a_snapshot_position_is_compared_from_there() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            write_replica(&rs[0].root, 30, 30, 1, 30);
+            write_replica(&rs[1].root, 30, 30, 1, 30);
+            // n2 installed a snapshot up to entry 15: its log restarts just past that entry,
+            // in the middle of a segment whose earlier bytes it never had.
+            let unit = index_unit(&rs[0].root.join("commitlog/entryindex"), 15)
+                .unwrap()
+                .unwrap();
+            let reset_pos = unit.pos + u64::from(unit.record_len);
+            assert_ne!(reset_pos % SEGMENT, 0);
+            let cfg = CommitLogConfig {
+                segment_size: SEGMENT,
+                index_file_size: 4096,
+                ..CommitLogConfig::default()
+            };
+            let (log, _) =
+                CommitLog::open(&rs[2].root.join("commitlog"), cfg, Arc::new(StdFileSystem))
+                    .unwrap();
+            log.reset(id(15, 1), reset_pos).unwrap();
+            log.close().unwrap();
+            write_replica(&rs[2].root, 30, 30, 1, 28);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert_eq!(g.commitlog.from, reset_pos);
+            assert_eq!(g.entry_index.from, 16 * 32);
+            assert_eq!(g.lowest_committed, Some(28));
+            // Past its start the reset replica is still compared byte for byte.
+            let seg = rs[2].root.join("commitlog/00000000000000008192");
+            let mut bytes = std::fs::read(&seg).unwrap();
+            bytes[100] ^= 1;
+            std::fs::write(&seg, &bytes).unwrap();
+            assert!(!check_group("broker-a", &rs).unwrap().holds());
+        }
+
+        #[test]
+        fn placeholder_units_in_front_of_a_queue_are_not_compared() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            let u = |b: u8| [b; 20];
+            for r in &rs {
+                write_replica(&r.root, 5, 5, 1, 5);
+                checkpoint(&r.root, 4);
+            }
+            cq(&rs[0].root, 0, &[u(1), u(2), u(3), u(4)]);
+            cq(&rs[1].root, 0, &[u(1), u(2), u(3), u(4)]);
+            // n2's queue was started at offset 2 after a snapshot: two placeholders first.
+            cq(
+                &rs[2].root,
+                0,
+                &[PLACEHOLDER_UNIT, PLACEHOLDER_UNIT, u(3), u(4)],
+            );
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert_eq!((g.consume_queues[0].from, g.consume_queues[0].to), (40, 80));
+            cq(
+                &rs[2].root,
+                0,
+                &[PLACEHOLDER_UNIT, PLACEHOLDER_UNIT, u(3), u(5)],
+            );
+            let g = check_group("broker-a", &rs).unwrap();
+            let d = g.consume_queues[0].divergence.as_ref().expect("divergence");
+            assert_eq!(d.offset, 60);
+        }
+
+        fn cq(root: &Path, queue: u32, units: &[[u8; 20]]) {
+            let dir = root.join(format!("consumequeue/T/{queue}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut bytes = vec![0u8; 200];
+            for (i, u) in units.iter().enumerate() {
+                bytes[i * 20..i * 20 + 20].copy_from_slice(u);
+            }
+            std::fs::write(dir.join("00000000000000000000"), bytes).unwrap();
+        }
+
+        fn checkpoint(root: &Path, dispatched: i64) {
+            let mut c = DispatchCheckpoint::default();
+            c.queues.insert(("T".to_owned(), 0), dispatched);
+            c.store(&StdFileSystem, root).unwrap();
+        }
+
+        #[test]
+        fn consume_queues_must_agree_up_to_the_lowest_dispatched_offset() {
+            let t = tempfile::tempdir().unwrap();
+            let rs = three(t.path());
+            let u = |b: u8| [b; 20];
+            for (i, r) in rs.iter().enumerate() {
+                write_replica(&r.root, 5, 5, 1, 5);
+                checkpoint(&r.root, if i == 2 { 2 } else { 3 });
+            }
+            // n2 dispatched two units and has written a third that the others lack: lag only.
+            cq(&rs[0].root, 0, &[u(1), u(2), u(3)]);
+            cq(&rs[1].root, 0, &[u(1), u(2), u(3)]);
+            cq(&rs[2].root, 0, &[u(1), u(2), u(3), u(4)]);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(g.holds(), "{:?}", g.findings());
+            assert_eq!(g.consume_queues[0].to, 60);
+            // A unit missing below the lowest dispatched offset is a failure, not lag.
+            cq(&rs[1].root, 0, &[u(1)]);
+            let g = check_group("broker-a", &rs).unwrap();
+            assert!(!g.holds());
+            let f = g.findings();
+            assert!(f.iter().any(|l| l.contains("consumequeue/T/0")), "{f:?}");
+            // A unit that differs inside the dispatched range is a divergence.
+            cq(&rs[1].root, 0, &[u(1), u(9), u(3)]);
+            let g = check_group("broker-a", &rs).unwrap();
+            let d = g.consume_queues[0].divergence.as_ref().expect("divergence");
+            assert_eq!(d.offset, 20);
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! * [`kill`]: `kill -9` then restart;
 //! * [`pause`]: SIGSTOP then SIGCONT;
 //! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
-//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables).
+//! * [`net`]: delay, jitter, reordering (tc netem), a slow link (tc tbf) and loss (nftables);
+//! * [`disk`]: power cuts that drop un-fsynced writes (optionally tearing the final one), and
+//!   bit flips or truncation in a stopped node's segment file.
+//! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
 //!
 //! Targets are chosen per fault: one node, the leader, a minority, a majority or all nodes.
 //! The leader is whatever the caller's leader probe says; without one, leader-targeted faults
@@ -14,7 +17,9 @@
 //! one is never reported valid by the checker. This module knows the cluster and the history
 //! record format; it knows nothing of the workload or the checker.
 
+pub mod disk;
 pub mod kill;
+pub mod membership;
 pub mod net;
 pub mod partition;
 pub mod pause;
@@ -28,6 +33,7 @@ use crate::history::Recorder;
 use crate::history::{HistoryError, Op, OpF, OpType, Phase, Process};
 use crate::netns::NetError;
 
+pub use disk::DiskMode;
 pub use net::NetFault;
 pub use partition::{Firewall, Grudge};
 
@@ -46,6 +52,13 @@ pub enum NemesisError {
     /// The leader was asked for but is not known.
     #[error("the leader is not known")]
     NoLeader,
+    /// A disk fault could not be applied or its node did not come back as expected.
+    #[error("disk: {0}")]
+    Disk(String),
+    /// Nodes refused to start after disk damage (as they must when the damage reaches their
+    /// commit point) and stay down until an operator replaces them.
+    #[error("{} refused to start and {} left down until replaced (remove from the group, wipe, add back under a new id): {reasons}", nodes.join(", "), if nodes.len() == 1 { "is" } else { "are" })]
+    LeftDown { nodes: Vec<String>, reasons: String },
 }
 
 /// A small seeded generator (SplitMix64): the same seed gives the same schedule.
@@ -154,6 +167,8 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    Disk,
+    Membership,
 }
 
 impl FaultKind {
@@ -163,6 +178,8 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Disk => "disk",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -186,8 +203,10 @@ impl FromStr for FaultKind {
             "pause" => Ok(FaultKind::Pause),
             "partition" => Ok(FaultKind::Partition),
             "net" => Ok(FaultKind::Net),
+            "disk" => Ok(FaultKind::Disk),
+            "membership" => Ok(FaultKind::Membership),
             other => Err(format!(
-                "unknown nemesis {other:?} (known: kill, pause, partition, net)"
+                "unknown nemesis {other:?} (known: kill, pause, partition, net, membership, disk)"
             )),
         }
     }
@@ -200,10 +219,14 @@ pub enum Active {
     Paused(Vec<usize>),
     Partitioned(Grudge),
     Degraded(Vec<usize>),
+    /// A disk fault: its nodes are down until the end restarts them.
+    Disk(DiskMode, Vec<usize>),
+    Membership(membership::Change),
 }
 
-/// Finds the leader's node index, if known.
-pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster) -> Option<usize> + 'a>;
+/// Finds the leader's node index of a group (by its position in the nemesis's groups), if
+/// known.
+pub type LeaderProbe<'a> = Box<dyn FnMut(&Cluster, usize) -> Option<usize> + 'a>;
 
 /// An applied fault and its target names, or the error (already recorded `fail`) and the
 /// target names.
@@ -219,10 +242,23 @@ pub struct Nemesis<'a> {
     net_fault: NetFault,
     /// Whether the kernel has netem (probed at the first `net` fault).
     netem: Option<bool>,
-    /// Cluster indices the faults may hit (the group's nodes, not the nameserver).
-    members: Vec<usize>,
+    /// Whether the kernel has the tbf qdisc (probed once, when first needed).
+    tbf: Option<bool>,
+    /// Cluster indices the faults may hit, per broker group (never the nameserver). Each
+    /// fault picks one group and its targets among that group's members.
+    groups: Vec<Vec<usize>>,
     /// Target kinds kill, pause and net choose from (never empty).
     targets: Vec<Target>,
+    /// Disk faults to choose from (never empty).
+    disk_modes: Vec<DiskMode>,
+    /// Whether the nodes run a `raftmq` built with the `failpoints` feature (power cuts).
+    failpoints: bool,
+    /// Outcome text of the last disk action (start or end), taken by the schedule.
+    disk_outcome: Option<String>,
+    /// Nodes whose files the running disk fault edited, with what was done.
+    damaged: std::collections::BTreeMap<usize, String>,
+    /// Nodes that refused to start after disk damage and were left down.
+    left_down: Vec<usize>,
 }
 
 /// The result of one scheduled fault.
@@ -249,24 +285,38 @@ impl<'a> Nemesis<'a> {
         let members = (0..cluster.len()).collect();
         Nemesis {
             targets: Target::ALL.to_vec(),
+            disk_modes: DiskMode::ALL.to_vec(),
+            failpoints: false,
+            disk_outcome: None,
+            damaged: std::collections::BTreeMap::new(),
+            left_down: Vec::new(),
             netem: None,
-            members,
+            tbf: None,
+            groups: vec![members],
             cluster,
             recorder,
             rng: Rng::new(seed),
             firewall,
-            leader: Box::new(|_| None),
+            leader: Box::new(|_, _| None),
             net_fault: NetFault {
                 delay_ms: 100,
                 jitter_ms: 50,
-                reorder_pct: 0,
-                loss_pct: 0,
+                ..NetFault::default()
             },
         }
     }
 
     /// Sets how the leader is found (for example by asking the nodes for their role).
-    pub fn with_leader(mut self, probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+    pub fn with_leader(mut self, mut probe: impl FnMut(&Cluster) -> Option<usize> + 'a) -> Self {
+        self.leader = Box::new(move |c, _| probe(c));
+        self
+    }
+
+    /// Sets how the leader of group `g` (a position in [`Self::with_groups`]) is found.
+    pub fn with_group_leader(
+        mut self,
+        probe: impl FnMut(&Cluster, usize) -> Option<usize> + 'a,
+    ) -> Self {
         self.leader = Box::new(probe);
         self
     }
@@ -274,7 +324,18 @@ impl<'a> Nemesis<'a> {
     /// Restricts faults to these cluster indices (default: every node). Targets such as
     /// "minority" are computed over this set.
     pub fn with_members(mut self, members: Vec<usize>) -> Self {
-        self.members = members;
+        self.groups = vec![members];
+        self
+    }
+
+    /// Several broker groups (cluster indices of each group's members): every fault first
+    /// picks a group at random, then its targets among that group's members only. Empty
+    /// groups are dropped; with one group this is [`Self::with_members`].
+    pub fn with_groups(mut self, groups: Vec<Vec<usize>>) -> Self {
+        let groups: Vec<Vec<usize>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        if !groups.is_empty() {
+            self.groups = groups;
+        }
         self
     }
 
@@ -283,6 +344,16 @@ impl<'a> Nemesis<'a> {
         if !targets.is_empty() {
             self.targets = targets;
         }
+        self
+    }
+
+    /// Sets the disk faults to choose from (an empty list keeps all) and whether the nodes'
+    /// binary has the `failpoints` feature; without it power cuts are recorded as failed.
+    pub fn with_disk(mut self, modes: Vec<DiskMode>, failpoints: bool) -> Self {
+        if !modes.is_empty() {
+            self.disk_modes = modes;
+        }
+        self.failpoints = failpoints;
         self
     }
 
@@ -314,11 +385,24 @@ impl<'a> Nemesis<'a> {
         targets: &[String],
         error: Option<String>,
     ) -> Result<(), NemesisError> {
+        self.record_with(kind, fault, phase, targets, error, None)
+    }
+
+    fn record_with(
+        &self,
+        kind: OpType,
+        fault: FaultKind,
+        phase: Phase,
+        targets: &[String],
+        error: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), NemesisError> {
         let mut op = Op::new(0, Process::Named("nemesis".into()), kind, OpF::Fault);
         op.fault = Some(fault.name().to_owned());
         op.phase = Some(phase);
         op.targets = Some(targets.to_vec());
         op.error = error;
+        op.detail = detail;
         self.recorder.record(op)?;
         Ok(())
     }
@@ -327,9 +411,14 @@ impl<'a> Nemesis<'a> {
     /// applies it, recording the start. Returns the active fault and the target names, or the
     /// error recorded as `fail`.
     pub fn start(&mut self, kind: FaultKind) -> StartResult {
-        let n = self.members.len();
-        let members = self.members.clone();
-        let leader_index = (self.leader)(self.cluster);
+        // One group: no draw, so single-group schedules stay what they were for a seed.
+        let group = match self.groups.len() {
+            0 | 1 => 0,
+            n => usize::try_from(self.rng.below(n as u64)).unwrap_or(0),
+        };
+        let members = self.groups.get(group).cloned().unwrap_or_default();
+        let n = members.len();
+        let leader_index = (self.leader)(self.cluster, group);
         // The leader as a position among the members.
         let leader = leader_index.and_then(|l| members.iter().position(|&m| m == l));
         match kind {
@@ -367,11 +456,131 @@ impl<'a> Nemesis<'a> {
                     .collect();
                 self.start_partition(grudge)
             }
+            FaultKind::Disk => {
+                let pick = self.rng.below(self.disk_modes.len() as u64);
+                let mode = self.disk_modes[usize::try_from(pick).unwrap_or(0)];
+                // Damage to files goes to a minority (the group keeps a quorum of intact
+                // replicas); power cuts pick their targets like kill.
+                let target = if mode == DiskMode::Corrupt {
+                    Target::Minority
+                } else {
+                    let pick = self.rng.below(self.targets.len() as u64);
+                    self.targets[usize::try_from(pick).unwrap_or(0)]
+                };
+                let idx = match target.resolve(n, leader, &mut self.rng) {
+                    Ok(pos) if !pos.is_empty() => {
+                        pos.into_iter().map(|p| members[p]).collect::<Vec<_>>()
+                    }
+                    Ok(_) => {
+                        let t = vec![format!("{target:?}").to_lowercase()];
+                        let e = NemesisError::Unsupported(format!(
+                            "disk {mode}: no {target:?} among the {n} members still up \
+                             (members left down after disk damage are out of the group's faults)"
+                        ));
+                        return self.fail_start(kind, t, e);
+                    }
+                    Err(e) => {
+                        let t = vec![format!("{target:?}").to_lowercase()];
+                        return self.fail_start(kind, t, e);
+                    }
+                };
+                self.start_disk(mode, &idx)
+            }
+            FaultKind::Membership => self.start_membership(),
         }
     }
 
+    /// Applies a membership change (transfer or removal, chosen at random), recording its
+    /// start.
+    pub fn start_membership(&mut self) -> StartResult {
+        let kind = FaultKind::Membership;
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::Start, &[], None) {
+            return Err((e, Vec::new()));
+        }
+        match membership::start(self.cluster, &mut self.rng) {
+            Ok((change, targets)) => {
+                match self.record(OpType::Ok, kind, Phase::Start, &targets, None) {
+                    Ok(()) => Ok((Active::Membership(change), targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err((e, targets)) => {
+                let _ = self.record(
+                    OpType::Fail,
+                    kind,
+                    Phase::Start,
+                    &targets,
+                    Some(e.to_string()),
+                );
+                Err((e, targets))
+            }
+        }
+    }
+
+    /// Applies a disk fault to the given nodes, recording its start with what it did.
+    pub fn start_disk(&mut self, mode: DiskMode, idx: &[usize]) -> StartResult {
+        let kind = FaultKind::Disk;
+        let targets = self.names(idx);
+        let desc = format!("{mode}");
+        if let Err(e) = self.record_with(
+            OpType::Invoke,
+            kind,
+            Phase::Start,
+            &targets,
+            None,
+            Some(desc),
+        ) {
+            return Err((e, targets));
+        }
+        let res = if mode.needs_failpoints() && !self.failpoints {
+            Err(NemesisError::Unsupported(format!(
+                "disk {mode} needs a raftmq binary built with the failpoints feature"
+            )))
+        } else {
+            match mode {
+                DiskMode::PowerCut => disk::power_cut(self.cluster, idx, false),
+                DiskMode::Torn => disk::power_cut(self.cluster, idx, true),
+                DiskMode::Corrupt => {
+                    self.damaged.clear();
+                    disk::corrupt(self.cluster, idx, &mut self.rng, &mut self.damaged)
+                }
+            }
+        };
+        let active = Active::Disk(mode, idx.to_vec());
+        match res {
+            Ok(outcomes) => {
+                let detail = format!("{mode}: {}", outcomes.join("; "));
+                self.disk_outcome = Some(detail.clone());
+                match self.record_with(OpType::Ok, kind, Phase::Start, &targets, None, Some(detail))
+                {
+                    Ok(()) => Ok((active, targets)),
+                    Err(e) => Err((e, targets)),
+                }
+            }
+            Err(e) => {
+                let text = format!("{mode}: {e}");
+                let res = self.finish_start(kind, targets, Err(e), active);
+                self.disk_outcome = Some(text);
+                res
+            }
+        }
+    }
+
+    /// Names of the nodes left down because they refused to start after disk damage (they
+    /// await replacement: remove from the group, wipe, add back under a new id).
+    pub fn left_down(&self) -> Vec<String> {
+        self.names(&self.left_down)
+    }
+
+    /// Outcome text of the last disk action, if not taken yet.
+    pub fn take_disk_outcome(&mut self) -> Option<String> {
+        self.disk_outcome.take()
+    }
+
     /// The `net` degradation actually applied: the configured one, or, when it needs netem
-    /// and the kernel has none, packet loss only (at least 30%), which nftables provides.
+    /// and the kernel has none, a slow link (tbf: 2 Mbit/s, queueing delay up to the delay
+    /// plus jitter) with at least 10% packet loss (nftables); or loss only (at least 30%)
+    /// when even tbf is missing. Reordering needs netem.
     pub fn effective_net_fault(&mut self) -> NetFault {
         let f = self.net_fault;
         if f.delay_ms == 0 && f.jitter_ms == 0 && f.reorder_pct == 0 {
@@ -381,7 +590,18 @@ impl<'a> Nemesis<'a> {
             .netem
             .get_or_insert_with(|| net::netem_available(self.cluster));
         if netem {
-            f
+            return f;
+        }
+        let tbf = *self
+            .tbf
+            .get_or_insert_with(|| net::tbf_available(self.cluster));
+        if tbf {
+            NetFault {
+                rate_kbit: 2_000,
+                queue_ms: (f.delay_ms + f.jitter_ms).max(50),
+                loss_pct: f.loss_pct.max(10),
+                ..NetFault::default()
+            }
         } else {
             NetFault {
                 loss_pct: f.loss_pct.max(30),
@@ -433,6 +653,18 @@ impl<'a> Nemesis<'a> {
                     "use start_partition for partitions".into(),
                 )),
                 Active::Partitioned(Grudge::new()),
+            ),
+            FaultKind::Disk => (
+                Err(NemesisError::Unsupported(
+                    "use start_disk for disk faults".into(),
+                )),
+                Active::Disk(DiskMode::PowerCut, Vec::new()),
+            ),
+            FaultKind::Membership => (
+                Err(NemesisError::Unsupported(
+                    "use start_membership for membership changes".into(),
+                )),
+                Active::Degraded(Vec::new()),
             ),
         };
         self.finish_start(kind, targets, res, active)
@@ -497,29 +729,97 @@ impl<'a> Nemesis<'a> {
             Active::Killed(idx) => kill::restart(self.cluster, idx),
             Active::Paused(idx) => pause::resume(self.cluster, idx),
             Active::Degraded(idx) => net::clear(self.cluster, idx),
+            Active::Membership(change) => membership::end(self.cluster, change),
             Active::Partitioned(_) => match self.firewall {
                 Some(fw) => partition::heal(self.cluster, fw),
                 None => Ok(()),
             },
+            Active::Disk(mode, idx) => {
+                let damaged = std::mem::take(&mut self.damaged);
+                let r = disk::restart(self.cluster, idx, &damaged)?;
+                let mut text = format!("{mode} end: {}", r.outcomes.join("; "));
+                // Neither cut nor refused: a replica now holds damage nobody noticed.
+                let undetected = r
+                    .undetected
+                    .iter()
+                    .map(|(i, d)| {
+                        let n = self.names(&[*i]).join("");
+                        format!("{n} restarted without cutting or refusing the damage ({d})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if !undetected.is_empty() {
+                    text.push_str(&format!("; {undetected}"));
+                }
+                for d in &r.repaired {
+                    text.push_str(&format!("; {d}"));
+                }
+                let mut err = None;
+                if !r.refused.is_empty() {
+                    // Refusing is right when the damage reaches the commit point; the node
+                    // stays down and out of later faults until it is replaced.
+                    let nodes = self.names(&r.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+                    let reasons = r
+                        .refused
+                        .iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    self.left_down.extend(r.refused.iter().map(|(i, _)| *i));
+                    for g in &mut self.groups {
+                        g.retain(|m| !r.refused.iter().any(|(i, _)| i == m));
+                    }
+                    text.push_str(&format!("; refused to start: {reasons}"));
+                    err = Some(NemesisError::LeftDown { nodes, reasons });
+                }
+                if !undetected.is_empty() {
+                    err = Some(NemesisError::Disk(match err {
+                        Some(e) => format!("damage not detected at restart: {undetected}; {e}"),
+                        None => format!("damage not detected at restart: {undetected}"),
+                    }));
+                }
+                self.disk_outcome = Some(text);
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
     /// Ends an active fault (restart, resume, heal, clear), recording the end: `ok` if undone,
-    /// `info` with the error otherwise (the window then counts as never healed).
+    /// `info` with the error otherwise (the window then counts as never healed). The fault is
+    /// undone even when the history cannot be written, so the cluster never stays broken.
     pub fn end(
         &mut self,
         kind: FaultKind,
         active: &Active,
         targets: &[String],
     ) -> Result<(), NemesisError> {
-        self.record(OpType::Invoke, kind, Phase::End, targets, None)?;
-        match self.undo(active) {
+        if let Err(e) = self.record(OpType::Invoke, kind, Phase::End, targets, None) {
+            let _ = self.undo(active);
+            return Err(e);
+        }
+        let res = self.undo(active);
+        let detail = if kind == FaultKind::Disk {
+            self.disk_outcome.clone()
+        } else {
+            None
+        };
+        match res {
             Ok(()) => {
-                self.record(OpType::Ok, kind, Phase::End, targets, None)?;
+                self.record_with(OpType::Ok, kind, Phase::End, targets, None, detail)?;
                 Ok(())
             }
             Err(e) => {
-                self.record(OpType::Info, kind, Phase::End, targets, Some(e.to_string()))?;
+                self.record_with(
+                    OpType::Info,
+                    kind,
+                    Phase::End,
+                    targets,
+                    Some(e.to_string()),
+                    detail,
+                )?;
                 Err(e)
             }
         }
@@ -565,22 +865,39 @@ impl<'a> Nemesis<'a> {
                 let f = self.effective_net_fault();
                 let mut d = f.describe();
                 if f != self.net_fault {
-                    d.push_str(" (no netem in this kernel: loss instead of delay)");
+                    d.push_str(if f.rate_kbit > 0 {
+                        " (no netem in this kernel: a slow link and loss instead of fixed delay)"
+                    } else {
+                        " (no netem or tbf in this kernel: loss instead of delay)"
+                    });
                 }
                 rec.detail = Some(d);
             }
+            self.disk_outcome = None;
             match self.start(kind) {
                 Ok((active, targets)) => {
                     rec.targets.clone_from(&targets);
+                    let started = self.disk_outcome.take();
                     let until = (Instant::now() + held).min(deadline);
                     bounded_sleep(until, &mut stop);
                     if let Err(e) = self.end(kind, &active, &targets) {
                         rec.end_error = Some(e.to_string());
                     }
+                    let ended = self.disk_outcome.take();
+                    let parts: Vec<String> = started.into_iter().chain(ended).collect();
+                    if !parts.is_empty() {
+                        rec.detail = Some(parts.join(" | "));
+                    }
+                    if let Active::Membership(change) = &active {
+                        rec.detail = Some(membership::describe(self.cluster, change, true));
+                    }
                 }
                 Err((e, targets)) => {
                     rec.targets = targets;
                     rec.start_error = Some(e.to_string());
+                    if let Some(d) = self.disk_outcome.take() {
+                        rec.detail = Some(d);
+                    }
                 }
             }
             progress(&rec);

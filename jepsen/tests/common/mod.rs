@@ -204,6 +204,7 @@ impl Scenario {
                                 node: node.clone(),
                                 role: role.clone(),
                                 term: Some(*term),
+                                group: None,
                             })
                             .collect(),
                     );

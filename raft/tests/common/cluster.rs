@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use raftmq_raft::network::{PeerListener, Router, TransportConfig};
 use raftmq_raft::{
-    open_storage_with_fs, AppendedMessage, NodeId, PeerNode, Proposer, RaftGroup, RaftGroupConfig,
-    RaftGroupError, StateMachine, StorageConfig, Transport,
+    open_storage_with_fs, AppendedMessage, CheckpointPolicy, NodeId, PeerNode, Proposer, RaftGroup,
+    RaftGroupConfig, RaftGroupError, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::{CommitLog, CommitLogConfig};
 use raftmq_store::io::{FileSystem, StdFileSystem};
@@ -35,7 +35,14 @@ pub struct Cluster {
     pub router: Option<Router>,
     pub peers: BTreeMap<NodeId, PeerNode>,
     pub nodes: Vec<Option<Node>>,
+    /// Each node's group settings (default [`group_config`]).
+    pub config: GroupConfigFn,
+    /// When the state machines checkpoint (default: the store's policy).
+    pub checkpoint: CheckpointPolicy,
 }
+
+/// Builds a node's group settings from its id and the peer set.
+pub type GroupConfigFn = fn(NodeId, &BTreeMap<NodeId, PeerNode>) -> RaftGroupConfig;
 
 pub fn storage_config() -> StorageConfig {
     StorageConfig {
@@ -96,18 +103,42 @@ impl Cluster {
     }
 
     async fn start_with(fs: Vec<Arc<dyn FileSystem>>, router: Option<Router>) -> Cluster {
-        Cluster::start_up(fs, router, &[0, 1, 2]).await
+        Cluster::start_up(fs, router, &[0, 1, 2], group_config).await
+    }
+
+    /// Start over the in-memory router with other group settings.
+    pub async fn start_routed_with(router: Router, config: GroupConfigFn) -> Cluster {
+        let fs = (0..3).map(|_| StdFileSystem::arc()).collect();
+        Cluster::start_up(fs, Some(router), &[0, 1, 2], config).await
+    }
+
+    /// Start over TCP with another checkpoint policy on every node (restarts included).
+    pub async fn start_with_checkpoint(checkpoint: CheckpointPolicy) -> Cluster {
+        let fs = (0..3).map(|_| StdFileSystem::arc()).collect();
+        let mut c = Cluster::start_up(fs, None, &[], group_config).await;
+        c.checkpoint = checkpoint;
+        for id in 0..3 {
+            c.restart(id).await;
+        }
+        c
     }
 
     /// Start only the nodes in `up`; the others stay pristine until [`Cluster::restart`].
     pub async fn start_only(up: &[usize]) -> Cluster {
-        Cluster::start_up((0..3).map(|_| StdFileSystem::arc()).collect(), None, up).await
+        Cluster::start_up(
+            (0..3).map(|_| StdFileSystem::arc()).collect(),
+            None,
+            up,
+            group_config,
+        )
+        .await
     }
 
     async fn start_up(
         fs: Vec<Arc<dyn FileSystem>>,
         router: Option<Router>,
         up: &[usize],
+        config: GroupConfigFn,
     ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = vec![];
@@ -127,6 +158,8 @@ impl Cluster {
             router,
             peers,
             nodes: vec![],
+            config,
+            checkpoint: CheckpointPolicy::default(),
         };
         for (id, l) in listeners.into_iter().enumerate() {
             if up.contains(&id) {
@@ -154,13 +187,17 @@ impl Cluster {
         bootstrap: bool,
     ) -> Node {
         let dir = self.dir(id);
-        let cfg = group_config(id, &self.peers);
+        let cfg = (self.config)(id, &self.peers);
         // A killed node's core lets go of its files asynchronously: retry until it has.
         let start = Instant::now();
+        let scfg = StorageConfig {
+            checkpoint: self.checkpoint,
+            ..storage_config()
+        };
         let storage = loop {
             match open_storage_with_fs(
                 &dir,
-                &storage_config(),
+                &scfg,
                 cfg.replication_max_bytes,
                 self.fs[id as usize].clone(),
             ) {
@@ -319,4 +356,129 @@ impl Cluster {
             String::from_utf8_lossy(view.body()).into_owned(),
         ))
     }
+}
+
+impl Cluster {
+    /// Stop every live node cleanly: proposer, Raft core, then the commitlog (flushed, meta
+    /// written), so the files on disk are final and can be read without the store.
+    pub async fn stop_all(&mut self) {
+        for slot in &mut self.nodes {
+            if let Some(n) = slot.take() {
+                let Node {
+                    group,
+                    proposer,
+                    sm,
+                    log,
+                    ..
+                } = n;
+                drop(proposer);
+                group.shutdown().await.unwrap();
+                drop(sm);
+                log.close().unwrap();
+            }
+        }
+    }
+
+    /// The commitlog directory of node `id`.
+    pub fn commitlog_dir(&self, id: usize) -> PathBuf {
+        self.dir(id as NodeId).join("commitlog")
+    }
+}
+
+/// Files of a directory named by the 20-digit global offset of their first byte, sorted.
+fn offset_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name()?.to_str()?.to_string();
+            (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (name.parse().unwrap(), p))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Bytes `[from, to)` of a list of offset-named files read straight from disk; panics if
+/// part of the range lies in no file.
+fn read_offset_files(dir: &Path, from: u64, to: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity((to - from) as usize);
+    let mut pos = from;
+    for (base, path) in offset_files(dir) {
+        let data = std::fs::read(&path).unwrap();
+        let end = base + data.len() as u64;
+        if pos >= to {
+            break;
+        }
+        if pos < base || pos >= end {
+            continue;
+        }
+        let stop = to.min(end);
+        out.extend_from_slice(&data[(pos - base) as usize..(stop - base) as usize]);
+        pos = stop;
+    }
+    assert_eq!(
+        pos,
+        to,
+        "{}: no file holds byte {pos} of [{from}, {to})",
+        dir.display()
+    );
+    out
+}
+
+/// The entry-index unit of `index`, read from the raw `entryindex/` files of a (stopped)
+/// node's commitlog directory.
+pub fn raw_index_unit(commitlog_dir: &Path, index: u64) -> raftmq_store::format::IndexUnit {
+    let unit = raftmq_store::format::INDEX_UNIT_LEN as u64;
+    let at = index * unit;
+    let bytes = read_offset_files(&commitlog_dir.join("entryindex"), at, at + unit);
+    raftmq_store::format::IndexUnit::decode(&bytes).unwrap_or_else(|| {
+        panic!(
+            "{}: no entry-index unit for index {index}",
+            commitlog_dir.display()
+        )
+    })
+}
+
+/// Segment bytes `[from, to)` read from the raw segment files of a (stopped) node's
+/// commitlog directory.
+pub fn raw_segment_bytes(commitlog_dir: &Path, from: u64, to: u64) -> Vec<u8> {
+    read_offset_files(commitlog_dir, from, to)
+}
+
+/// Asserts that the commitlog segment files of `nodes` (all stopped) hold the same bytes
+/// from `from` up to the end of the record of `commit_index`, whose position every node's
+/// raw entry index must agree on. Returns that end position.
+pub fn assert_raw_logs_identical(
+    c: &Cluster,
+    nodes: &[usize],
+    from: u64,
+    commit_index: u64,
+) -> u64 {
+    let units: Vec<_> = nodes
+        .iter()
+        .map(|n| raw_index_unit(&c.commitlog_dir(*n), commit_index))
+        .collect();
+    for (n, u) in nodes.iter().zip(&units) {
+        assert_eq!(
+            *u, units[0],
+            "n{n}'s entry index places entry {commit_index} elsewhere than n{}'s",
+            nodes[0]
+        );
+    }
+    let end = units[0].pos + u64::from(units[0].record_len);
+    assert!(end > from, "nothing to compare: [{from}, {end})");
+    let reference = raw_segment_bytes(&c.commitlog_dir(nodes[0]), from, end);
+    for n in &nodes[1..] {
+        let bytes = raw_segment_bytes(&c.commitlog_dir(*n), from, end);
+        if let Some(at) = bytes.iter().zip(&reference).position(|(a, b)| a != b) {
+            panic!(
+                "n{n}'s segment files differ from n{}'s at byte {} (compared [{from}, {end}) up to entry {commit_index})",
+                nodes[0],
+                from + at as u64
+            );
+        }
+    }
+    end
 }

@@ -84,7 +84,10 @@ pub async fn create_topic(state: &Arc<BrokerState>, req: RemotingCommand) -> Pro
 pub async fn delete_topic(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: DeleteTopicRequestHeader = req.decode_header()?;
     match state.topics.delete(&state.node, &h.topic).await {
-        Ok(()) => Ok(Some(RemotingCommand::response_to(&req))),
+        Ok(()) => {
+            state.registrar.register_soon();
+            Ok(Some(RemotingCommand::response_to(&req)))
+        }
         Err(e) => Ok(Some(super::error_response(state, &req, e))),
     }
 }

@@ -6,8 +6,10 @@
 //! - [`heartbeat`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, queue locks.
 //! - [`admin`]: topic administration and broker information.
 //! - [`query`]: VIEW_MESSAGE_BY_ID, QUERY_MESSAGE.
+//! - [`group`]: raftmq group administration (status, add learner, promote, remove, transfer).
 
 pub mod admin;
+pub mod group;
 pub mod heartbeat;
 pub mod offset;
 pub mod pull;
@@ -59,6 +61,11 @@ pub const CODES: &[RequestCode] = &[
     RequestCode::DeleteSubscriptiongroup,
     RequestCode::ViewMessageById,
     RequestCode::QueryMessage,
+    RequestCode::RaftmqGroupStatus,
+    RequestCode::RaftmqAddLearner,
+    RequestCode::RaftmqPromote,
+    RequestCode::RaftmqRemoveNode,
+    RequestCode::RaftmqTransferLeader,
 ];
 
 /// The processor table of a broker whose state will be put in `state`.
@@ -120,6 +127,11 @@ impl Processor for BrokerProcessor {
                 RequestCode::DeleteSubscriptiongroup => admin::delete_group(state, req).await,
                 RequestCode::ViewMessageById => query::view_message(state, req),
                 RequestCode::QueryMessage => query::query_message(state, req),
+                RequestCode::RaftmqGroupStatus => group::group_status(state, req),
+                RequestCode::RaftmqAddLearner => group::add_learner(state, req).await,
+                RequestCode::RaftmqPromote => group::promote(state, req).await,
+                RequestCode::RaftmqRemoveNode => group::remove_node(state, req).await,
+                RequestCode::RaftmqTransferLeader => group::transfer_leader(state, req).await,
                 _ => Ok(Some(RemotingCommand::not_supported(&req))),
             }
         })

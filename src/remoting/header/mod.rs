@@ -16,6 +16,7 @@ use super::error::HeaderError;
 
 pub mod admin;
 pub mod client;
+pub mod group;
 pub mod namesrv;
 pub mod offset;
 pub mod pull;

@@ -6,7 +6,9 @@
 //! record's magic, version, position field, CRC32C, index contiguity and term monotonicity,
 //! and rewrite entry-index units that disagree. The first failing slot is the end. A failure
 //! at or before the committed entry is corruption before the tail: fatal, with file and
-//! offset (rebuild the node under a new id). After the end, the header is zeroed and later
+//! offset (rebuild the node under a new id). After an unclean stop the records of the
+//! segment holding the committed entry, and of the one before it, are checked too, up to
+//! that entry (`verify_before_committed`). After the end, the header is zeroed and later
 //! segments are deleted, so stale bytes can never be read back as records.
 
 use std::time::Instant;
@@ -132,6 +134,87 @@ fn verified_unit(segments: &SegmentList, index: &EntryIndex, i: u64) -> Result<O
     }
 }
 
+/// After an unclean stop, checks every record of the segment holding the committed entry
+/// `committed` and of the segment before it, up to that entry: damage there (a flipped bit,
+/// a torn page) is corruption before the tail and fails the open with its file and offset,
+/// instead of being served and replicated from. Older segments are not read at start-up
+/// (their records are still CRC-checked on every read). Skipped when the entry index cannot
+/// say where that range starts.
+fn verify_before_committed(
+    segments: &SegmentList,
+    index: &EntryIndex,
+    first_index: u64,
+    first_pos: u64,
+    committed: u64,
+) -> Result<()> {
+    let Some(cu) = index.get(committed)? else {
+        return Ok(());
+    };
+    let size = segments.file_size();
+    let seg_base = segments.base_of(cu.pos);
+    let from_pos = seg_base.saturating_sub(size).max(first_pos);
+    // The first entry at or after `from_pos` (binary search over the entry index).
+    let (mut lo, mut hi) = (first_index, committed);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match index.get(mid)? {
+            Some(u) if u.pos >= from_pos => hi = mid,
+            Some(_) => lo = mid + 1,
+            None => return Ok(()),
+        }
+    }
+    let Some(start) = index.get(lo)? else {
+        return Ok(());
+    };
+    let mut cur = Cursor {
+        pos: start.pos,
+        next_index: lo,
+        last: None,
+        prev_term: 0,
+        marker_at: None,
+    };
+    while cur.next_index < committed {
+        match check_slot(segments, &cur)? {
+            Step::Record(h) => {
+                cur.pos += h.record_len();
+                cur.next_index += 1;
+                cur.prev_term = h.id.term;
+            }
+            Step::Marker(next) => cur.pos = next,
+            Step::End => {
+                let file = segments
+                    .get(cur.pos)
+                    .map(|s| s.path().to_path_buf())
+                    .unwrap_or_else(|| segments.dir().to_path_buf());
+                let offset = cur.pos - segments.base_of(cur.pos);
+                return Err(StoreError::corruption(
+                    file,
+                    offset,
+                    format!(
+                        "entry {} before the committed entry {committed} is missing (corruption before the tail)",
+                        cur.next_index
+                    ),
+                ));
+            }
+            Step::Bad {
+                offset_in_file,
+                file,
+                reason,
+            } => {
+                return Err(StoreError::corruption(
+                    file,
+                    offset_in_file,
+                    format!(
+                        "entry {} before the committed entry {committed} is damaged (corruption before the tail): {reason}",
+                        cur.next_index
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Recovers the log; returns the in-memory state and what was found.
 pub(crate) fn recover(
     cfg: &CommitLogConfig,
@@ -225,6 +308,9 @@ pub(crate) fn recover(
                         c.index, u.term, c.term
                     ),
                 ));
+            }
+            if !clean {
+                verify_before_committed(&segments, &index, first_index, first_pos, c.index)?;
             }
             cur = Cursor {
                 pos: u.pos + u64::from(u.record_len),

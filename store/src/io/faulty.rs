@@ -13,6 +13,15 @@
 //! - `power_loss()`: rewrites the real files to their durable state (unsynced writes,
 //!   creates, removes and renames are undone) and clears the crash. Call it only after every
 //!   user of the files is gone (mappings dropped), as after a real power cut.
+//! - `power_cut(torn)`: the same from *inside* a live process that is about to die: it
+//!   freezes the file system first (every later mutating call blocks forever, so no write
+//!   gets through and no caller sees an error it could report), then replaces every
+//!   file whose content differs from its durable state by a fresh file holding that state
+//!   (written beside it and renamed over it, so live mappings keep the old inode and can
+//!   neither fault nor leak bytes into the new file). With `torn`, the most recent mapped
+//!   write that is not durable (to a commitlog segment if there is one, else to any file)
+//!   keeps its first half, as a write cut mid-way by the power.
+//!   Returns a [`PowerCutReport`]. The caller then kills the process (SIGKILL).
 //!
 //! Directories themselves are treated as always durable.
 
@@ -30,6 +39,8 @@ struct State {
     /// Failpoint name → remaining hits (`None` = every time).
     points: HashMap<String, Option<usize>>,
     crashed: bool,
+    /// A power cut is under way: mutating calls block forever (see `lock_mut`).
+    frozen: bool,
     byte_budget: Option<u64>,
     /// Durable content per inode.
     durable_data: HashMap<u64, Vec<u8>>,
@@ -38,6 +49,38 @@ struct State {
     /// Directory entries as of the last fsync of their directory.
     durable_names: HashMap<PathBuf, u64>,
     next_ino: u64,
+    /// The most recent mapped writes (inode, offset, bytes), oldest first, at most
+    /// [`RECENT_WRITES`] of them: candidates for the torn write of a power cut.
+    recent: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
+}
+
+/// How many recent mapped writes a power cut may choose its torn write from.
+const RECENT_WRITES: usize = 16;
+
+/// What a [`FaultyFileSystem::power_cut`] undid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PowerCutReport {
+    /// Files rewritten to their durable content (their current content differed).
+    pub reverted: Vec<PathBuf>,
+    /// Files removed because their creation (or rename) was never made durable.
+    pub removed: Vec<PathBuf>,
+    /// Bytes that differed from the durable content and were dropped (per reverted file,
+    /// the differing bytes plus any length difference).
+    pub dropped_bytes: u64,
+    /// The torn write kept, if one was asked for and a non-durable write existed.
+    pub torn: Option<TornWrite>,
+}
+
+/// The prefix of a non-durable write that a power cut left in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornWrite {
+    pub file: PathBuf,
+    /// Offset of the write in the file.
+    pub offset: u64,
+    /// Bytes of the write that were kept.
+    pub kept: u64,
+    /// Length of the whole write.
+    pub len: u64,
 }
 
 impl State {
@@ -125,6 +168,20 @@ impl FaultyFileSystem {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The state for a mutating call. Once a power cut has begun the calling thread never
+    /// returns: the process is about to be killed, and a failing write would let it answer
+    /// clients with errors a real power cut never gives them.
+    fn lock_mut(&self) -> MutexGuard<'_, State> {
+        let st = self.lock();
+        if st.frozen {
+            drop(st);
+            loop {
+                std::thread::park();
+            }
+        }
+        st
+    }
+
     /// Arms failpoint `point` (`class::op::kind`) for the next `times` hits, or every hit.
     pub fn enable(&self, point: &str, times: Option<usize>) {
         self.lock().points.insert(point.to_string(), times);
@@ -157,6 +214,112 @@ impl FaultyFileSystem {
     /// True once crashed (by `crash`, a torn write or the byte budget).
     pub fn is_crashed(&self) -> bool {
         self.lock().crashed
+    }
+
+    /// Crashes the file system, then rewrites every file to what a power cut would leave
+    /// (plus, with `torn`, the first half of the latest non-durable mapped write), without
+    /// ever shrinking or rewriting a file that is still mapped: changed files are replaced by
+    /// renaming a fresh copy over them. The file system stays frozen (mutating calls never
+    /// return): the process is expected to kill itself right after. See the module docs.
+    pub fn power_cut(&self, torn: bool) -> Result<PowerCutReport> {
+        let mut st = self.lock();
+        st.crashed = true;
+        st.frozen = true;
+        let mut report = PowerCutReport::default();
+        // The torn write: the latest mapped write whose bytes are not all durable and not
+        // all zero (zeroing a stale header after a batch is not the interesting write).
+        // Writes to commitlog segments come first (consume-queue and index files under
+        // `consumequeue/` and `index/` are named the same way): they carry the records
+        // recovery must judge.
+        let mut torn_write: Option<(u64, u64, Vec<u8>)> = None;
+        let segment_inos: std::collections::HashSet<u64> = st
+            .live
+            .iter()
+            .filter(|(p, _)| {
+                class_of(p) == "commitlog"
+                    && !p
+                        .components()
+                        .any(|c| c.as_os_str() == "consumequeue" || c.as_os_str() == "index")
+            })
+            .map(|(_, i)| *i)
+            .collect();
+        let mut candidates: Vec<&(u64, u64, Vec<u8>)> = st.recent.iter().rev().collect();
+        candidates.sort_by_key(|(ino, _, _)| !segment_inos.contains(ino));
+        if torn {
+            for (ino, off, data) in candidates {
+                if data.iter().all(|b| *b == 0) {
+                    continue;
+                }
+                let durable = st.durable_data.get(ino).map(Vec::as_slice).unwrap_or(&[]);
+                let start = usize::try_from(*off).unwrap_or(usize::MAX);
+                let same = durable
+                    .get(start..start.saturating_add(data.len()))
+                    .is_some_and(|d| d == data.as_slice());
+                if !same {
+                    let kept = (data.len() / 2).max(1);
+                    torn_write = Some((*ino, *off, data[..kept].to_vec()));
+                    break;
+                }
+            }
+        }
+        let live: Vec<(PathBuf, u64)> = st.live.iter().map(|(p, i)| (p.clone(), *i)).collect();
+        for (path, ino) in &live {
+            if st.durable_names.get(path) != Some(ino) && path.exists() {
+                std::fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
+                if !st.durable_names.contains_key(path) {
+                    report.removed.push(path.clone());
+                }
+            }
+        }
+        let mut durable: Vec<(PathBuf, u64)> = st
+            .durable_names
+            .iter()
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        durable.sort();
+        for (path, ino) in &durable {
+            let mut data = st.durable_data.get(ino).cloned().unwrap_or_default();
+            if let Some((tino, off, kept)) = &torn_write {
+                if tino == ino {
+                    let start = usize::try_from(*off).unwrap_or(usize::MAX);
+                    let end = start.saturating_add(kept.len());
+                    if data.len() < end {
+                        data.resize(end, 0);
+                    }
+                    data[start..end].copy_from_slice(kept);
+                    report.torn = Some(TornWrite {
+                        file: path.clone(),
+                        offset: *off,
+                        kept: kept.len() as u64,
+                        len: st
+                            .recent
+                            .iter()
+                            .rev()
+                            .find(|(i, o, _)| i == ino && o == off)
+                            .map_or(kept.len() as u64, |(_, _, d)| d.len() as u64),
+                    });
+                }
+            }
+            let current = match std::fs::read(path) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StoreError::io("read", path, e)),
+            };
+            if current.as_deref() == Some(data.as_slice()) {
+                continue;
+            }
+            let cur = current.unwrap_or_default();
+            let differing = cur.iter().zip(&data).filter(|(a, b)| a != b).count();
+            report.dropped_bytes += differing as u64 + cur.len().abs_diff(data.len()) as u64;
+            let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+            tmp_name.push(".power-cut");
+            let tmp = path.with_file_name(tmp_name);
+            std::fs::write(&tmp, &data).map_err(|e| StoreError::io("write", &tmp, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
+            report.reverted.push(path.clone());
+        }
+        st.live = st.durable_names.clone();
+        Ok(report)
     }
 
     /// Rewrites the real files to what a power cut would leave, then clears every fault.
@@ -219,7 +382,7 @@ impl FaultyFileSystem {
 
 impl FileSystem for FaultyFileSystem {
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, dir, "write")?;
         self.real.create_dir_all(dir)
     }
@@ -241,7 +404,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, path, "remove")?;
         st.ino_of(path)?;
         self.real.remove_file(path)?;
@@ -250,7 +413,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, to, "rename")?;
         let ino = st.ino_of(from)?;
         self.real.rename(from, to)?;
@@ -260,7 +423,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         self.check(&mut st, dir, "sync")?;
         self.real.sync_dir(dir)?;
         let in_dir = |p: &PathBuf| p.parent() == Some(dir);
@@ -280,7 +443,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn write_file_synced(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let allowed = self.allowance(&mut st, path, data.len())?;
         let ino = match st.live.get(path) {
             Some(i) => *i,
@@ -308,7 +471,7 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn map(&self, path: &Path, len: u64, create: bool) -> Result<Arc<dyn MappedFile>> {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let existed = path.exists();
         if !existed {
             self.check(&mut st, path, "write")?;
@@ -355,9 +518,14 @@ impl MappedFile for FaultyMappedFile {
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let mut st = self.fs.lock();
+        let mut st = self.fs.lock_mut();
         let allowed = self.fs.allowance(&mut st, self.path(), data.len())?;
         self.real.write_at(offset, &data[..allowed])?;
+        if st.recent.len() >= RECENT_WRITES {
+            st.recent.pop_front();
+        }
+        st.recent
+            .push_back((self.ino, offset, data[..allowed].to_vec()));
         if allowed < data.len() {
             return Err(crashed_err(self.path()));
         }
@@ -369,7 +537,7 @@ impl MappedFile for FaultyMappedFile {
     }
 
     fn flush_range(&self, offset: u64, len: u64) -> Result<()> {
-        let mut st = self.fs.lock();
+        let mut st = self.fs.lock_mut();
         self.fs.check(&mut st, self.path(), "sync")?;
         self.real.flush_range(offset, len)?;
         let mut cur = vec![0u8; len as usize];

@@ -18,7 +18,7 @@ pub use std_fs::StdFileSystem;
 #[cfg(any(test, feature = "failpoints"))]
 mod faulty;
 #[cfg(any(test, feature = "failpoints"))]
-pub use faulty::FaultyFileSystem;
+pub use faulty::{FaultyFileSystem, PowerCutReport, TornWrite};
 
 /// A fixed-length file mapped into memory.
 ///
