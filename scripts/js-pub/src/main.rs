@@ -2,7 +2,7 @@
 //! `raftmq bench produce` (one connection, K publishes in flight, each waits for its
 //! acknowledgement), so the peer is not held back by a slow client.
 //!
-//! Usage: js-pub URL SECS WINDOWS REPLICAS [STREAM_SYNC_NOTE]
+//! Usage: js-pub URL SECS WINDOWS REPLICAS
 //!   URL      nats://127.0.0.1:14222
 //!   SECS     measuring time per window (float seconds)
 //!   WINDOWS  comma-separated in-flight windows, e.g. 1,64,256
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 
-type Err = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
-async fn main() -> Result<(), Err> {
+async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
         return Err("usage: js-pub URL SECS WINDOWS REPLICAS".into());
