@@ -62,9 +62,11 @@ fn a_run_with_every_nemesis_cleans_up_and_exits_with_its_verdict() {
         let out = dir.path().join(format!("run{round}"));
         let (o, pid) = run(
             &out,
+            // 6 s: a membership replacement alone can take seconds on a loaded machine, and
+            // at least three faults must fit.
             &[
                 "--time",
-                "4s",
+                "6s",
                 "--seed",
                 "7",
                 "--nemesis",
@@ -127,9 +129,11 @@ fn loopback_runs_kill_and_pause_and_refuses_partitions() {
     let (o, _) = run(
         &dir.path().join("a"),
         &[
+            // 5 s: at least 100 sends must be acknowledged for a valid verdict, and sends
+            // are slower on a loaded machine (97 in a 3 s run once).
             "--loopback",
             "--time",
-            "3s",
+            "5s",
             "--seed",
             "1",
             "--nemesis",
