@@ -124,6 +124,47 @@ async fn transfer_remove_add_and_promote_under_load_lose_nothing() {
         other => panic!("follower answered a change with {other:?}"),
     }
 
+    // Bad requests get clear refusals and change nothing.
+    let leader_admin = GroupAdmin::new(first.clone());
+    let bad = leader_admin
+        .add_learner(7, "no-port", None)
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("raftAddr"), "{bad}");
+    let bad = leader_admin.promote(9).await.unwrap_err();
+    assert!(bad.to_string().contains("not a learner"), "{bad}");
+    let bad = leader_admin.remove_node(9).await.unwrap_err();
+    assert!(bad.to_string().contains("not a member"), "{bad}");
+    let bad = leader_admin.transfer_leader(9).await.unwrap_err();
+    assert!(bad.to_string().contains("not a voter"), "{bad}");
+
+    // The CLI: status in text and JSON; a change sent to a follower fails naming the leader.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .arg("admin")
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["group-status", "-b", &first]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("state Leader") && text.contains("n2 "),
+        "{text}"
+    );
+    let o = cli(&["group-status", "-b", &follower.addr, "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["leaderAddr"].as_str(), Some(first.as_str()), "{v}");
+    let o = cli(&["transfer-leader", "-b", &follower.addr, "--to", "n0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains(&format!("the leader is {first}")), "{err}");
+    let o = cli(&["promote", "-b", &first, "--node", "x1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a node id"));
+
     // 1. Leadership transfer to a follower.
     let st = GroupAdmin::new(first.clone()).status().await.unwrap();
     assert!(st.is_leader() && st.voters == vec![0, 1, 2], "{st:?}");

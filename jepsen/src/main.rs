@@ -77,8 +77,9 @@ build and is named on its own; one fault at a time, seeded by --seed;
              one node (the leader when known), a minority/majority split, or a bridge (two
              halves that only one node joins). Healed at the end of the window.
   net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
-             the netem qdisc, 30% packet loss (nftables) instead, said in the progress line
-             and run.json.
+             the netem qdisc, a slow link instead (tc tbf: 2 Mbit/s out, queueing delay up to
+             150 ms, drops past it) with 10% packet loss (nftables), or 30% loss alone when
+             tbf is missing too; said in the progress line and run.json.
   disk       storage faults (--disk-modes, default all):
              power-cut  the targets (one, the leader, a minority, a majority or all) lose
                         every write they had not fsynced: each node, built with raftmq's
@@ -93,9 +94,10 @@ build and is named on its own; one fault at a time, seeded by --seed;
                         written bytes); restarted at the end of the window. Damage beyond a
                         node's commit point must be cut at recovery; damage at or before it
                         must make the node refuse to start naming the file and offset. Such
-                        a node is left down for an operator to replace (remove, wipe, add
-                        back under a new id): its window is recorded as not healed, so the
-                        verdict is unknown, never valid, and run.json lists it in left_down.
+                        a node is then replaced as an operator would: removed from the group,
+                        wiped, added back under a new Raft id. If that fails it is left down:
+                        its window is recorded as not healed, so the verdict is unknown,
+                        never valid, and run.json lists it in left_down.
              Bytes dropped, torn writes, damaged file@offset and how each node came back are
              recorded in the fault's `detail` (history.jsonl and run.json). Without --bin the
              harness builds raftmq with --features failpoints for runs that use disk

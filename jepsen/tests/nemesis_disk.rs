@@ -1,8 +1,8 @@
 //! The `disk` nemesis end to end through `raftmq-jepsen run` (loopback: disk faults need no
 //! namespaces): power cuts of every node with SYNC_FLUSH lose no acknowledged send; segment
-//! damage ends in a recovery cut or a refusal naming the file and offset, and a refusal leaves
-//! the node down with the verdict never valid; without a failpoints binary the fault is
-//! reported unavailable and the verdict is unknown.
+//! damage ends in a recovery cut or a refusal naming the file and offset, after which the node
+//! is replaced under a new id (or, if that fails, left down with the verdict never valid);
+//! without a failpoints binary the fault is reported unavailable and the verdict is unknown.
 
 #![allow(clippy::unwrap_used)]
 
@@ -149,6 +149,7 @@ fn segment_damage_is_cut_or_refused_naming_file_and_offset() {
     let faults = r["faults"].as_array().unwrap();
     assert!(faults.len() >= 2, "{r}");
     let mut refused = Vec::new();
+    let mut repaired = 0;
     let mut unhealed = 0;
     for f in faults {
         if let Some(e) = f["start_error"].as_str() {
@@ -165,28 +166,42 @@ fn segment_damage_is_cut_or_refused_naming_file_and_offset() {
             truncated || d.contains(&format!("{node}: flipped bit ")),
             "{d}"
         );
+        // A refusal names the damaged file and an offset; a truncation is refused at the
+        // file's new length.
+        let check_refusal = |e: &str| {
+            assert!(
+                e.contains("corruption in ") && e.contains(" at offset "),
+                "{e}"
+            );
+            assert!(e.contains("/commitlog/"), "{e}");
+            if truncated {
+                let len = d
+                    .split(" to ")
+                    .nth(1)
+                    .and_then(|t| t.split(' ').next())
+                    .unwrap();
+                assert!(e.contains(&format!("at offset {len}:")), "{e}\n{d}");
+            }
+        };
         match f["end_error"].as_str() {
+            None if d.contains("refused to start") => {
+                // Refused, then repaired as an operator would: a new node under a new id.
+                check_refusal(d);
+                assert!(
+                    d.contains("repaired: removed from the group, wiped, replaced by "),
+                    "{d}"
+                );
+                repaired += 1;
+            }
             None => {
                 // Came back: a recovery cut is logged for tail damage.
                 assert!(!truncated, "a truncated segment must not load: {d}");
                 assert!(d.contains(&format!("{node}: restarted")), "{d}");
             }
             Some(e) if e.contains("refused to start") => {
-                // The refusal names the damaged file and an offset.
-                assert!(
-                    e.contains("corruption in ") && e.contains(" at offset "),
-                    "{e}"
-                );
-                assert!(e.contains("/commitlog/"), "{e}");
-                if truncated {
-                    // A truncation is refused at the file's new length.
-                    let len = d
-                        .split(" to ")
-                        .nth(1)
-                        .and_then(|t| t.split(' ').next())
-                        .unwrap();
-                    assert!(e.contains(&format!("at offset {len}:")), "{e}\n{d}");
-                }
+                // The repair failed (it needs a leader): the node is left down.
+                check_refusal(e);
+                assert!(e.contains("repair failed"), "{e}");
                 refused.push(node.to_owned());
                 unhealed += 1;
             }
@@ -212,7 +227,7 @@ fn segment_damage_is_cut_or_refused_naming_file_and_offset() {
     }
     assert_eq!(results["lost"]["lost"], 0, "{}", text(&o));
     // This seed truncates a segment, which no node may load.
-    assert!(!refused.is_empty(), "{r}");
+    assert!(repaired + refused.len() > 0, "{r}");
 }
 
 #[test]
@@ -260,4 +275,31 @@ fn without_failpoints_the_disk_fault_is_unavailable_and_never_valid() {
     }
     assert_eq!(results["verdict"], "unknown", "{}", text(&o));
     assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn run_help_documents_the_disk_nemesis() {
+    let o = Command::new(env!("CARGO_BIN_EXE_raftmq-jepsen"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "disk ",
+        "--disk-modes",
+        "power-cut",
+        "torn",
+        "corrupt",
+        "SIGUSR1",
+        "SIGUSR2",
+        "failpoints",
+        "left_down",
+        "new Raft id",
+    ] {
+        assert!(
+            help.contains(needle),
+            "run --help lacks {needle:?}:\n{help}"
+        );
+    }
 }

@@ -310,3 +310,68 @@ fn net_partial_loss_drops_about_that_share_of_packets() {
         "{received} of {SENT} datagrams arrived with 30% loss"
     );
 }
+
+/// Seconds to push `bytes` over TCP from node 0's namespace to a listener in the hub.
+fn bulk_send_secs(hub: &str, node_ns: &str, port: u16, bytes: usize) -> f64 {
+    use std::io::{Read, Write};
+    let target: std::net::SocketAddr = (raftmq_jepsen::netns::HUB_ADDR, port).into();
+    std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let rx = s.spawn(move || {
+            raftmq_jepsen::netns::run_in_netns(hub, move || {
+                let l = std::net::TcpListener::bind(target).unwrap();
+                ready_tx.send(()).unwrap();
+                let (mut conn, _) = l.accept().unwrap();
+                let mut got = 0usize;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = conn.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                got
+            })
+            .unwrap()
+        });
+        ready_rx.recv().unwrap();
+        let started = std::time::Instant::now();
+        raftmq_jepsen::netns::run_in_netns(node_ns, || {
+            let mut conn =
+                std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
+            conn.write_all(&vec![7u8; bytes]).unwrap();
+        })
+        .unwrap();
+        assert_eq!(rx.join().unwrap(), bytes);
+        started.elapsed().as_secs_f64()
+    })
+}
+
+#[test]
+fn a_slow_link_delays_a_bulk_transfer_and_clear_restores_it() {
+    let (_dir, c) = namesrv_cluster(3, NetMode::Namespaces);
+    assert!(
+        net::tbf_available(&c),
+        "this kernel has no tbf qdisc: the slow-link fault cannot be checked"
+    );
+    let hub = c.client_netns().unwrap().to_owned();
+    let node_ns = c.node(0).unwrap().netns().unwrap().to_owned();
+    const BYTES: usize = 256 * 1024;
+    let fast = bulk_send_secs(&hub, &node_ns, 40_124, BYTES);
+    let slow_link = NetFault {
+        rate_kbit: 2_000,
+        queue_ms: 150,
+        ..NetFault::default()
+    };
+    net::apply(&c, &[0], &slow_link).unwrap();
+    // 2 Mbit/s is 250 KB/s: 256 KiB takes about a second (less the first burst).
+    let slow = bulk_send_secs(&hub, &node_ns, 40_125, BYTES);
+    net::clear(&c, &[0]).unwrap();
+    let again = bulk_send_secs(&hub, &node_ns, 40_126, BYTES);
+    assert!(slow >= 0.7, "256 KiB at 2 Mbit/s took {slow:.3} s");
+    assert!(
+        fast < 0.35 && again < 0.35,
+        "unshaped: {fast:.3} s, after clear {again:.3} s"
+    );
+}

@@ -267,6 +267,18 @@ fn a_broker_group_survives_membership_changes_with_a_valid_verdict() {
     assert!(!names.contains(&old), "{names:?}");
     assert!(!out.join("nodes").join(old).join("data").exists());
     assert!(out.join("nodes").join(old).join("node.log").is_file());
+    // The stopped replicas compared include the new node, byte-identical to the others.
+    let reps = json(&out.join("replicas.json"));
+    let g = &reps["groups"][0];
+    assert_eq!(g["problems"].as_array().unwrap().len(), 0, "{reps}");
+    let rep_names: Vec<&str> = g["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(rep_names.contains(&"n3"), "{rep_names:?}");
+    assert!(!rep_names.contains(&old), "{rep_names:?}");
     // The observer recorded the new node under its own name.
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
     assert!(history.contains("\"node\":\"n3\""), "n3 never observed");

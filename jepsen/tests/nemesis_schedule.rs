@@ -168,7 +168,7 @@ fn the_same_seed_gives_the_same_choices() {
 }
 
 #[test]
-fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
+fn the_net_fault_applies_delay_or_a_slow_link_or_loss_and_is_cleared() {
     let (dir, mut c) = namesrv_cluster(3, NetMode::Namespaces);
     let hpath = dir.path().join("history.jsonl");
     let rec = Recorder::create(&hpath).unwrap();
@@ -191,6 +191,11 @@ fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
         let (tc, nft) = show(&ns);
         if applied.delay_ms > 0 {
             assert!(tc.contains("netem"), "{tc}");
+        } else if applied.rate_kbit > 0 {
+            // No netem: a slow link (tbf) with some loss.
+            assert!(tc.contains("tbf"), "{tc}");
+            assert!(applied.loss_pct >= 10);
+            assert!(nft.contains("numgen random mod 100"), "{nft}");
         } else {
             assert!(applied.loss_pct >= 30);
             assert!(nft.contains("numgen random mod 100"), "{nft}");
@@ -199,7 +204,7 @@ fn the_net_fault_applies_delay_or_falls_back_to_loss_and_is_cleared() {
     }
     let (tc, nft) = show(&ns);
     assert!(
-        !tc.contains("netem") && !nft.contains("numgen"),
+        !tc.contains("netem") && !tc.contains("tbf") && !nft.contains("numgen"),
         "{tc}\n{nft}"
     );
     let results = checker::check(&load(&rec, &hpath), &CheckConfig::default());

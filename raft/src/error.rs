@@ -35,6 +35,12 @@ pub enum RaftGroupError {
     #[error("group is shut down")]
     Shutdown,
 
+    /// The entry was handed to Raft, but this node stopped leading (or stopped) before it was
+    /// known committed: it may still commit under the next leader, or be truncated. A writer
+    /// must treat the write as possibly done (a retry may duplicate it).
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
+
     /// A write or admin request failed inside openraft for another reason.
     #[error("raft {op} failed: {reason}")]
     Raft { op: &'static str, reason: String },
@@ -72,6 +78,7 @@ impl RaftGroupError {
             },
             RaftGroupError::Fatal(s) => RaftGroupError::Fatal(s.clone()),
             RaftGroupError::Shutdown => RaftGroupError::Shutdown,
+            RaftGroupError::Indeterminate(s) => RaftGroupError::Indeterminate(s.clone()),
             RaftGroupError::Timeout { op } => RaftGroupError::Timeout { op },
             RaftGroupError::InvalidCommand(s) => RaftGroupError::InvalidCommand(s.clone()),
             other => RaftGroupError::Raft {

@@ -118,6 +118,8 @@ impl Proposer {
 
     /// Append stored messages (queue offsets are assigned here); resolves once they are
     /// committed and dispatched, with one [`AppendedMessage`] per message, in order.
+    /// [`RaftGroupError::NotLeader`] means nothing was proposed; after the entry went to Raft a
+    /// failure is [`RaftGroupError::Indeterminate`] (it may still commit).
     pub async fn send(&self, messages: BytesMut) -> Result<Vec<AppendedMessage>> {
         let (resp, rx) = oneshot::channel();
         self.tx
@@ -371,9 +373,17 @@ async fn run(
         };
         let failed = write_failed.clone();
         tokio::spawn(async move {
+            // The entry is in Raft's hands now: a failure from here on is not a refusal. A
+            // leader that steps down answers its pending writes with ForwardToLeader, yet the
+            // entry may still commit under the next leader.
             let outcome = match pending.await {
-                Err(_) => Err(RaftGroupError::Shutdown),
-                Ok(Err(e)) => Err(map_write_error(openraft::error::RaftError::APIError(e))),
+                Err(_) => Err(RaftGroupError::Indeterminate(
+                    "the raft core stopped before the entry was known committed".into(),
+                )),
+                Ok(Err(e)) => Err(RaftGroupError::Indeterminate(format!(
+                    "{} before the entry was known committed",
+                    map_write_error(openraft::error::RaftError::APIError(e))
+                ))),
                 Ok(Ok(resp)) => Ok(resp.data.messages),
             };
             drop(permit);

@@ -141,10 +141,17 @@ pub enum ClientError {
 
 impl ClientError {
     /// True when the operation may have taken effect despite the error: a timeout or a
-    /// connection lost after the request was written, or a send whose attempts included one.
+    /// connection lost after the request was written, a SYSTEM_ERROR (the broker failed
+    /// inside, possibly after the write was handed on: a raftmq leader that steps down before
+    /// its entry is known committed answers this, and the entry may still commit), or a send
+    /// whose attempts included one.
     pub fn is_indeterminate(&self) -> bool {
         match self {
             ClientError::Timeout { .. } | ClientError::ConnectionLost { .. } => true,
+            ClientError::Broker {
+                kind: BrokerErrorKind::SystemError,
+                ..
+            } => true,
             ClientError::SendFailed { maybe_written, .. } => *maybe_written,
             _ => false,
         }
@@ -245,5 +252,15 @@ mod tests {
         let b = ClientError::broker("a", 13, Some("too big".into()));
         assert!(!b.is_indeterminate() && !b.is_retryable());
         assert_eq!(b.broker_kind(), Some(BrokerErrorKind::MessageIllegal));
+        // A refusal (not the leader, busy) wrote nothing; a failure inside the broker may
+        // have come after the write was handed on.
+        for code in [14, 2, 17] {
+            assert!(
+                !ClientError::broker("a", code, None).is_indeterminate(),
+                "{code}"
+            );
+        }
+        let s = ClientError::broker("a", 1, Some("store failed: outcome unknown".into()));
+        assert!(s.is_indeterminate() && s.is_retryable());
     }
 }

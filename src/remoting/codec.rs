@@ -237,7 +237,267 @@ fn json_value_to_ext(v: &Value) -> Option<String> {
 /// Parses a JSON header. Accepts what Java, Go and C++ send: unknown keys ignored, missing
 /// `serializeTypeCurrentRPC` fine, `remark` null/""/absent all mean none, any language name.
 /// Only `code` is required.
+///
+/// Every request header passes through here, so the usual case is parsed in one pass straight
+/// into the command (no intermediate `serde_json::Value` tree). Anything that pass refuses is
+/// parsed again by [`decode_json_header_value`], whose error is the one reported; both accept
+/// exactly the same headers and build the same command (see the tests).
 pub fn decode_json_header(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
+    match serde_json::from_slice::<fast_json::Header>(bytes) {
+        Ok(h) => h.into_command(),
+        Err(_) => decode_json_header_value(bytes),
+    }
+}
+
+/// One-pass decoding of a JSON header (see [`decode_json_header`]).
+mod fast_json {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use super::{json_err, CodecError, ExtFields, LanguageCode, RemotingCommand, SerializeType};
+
+    /// A JSON value as far as a header field needs it; strings borrowed when unescaped.
+    pub(super) enum Scalar<'a> {
+        Null,
+        Str(Cow<'a, str>),
+        Bool(bool),
+        Num(serde_json::Number),
+        /// Arrays and objects, kept whole (only their JSON text is ever used).
+        Nested(Value),
+    }
+
+    impl<'de> Deserialize<'de> for Scalar<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ScalarVisitor)
+        }
+    }
+
+    struct ScalarVisitor;
+
+    impl<'de> Visitor<'de> for ScalarVisitor {
+        type Value = Scalar<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Scalar::Null)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Scalar::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            Scalar::deserialize(d)
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Scalar::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Scalar::Num(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Scalar::Num(v.into()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            serde_json::Number::from_f64(v)
+                .map(Scalar::Num)
+                .ok_or_else(|| E::custom("not a finite number"))
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Scalar::Str(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Scalar::Str(Cow::Owned(v)))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Scalar::Nested)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Scalar::Nested)
+        }
+    }
+
+    impl Scalar<'_> {
+        /// The ext-field string Java would have sent (as `json_value_to_ext`).
+        fn into_ext(self) -> Option<String> {
+            match self {
+                Scalar::Null => None,
+                Scalar::Str(s) => Some(s.into_owned()),
+                Scalar::Bool(b) => Some(b.to_string()),
+                Scalar::Num(n) => Some(n.to_string()),
+                Scalar::Nested(v) => Some(v.to_string()),
+            }
+        }
+
+        /// A lenient int field (as `json_int`): `Err(())` when present but not an i32.
+        fn into_int(self) -> Result<Option<i32>, ()> {
+            let parsed = match self {
+                Scalar::Null => return Ok(None),
+                Scalar::Num(n) => n.as_i64().and_then(|v| i32::try_from(v).ok()),
+                Scalar::Str(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            parsed.map(Some).ok_or(())
+        }
+    }
+
+    /// A map key, borrowed when unescaped.
+    struct Key<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// `extFields`: null, or an object whose values become strings.
+    struct Ext(ExtFields);
+
+    impl<'de> Deserialize<'de> for Ext {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Ext;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object or null")
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(Ext(ExtFields::new()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut ext = ExtFields::new();
+                    while let Some(k) = map.next_key::<Key<'de>>()? {
+                        let v: Scalar<'de> = map.next_value()?;
+                        match v.into_ext() {
+                            Some(s) => {
+                                ext.insert(k.0.into_owned(), s);
+                            }
+                            // A later null does not remove an earlier value: the value tree
+                            // keeps the last one (null) and skips it, so remove it too.
+                            None => {
+                                ext.remove(k.0.as_ref());
+                            }
+                        }
+                    }
+                    Ok(Ext(ext))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// The header fields, each as last seen (a repeated key keeps its last value, as the
+    /// value tree does).
+    #[derive(Default)]
+    pub(super) struct Header {
+        code: Option<Result<Option<i32>, ()>>,
+        language: Option<LanguageCode>,
+        version: Option<Result<Option<i32>, ()>>,
+        opaque: Option<Result<Option<i32>, ()>>,
+        flag: Option<Result<Option<i32>, ()>>,
+        remark: Option<String>,
+        ext_fields: ExtFields,
+    }
+
+    impl<'de> Deserialize<'de> for Header {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Header;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut h = Header::default();
+                    while let Some(k) = map.next_key::<Key<'de>>()? {
+                        match k.0.as_ref() {
+                            "code" => h.code = Some(map.next_value::<Scalar<'de>>()?.into_int()),
+                            "version" => {
+                                h.version = Some(map.next_value::<Scalar<'de>>()?.into_int())
+                            }
+                            "opaque" => {
+                                h.opaque = Some(map.next_value::<Scalar<'de>>()?.into_int())
+                            }
+                            "flag" => h.flag = Some(map.next_value::<Scalar<'de>>()?.into_int()),
+                            "language" => {
+                                h.language = Some(match map.next_value::<Scalar<'de>>()? {
+                                    Scalar::Str(s) => LanguageCode::from_name(&s),
+                                    Scalar::Num(n) => n
+                                        .as_i64()
+                                        .and_then(|v| i32::try_from(v).ok())
+                                        .and_then(LanguageCode::from_code)
+                                        .unwrap_or(LanguageCode::Other),
+                                    _ => LanguageCode::Other,
+                                })
+                            }
+                            "remark" => {
+                                h.remark = match map.next_value::<Scalar<'de>>()? {
+                                    Scalar::Str(s) if !s.is_empty() => Some(s.into_owned()),
+                                    _ => None,
+                                }
+                            }
+                            "extFields" => h.ext_fields = map.next_value::<Ext>()?.0,
+                            _ => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(h)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    fn int(field: Option<Result<Option<i32>, ()>>, key: &str) -> Result<Option<i32>, CodecError> {
+        field
+            .unwrap_or(Ok(None))
+            .map_err(|()| json_err(format!("field {key} is not a 32-bit integer")))
+    }
+
+    impl Header {
+        pub(super) fn into_command(self) -> Result<RemotingCommand, CodecError> {
+            let code = int(self.code, "code")?.ok_or_else(|| json_err("field code is missing"))?;
+            Ok(RemotingCommand {
+                code,
+                language: self.language.unwrap_or(LanguageCode::Other),
+                version: int(self.version, "version")?.unwrap_or(0),
+                opaque: int(self.opaque, "opaque")?.unwrap_or(0),
+                flag: int(self.flag, "flag")?.unwrap_or(0),
+                remark: self.remark,
+                ext_fields: self.ext_fields,
+                body: None,
+                serialize_type: SerializeType::Json,
+            })
+        }
+    }
+}
+
+/// Parses a JSON header through a `serde_json::Value` tree: the reference for
+/// [`decode_json_header`] and the source of its error messages.
+pub fn decode_json_header_value(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| json_err(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(json_err("header is not a JSON object"));

@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
-use super::codec::{decode_binary_header, decode_json_header, encode_header, FrameCodec};
+use super::codec::{
+    decode_binary_header, decode_json_header, decode_json_header_value, encode_header, FrameCodec,
+};
 use super::command::{ExtFields, RemotingCommand, SerializeType};
 use super::json::parse_lenient;
 use super::LanguageCode;
@@ -42,8 +44,60 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
         )
 }
 
+/// JSON headers built from the field names and value shapes clients send, repeated keys,
+/// nulls, numbers as strings, escapes, nested values and wrong types included.
+fn arb_json_header() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("code"),
+        Just("language"),
+        Just("version"),
+        Just("opaque"),
+        Just("flag"),
+        Just("remark"),
+        Just("extFields"),
+        Just("serializeTypeCurrentRPC"),
+        Just("other"),
+    ];
+    let scalar = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("\"\"".to_owned()),
+        Just("\"JAVA\"".to_owned()),
+        Just("\"a\\\"b\\u00e9\"".to_owned()),
+        Just("\" 42 \"".to_owned()),
+        Just("1.5".to_owned()),
+        Just("-0.0".to_owned()),
+        Just("1e3".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("[1,\"x\",{\"k\":null}]".to_owned()),
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<i32>().prop_map(|v| format!("\"{v}\"")),
+    ];
+    let ext_key = prop_oneof![Just("a"), Just("b"), Just("topic"), Just("k\\u0041")];
+    let ext = proptest::collection::vec((ext_key, scalar.clone()), 0..5).prop_map(|kv| {
+        let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", body.join(","))
+    });
+    let value = prop_oneof![scalar, ext];
+    proptest::collection::vec((key, value), 0..9).prop_map(|kv| {
+        let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", body.join(","))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn one_pass_json_header_decoder_agrees_with_the_value_tree(text in arb_json_header()) {
+        let fast = decode_json_header(text.as_bytes());
+        let tree = decode_json_header_value(text.as_bytes());
+        match (fast, tree) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", text),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string(), "{}", text),
+            (a, b) => prop_assert!(false, "{}: one-pass {:?}, value tree {:?}", text, a, b),
+        }
+    }
 
     #[test]
     fn frame_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

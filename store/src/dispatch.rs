@@ -533,7 +533,8 @@ impl Dispatcher {
     /// Decodes and checks every message of a `Messages` entry.
     fn plan(&self, entry: &StoredEntry, already: bool) -> Result<Vec<Planned>> {
         let base = entry.pos.saturating_add(HEADER_LEN as u64);
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        // Keys borrow the entry's bytes: no allocation per message.
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
         let mut out = Vec::new();
         for item in iter_batch(&entry.payload) {
             let (off, view) =
@@ -555,7 +556,7 @@ impl Dispatcher {
             let tx = view.transaction_type();
             let consumable = tx.is_consumable();
             if consumable && !already {
-                let key = (topic.to_owned(), view.queue_id());
+                let key = (topic, view.queue_id());
                 let expected = match next.get(&key) {
                     Some(n) => *n,
                     None => self.max_offset(topic, view.queue_id()),
@@ -570,17 +571,19 @@ impl Dispatcher {
                 }
                 next.insert(key, expected + 1);
             }
+            let props = view.index_properties();
             let tags_code = if topic == SCHEDULE_TOPIC {
                 self.delivery_time(&view)
             } else {
-                view.tags_code()
+                props.tags_code()
             };
             let keys = if tx == crate::message::TransactionType::Rollback {
                 Vec::new()
             } else {
-                view.uniq_key()
+                props
+                    .uniq_key
                     .into_iter()
-                    .chain(view.keys())
+                    .chain(props.keys())
                     .map(|k| build_key(topic, k))
                     .collect()
             };
@@ -594,7 +597,7 @@ impl Dispatcher {
                     store_timestamp: view.store_timestamp(),
                     tags_code,
                     consumable,
-                    uniq_key: view.uniq_key().map(str::to_owned),
+                    uniq_key: props.uniq_key.map(str::to_owned),
                 },
                 keys,
             });

@@ -58,9 +58,28 @@ fn try_spawn(args: &[&str], prefix: &str, log: PathBuf) -> Result<(Child, String
             let _ = child.kill();
             let _ = child.wait();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            // The last lines that are not backtrace frames, oldest first.
+            let mut tail: Vec<&str> = text
+                .lines()
+                .rev()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    !(t.starts_with("at ")
+                        || t.split_once(':')
+                            .is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+                })
+                .take(15)
+                .collect();
+            tail.reverse();
+            // Named up front: a backtrace can push the cause out of the tail, and callers
+            // retry on other ports when a port was taken.
+            let busy = if text.contains("Address already in use") {
+                "Address already in use: "
+            } else {
+                ""
+            };
             Err(format!(
-                "{args:?} printed no banner ({e}); log tail:\n{}",
+                "{busy}{args:?} printed no banner ({e}); log tail:\n{}",
                 tail.join("\n")
             ))
         }

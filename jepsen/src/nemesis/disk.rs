@@ -11,8 +11,9 @@
 //!   else anywhere in the written part); restarted at the end of the window. Damage beyond
 //!   the node's commit point must be cut by recovery; damage at or before it must make the
 //!   node refuse to start with an error naming the file and offset. A node that refuses is
-//!   left down (an operator replaces it: remove it from the group, wipe it, add it back under
-//!   a new id), and the fault's end is recorded as not healed.
+//!   then repaired the way an operator would: removed from the group, wiped and added back
+//!   under a new Raft id ([`Cluster::remove_member`], [`Cluster::add_replacement`]). Only if
+//!   that repair fails is it left down, and the fault's end recorded as not healed.
 //!
 //! Every action's outcome (bytes dropped, torn write, file/offset damaged, how the node came
 //! back) is returned as text for the history and `run.json`. This module knows the node
@@ -302,8 +303,12 @@ pub fn corrupt(
 pub struct Restarted {
     /// One line per target that came back (with the recovery cut it logged, if any).
     pub outcomes: Vec<String>,
-    /// Targets that refused to start, with the error line naming the file and offset.
+    /// Targets that refused to start and could not be repaired, with the error line naming
+    /// the file and offset and why the repair failed.
     pub refused: Vec<(usize, String)>,
+    /// Targets that refused to start and were replaced by a new node under a new Raft id:
+    /// one description each (old name, the error line, the new name).
+    pub repaired: Vec<String>,
     /// Damaged targets that started without cutting anything: the damage went unnoticed
     /// (with the description of the damage).
     pub undetected: Vec<(usize, String)>,
@@ -363,7 +368,13 @@ pub fn restart(
             Err(ClusterError::Exited { log_tail, .. }) => {
                 let text = read_from(&log, log_start);
                 match corruption_line(&text) {
-                    Some(line) => out.refused.push((i, line)),
+                    Some(line) => match repair(cluster, i) {
+                        Ok(new_name) => out.repaired.push(format!(
+                            "{name} refused to start: {line}; repaired: removed from the group, \
+                             wiped, replaced by {new_name} under a new Raft id"
+                        )),
+                        Err(e) => out.refused.push((i, format!("{line}; repair failed: {e}"))),
+                    },
                     None => {
                         return Err(NemesisError::Disk(format!(
                             "{name} failed to restart without naming a corrupt file and offset:\n{log_tail}"
@@ -375,6 +386,14 @@ pub fn restart(
         }
     }
     Ok(out)
+}
+
+/// The operator's repair of a node that refuses to start: remove it from its group, wipe it,
+/// add a new node with a new Raft id in its slot. Returns the new node's name.
+fn repair(cluster: &mut Cluster, i: usize) -> Result<String, ClusterError> {
+    let removed = cluster.remove_member(i)?;
+    let replaced = cluster.add_replacement(&removed)?;
+    Ok(replaced.new_name)
 }
 
 /// The part of an error text that names the corrupt file and offset

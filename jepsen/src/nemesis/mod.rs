@@ -4,7 +4,7 @@
 //! * [`kill`]: `kill -9` then restart;
 //! * [`pause`]: SIGSTOP then SIGCONT;
 //! * [`partition`]: packet drops between nodes (nftables / iptables in the nodes' namespaces);
-//! * [`net`]: delay, jitter, reordering (tc netem) and loss (nftables);
+//! * [`net`]: delay, jitter, reordering (tc netem), a slow link (tc tbf) and loss (nftables);
 //! * [`disk`]: power cuts that drop un-fsynced writes (optionally tearing the final one), and
 //!   bit flips or truncation in a stopped node's segment file.
 //! * [`membership`]: leadership transfer, or a node removed, wiped and replaced by a new id.
@@ -242,6 +242,8 @@ pub struct Nemesis<'a> {
     net_fault: NetFault,
     /// Whether the kernel has netem (probed at the first `net` fault).
     netem: Option<bool>,
+    /// Whether the kernel has the tbf qdisc (probed once, when first needed).
+    tbf: Option<bool>,
     /// Cluster indices the faults may hit, per broker group (never the nameserver). Each
     /// fault picks one group and its targets among that group's members.
     groups: Vec<Vec<usize>>,
@@ -289,6 +291,7 @@ impl<'a> Nemesis<'a> {
             damaged: std::collections::BTreeMap::new(),
             left_down: Vec::new(),
             netem: None,
+            tbf: None,
             groups: vec![members],
             cluster,
             recorder,
@@ -298,8 +301,7 @@ impl<'a> Nemesis<'a> {
             net_fault: NetFault {
                 delay_ms: 100,
                 jitter_ms: 50,
-                reorder_pct: 0,
-                loss_pct: 0,
+                ..NetFault::default()
             },
         }
     }
@@ -576,7 +578,9 @@ impl<'a> Nemesis<'a> {
     }
 
     /// The `net` degradation actually applied: the configured one, or, when it needs netem
-    /// and the kernel has none, packet loss only (at least 30%), which nftables provides.
+    /// and the kernel has none, a slow link (tbf: 2 Mbit/s, queueing delay up to the delay
+    /// plus jitter) with at least 10% packet loss (nftables); or loss only (at least 30%)
+    /// when even tbf is missing. Reordering needs netem.
     pub fn effective_net_fault(&mut self) -> NetFault {
         let f = self.net_fault;
         if f.delay_ms == 0 && f.jitter_ms == 0 && f.reorder_pct == 0 {
@@ -586,7 +590,18 @@ impl<'a> Nemesis<'a> {
             .netem
             .get_or_insert_with(|| net::netem_available(self.cluster));
         if netem {
-            f
+            return f;
+        }
+        let tbf = *self
+            .tbf
+            .get_or_insert_with(|| net::tbf_available(self.cluster));
+        if tbf {
+            NetFault {
+                rate_kbit: 2_000,
+                queue_ms: (f.delay_ms + f.jitter_ms).max(50),
+                loss_pct: f.loss_pct.max(10),
+                ..NetFault::default()
+            }
         } else {
             NetFault {
                 loss_pct: f.loss_pct.max(30),
@@ -736,6 +751,9 @@ impl<'a> Nemesis<'a> {
                 if !undetected.is_empty() {
                     text.push_str(&format!("; {undetected}"));
                 }
+                for d in &r.repaired {
+                    text.push_str(&format!("; {d}"));
+                }
                 let mut err = None;
                 if !r.refused.is_empty() {
                     // Refusing is right when the damage reaches the commit point; the node
@@ -847,7 +865,11 @@ impl<'a> Nemesis<'a> {
                 let f = self.effective_net_fault();
                 let mut d = f.describe();
                 if f != self.net_fault {
-                    d.push_str(" (no netem in this kernel: loss instead of delay)");
+                    d.push_str(if f.rate_kbit > 0 {
+                        " (no netem in this kernel: a slow link and loss instead of fixed delay)"
+                    } else {
+                        " (no netem or tbf in this kernel: loss instead of delay)"
+                    });
                 }
                 rec.detail = Some(d);
             }

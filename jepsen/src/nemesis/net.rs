@@ -1,6 +1,10 @@
 //! `net`: degraded links on target nodes. Delay, jitter and reordering use the `netem` queueing
 //! discipline (`tc qdisc ... netem`) on the node's interface; random loss uses an nftables
 //! rule (`numgen random mod 100 < P drop`), which works even in kernels built without netem.
+//! A slow link uses the token-bucket filter (`tc qdisc ... tbf rate R latency L`): what the
+//! node sends beyond the rate waits in the queue for up to L (real queueing delay, growing with
+//! the traffic), and is dropped past it. Kernels without netem usually still have tbf; there a
+//! slow link stands in for fixed delay, and reordering is not available.
 //! Everything is installed inside the nodes' own namespaces.
 
 use std::process::Command;
@@ -24,6 +28,11 @@ pub struct NetFault {
     pub reorder_pct: u8,
     /// Percentage of outgoing packets dropped (nftables).
     pub loss_pct: u8,
+    /// Outgoing bandwidth limit in kbit/s (tbf); 0 for none. Packets wait up to
+    /// `queue_ms` in the queue.
+    pub rate_kbit: u32,
+    /// Longest wait in the tbf queue in milliseconds (with `rate_kbit`).
+    pub queue_ms: u32,
 }
 
 impl NetFault {
@@ -38,6 +47,12 @@ impl NetFault {
         }
         if self.loss_pct > 0 {
             parts.push(format!("loss={}%", self.loss_pct));
+        }
+        if self.rate_kbit > 0 {
+            parts.push(format!(
+                "rate={}kbit queue<={}ms",
+                self.rate_kbit, self.queue_ms
+            ));
         }
         parts.join(" ")
     }
@@ -82,6 +97,22 @@ pub fn netem_available(cluster: &Cluster) -> bool {
     ok
 }
 
+/// Whether the kernel offers the tbf qdisc (tried on the loopback of node 0's namespace).
+pub fn tbf_available(cluster: &Cluster) -> bool {
+    let Ok(ns) = node_ns(cluster, 0) else {
+        return false;
+    };
+    let args = [
+        "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1gbit", "burst", "64kbit", "latency",
+        "10ms",
+    ];
+    let ok = in_ns(&ns, "tc", &args).is_ok();
+    if ok {
+        let _ = in_ns(&ns, "tc", &["qdisc", "del", "dev", "lo", "root"]);
+    }
+    ok
+}
+
 /// Applies `fault` to every target. If a part cannot be applied (for example the kernel has
 /// no netem), the targets are cleared again and the error says why.
 pub fn apply(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result<(), NemesisError> {
@@ -112,6 +143,30 @@ fn apply_inner(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result
                     NetError::Failed { stderr, .. } if stderr.contains("unknown") => {
                         NemesisError::Net(NetError::Unsupported {
                             what: "the netem qdisc (CONFIG_NET_SCH_NETEM)".into(),
+                            detail: stderr.clone(),
+                        })
+                    }
+                    _ => e.into(),
+                });
+            }
+        }
+        if fault.rate_kbit > 0 {
+            if fault.needs_netem() {
+                return Err(NemesisError::Unsupported(
+                    "a rate limit and netem delay on one link".into(),
+                ));
+            }
+            let rate = format!("{}kbit", fault.rate_kbit);
+            let latency = format!("{}ms", fault.queue_ms.max(1));
+            let args = [
+                "qdisc", "replace", "dev", NODE_IF, "root", "tbf", "rate", &rate, "burst",
+                "16kbit", "latency", &latency,
+            ];
+            if let Err(e) = in_ns(&ns, "tc", &args) {
+                return Err(match &e {
+                    NetError::Failed { stderr, .. } if stderr.contains("unknown") => {
+                        NemesisError::Net(NetError::Unsupported {
+                            what: "the tbf qdisc (CONFIG_NET_SCH_TBF)".into(),
                             detail: stderr.clone(),
                         })
                     }
@@ -150,7 +205,7 @@ pub fn clear(cluster: &Cluster, targets: &[usize]) -> Result<(), NemesisError> {
     for &i in targets {
         let ns = node_ns(cluster, i)?;
         let qdiscs = in_ns(&ns, "tc", &["qdisc", "show", "dev", NODE_IF])?;
-        if qdiscs.contains("netem") {
+        if qdiscs.contains("netem") || qdiscs.contains("tbf") {
             in_ns(&ns, "tc", &["qdisc", "del", "dev", NODE_IF, "root"])?;
         }
         if crate::setup::has_program("nft") {

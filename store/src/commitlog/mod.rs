@@ -501,7 +501,8 @@ impl CommitLog {
             .committed
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(id);
-        self.handle.send(Request::SaveCommitted(id))
+        // The writer picks it up before its next request and on its idle tick.
+        Ok(())
     }
 
     /// The last `save_committed` value (or what the meta file held at open).

@@ -42,7 +42,6 @@ pub(crate) enum Request {
         vote: Vec<u8>,
         reply: SyncSender<Result<()>>,
     },
-    SaveCommitted(EntryId),
     Truncate {
         from: u64,
         reply: SyncSender<Result<()>>,
@@ -152,6 +151,7 @@ impl Writer {
             let req = match rx.recv_timeout(COMMITTED_PERSIST_INTERVAL) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
+                    self.sync_committed();
                     self.maybe_persist_committed();
                     continue;
                 }
@@ -162,6 +162,9 @@ impl Writer {
                     return;
                 }
             };
+            // Every committed index saved before this request was sent is seen first, as
+            // when each save travelled through the channel.
+            self.sync_committed();
             match req {
                 Request::Append {
                     entries,
@@ -171,12 +174,6 @@ impl Writer {
                 Request::SaveVote { vote, reply } => {
                     let r = self.save_vote(vote);
                     let _ = reply.send(r);
-                }
-                Request::SaveCommitted(id) => {
-                    if self.meta.committed.is_none_or(|c| c.index < id.index) {
-                        self.meta.committed = Some(id);
-                        self.committed_dirty = true;
-                    }
                 }
                 Request::Truncate { from, reply } => {
                     let r = self.guarded(|w| w.truncate(from));
@@ -378,6 +375,22 @@ impl Writer {
 
     /// Writes the committed mark if it changed, a second has passed, and the log holding it
     /// is durable (so the mark never points past what a crash keeps).
+    /// Takes the committed index `CommitLog::save_committed` left in the shared state (it no
+    /// longer wakes this thread for it: that was one thread hand-off per commit per node).
+    fn sync_committed(&mut self) {
+        let latest = *self
+            .shared
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = latest {
+            if self.meta.committed.is_none_or(|c| c.index < id.index) {
+                self.meta.committed = Some(id);
+                self.committed_dirty = true;
+            }
+        }
+    }
+
     fn maybe_persist_committed(&mut self) {
         if !self.committed_dirty
             || self.last_meta_write.elapsed() < COMMITTED_PERSIST_INTERVAL
