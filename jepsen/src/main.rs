@@ -290,6 +290,14 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
             raftmq_jepsen::cluster::raftmq_binary(std::path::Path::new("."), false)?
         }
     };
+    // Nodes run with their own data directory as working directory: every path they get
+    // must be absolute.
+    let binary = std::fs::canonicalize(&binary)
+        .with_context(|| format!("the raftmq binary {}", binary.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("creating the run folder {}", out.display()))?;
+    let out = std::fs::canonicalize(&out)
+        .with_context(|| format!("the run folder {}", out.display()))?;
     let config = RunConfig {
         nodes: a.nodes,
         groups: a.groups,
