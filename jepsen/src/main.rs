@@ -296,8 +296,8 @@ fn run_chaos(a: RunArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("the raftmq binary {}", binary.display()))?;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating the run folder {}", out.display()))?;
-    let out = std::fs::canonicalize(&out)
-        .with_context(|| format!("the run folder {}", out.display()))?;
+    let out =
+        std::fs::canonicalize(&out).with_context(|| format!("the run folder {}", out.display()))?;
     let config = RunConfig {
         nodes: a.nodes,
         groups: a.groups,
