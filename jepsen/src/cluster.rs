@@ -772,10 +772,30 @@ pub fn broker_command(
         index: pos,
         len: members.len(),
     })?;
-    let node = cluster.node(me)?;
+    write_broker_conf(cluster, me, spec, pos as u64, &peers, &brokers, false)
+}
+
+/// Writes `DIR/broker.conf` for cluster node `i` as Raft member `n<id>` of `spec`'s group
+/// (`peers`: `dLegerPeers` entries, `brokers`: `peerBrokerAddrs` entries; `join`: a node
+/// added to a running group, `dLegerJoin=true`) and returns the arguments that run it.
+pub(crate) fn write_broker_conf(
+    cluster: &Cluster,
+    i: usize,
+    spec: &BrokerGroupSpec,
+    id: u64,
+    peers: &[String],
+    brokers: &[String],
+    join: bool,
+) -> Result<Vec<OsString>, ClusterError> {
+    let node = cluster.node(i)?;
     let conf = node.data_dir.join("broker.conf");
+    let (role, join_line) = if join {
+        ("joins as a replacement node", "dLegerJoin=true\n")
+    } else {
+        ("initial member", "")
+    };
     let text = format!(
-        "# written by raftmq-jepsen: member n{pos} of {group}\n\
+        "# written by raftmq-jepsen: n{id} of {group} ({role})\n\
          brokerClusterName={cluster}\n\
          brokerName={group}\n\
          brokerIP1={ip}\n\
@@ -785,7 +805,8 @@ pub fn broker_command(
          enableDLegerCommitLog=true\n\
          dLegerGroup={group}\n\
          dLegerPeers={peers}\n\
-         dLegerSelfId=n{pos}\n\
+         dLegerSelfId=n{id}\n\
+         {join_line}\
          peerBrokerAddrs={brokers}\n\
          flushDiskType={flush}\n\
          mapedFileSizeCommitLog={seg}\n\

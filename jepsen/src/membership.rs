@@ -375,44 +375,5 @@ fn join_command(
         peers.push(format!("n{}-{}:{}", m.id, n.ip, m.raft_port));
         brokers.push(format!("n{}-{}", m.id, n.addr()));
     }
-    let node = cluster.node(i)?;
-    let conf = node.data_dir.join("broker.conf");
-    let text = format!(
-        "# written by raftmq-jepsen: n{id} joins {group} (replacement node)\n\
-         brokerClusterName={cluster}\n\
-         brokerName={group}\n\
-         brokerIP1={ip}\n\
-         listenPort={port}\n\
-         namesrvAddr={namesrv}\n\
-         storePathRootDir={store}\n\
-         enableDLegerCommitLog=true\n\
-         dLegerGroup={group}\n\
-         dLegerPeers={peers}\n\
-         dLegerSelfId=n{id}\n\
-         dLegerJoin=true\n\
-         peerBrokerAddrs={brokers}\n\
-         flushDiskType={flush}\n\
-         mapedFileSizeCommitLog={seg}\n\
-         mapedFileSizeConsumeQueue={cq}\n\
-         autoCreateTopicEnable=true\n\
-         autoCreateSubscriptionGroup=true\n\
-         messageIndexEnable={index}\n",
-        cluster = spec.cluster,
-        group = spec.name,
-        ip = node.ip,
-        port = node.port,
-        namesrv = spec.namesrv,
-        store = node.data_dir.join("store").display(),
-        peers = peers.join(";"),
-        brokers = brokers.join(";"),
-        flush = spec.flush_disk_type,
-        seg = spec.segment_bytes,
-        cq = spec.consume_queue_bytes,
-        index = spec.message_index,
-    );
-    std::fs::write(&conf, text).map_err(|source| ClusterError::Io {
-        path: conf.clone(),
-        source,
-    })?;
-    Ok(vec!["broker".into(), "-c".into(), conf.into_os_string()])
+    crate::cluster::write_broker_conf(cluster, i, spec, id, &peers, &brokers, true)
 }
