@@ -28,6 +28,7 @@ pub mod history;
 pub mod membership;
 pub mod nemesis;
 pub mod netns;
+pub mod netq;
 pub mod observer;
 pub mod report;
 pub mod run;

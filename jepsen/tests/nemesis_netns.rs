@@ -375,3 +375,120 @@ fn a_slow_link_delays_a_bulk_transfer_and_clear_restores_it() {
         "unshaped: {fast:.3} s, after clear {again:.3} s"
     );
 }
+
+fn iptables_output(ns: &str) -> String {
+    raftmq_jepsen::netns::run(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "iptables", "-w", "-S", "OUTPUT"]),
+    )
+    .unwrap()
+}
+
+/// This kernel has no netem; delay goes through the harness's userspace scheduler (an
+/// NFQUEUE rule and a thread bound to the queue in the node's namespace). The added delay
+/// must be measurable on a real request, and clear must restore the link and remove the rule.
+#[test]
+fn net_delay_through_nfqueue_is_measurable_and_cleared() {
+    let (_dir, c) = namesrv_cluster(3, NetMode::Namespaces);
+    assert!(
+        net::nfqueue_available(&c),
+        "NFQUEUE is not usable here (CONFIG_NETFILTER_NETLINK_QUEUE, the xt NFQUEUE target)"
+    );
+    let hub = c.client_netns().map(str::to_owned);
+    let addr = c.node(0).unwrap().addr();
+    let ns = c.node(0).unwrap().netns().unwrap().to_owned();
+    let base = ask(hub.as_deref(), addr, OK_WITHIN).unwrap();
+    let fault = NetFault {
+        delay_ms: 150,
+        nfqueue: true,
+        seed: 1,
+        ..NetFault::default()
+    };
+    assert!(
+        fault.describe().contains("via nfqueue"),
+        "{}",
+        fault.describe()
+    );
+    net::apply(&c, &[0], &fault).unwrap();
+    assert!(iptables_output(&ns).contains("NFQUEUE"));
+    // A fresh connection and one request: at least two delayed packets from the node.
+    let slow = ask(hub.as_deref(), addr, Duration::from_secs(5)).unwrap();
+    assert!(
+        slow >= Duration::from_millis(280) && slow > base,
+        "delay not measurable: {slow:?} (base {base:?})"
+    );
+    // Other nodes are untouched.
+    let other = ask(hub.as_deref(), c.node(1).unwrap().addr(), OK_WITHIN).unwrap();
+    assert!(other < Duration::from_millis(150), "{other:?} to n1");
+    net::clear(&c, &[0]).unwrap();
+    assert!(
+        !iptables_output(&ns).contains("NFQUEUE"),
+        "rule left behind"
+    );
+    let fast = ask(hub.as_deref(), addr, OK_WITHIN).unwrap();
+    assert!(fast < Duration::from_millis(150), "{fast:?} after clear");
+}
+
+/// Jitter larger than the gap between packets reorders them for real: numbered UDP datagrams
+/// sent 1 ms apart from a node arrive at the hub out of order, all of them (no loss asked),
+/// and in order again after clear.
+#[test]
+fn net_jitter_through_nfqueue_reorders_packets() {
+    let (_dir, c) = namesrv_cluster(3, NetMode::Namespaces);
+    let hub = c.client_netns().unwrap().to_owned();
+    let node_ns = c.node(0).unwrap().netns().unwrap().to_owned();
+    let fault = NetFault {
+        delay_ms: 20,
+        jitter_ms: 15,
+        reorder_pct: 10,
+        nfqueue: true,
+        seed: 5,
+        ..NetFault::default()
+    };
+    const N: u32 = 200;
+    let inversions = |port: u16| -> (usize, usize) {
+        let target: std::net::SocketAddr = (raftmq_jepsen::netns::HUB_ADDR, port).into();
+        std::thread::scope(|s| {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let hub = hub.as_str();
+            let rx = s.spawn(move || {
+                raftmq_jepsen::netns::run_in_netns(hub, move || {
+                    let sock = std::net::UdpSocket::bind(target).unwrap();
+                    sock.set_read_timeout(Some(Duration::from_millis(500)))
+                        .unwrap();
+                    ready_tx.send(()).unwrap();
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4];
+                    while seen.len() < N as usize {
+                        match sock.recv(&mut buf) {
+                            Ok(4) => seen.push(u32::from_be_bytes(buf)),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    seen
+                })
+                .unwrap()
+            });
+            ready_rx.recv().unwrap();
+            raftmq_jepsen::netns::run_in_netns(&node_ns, || {
+                let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                for i in 0..N {
+                    sock.send_to(&i.to_be_bytes(), target).unwrap();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .unwrap();
+            let seen = rx.join().unwrap();
+            let inv = seen.windows(2).filter(|w| w[1] < w[0]).count();
+            (seen.len(), inv)
+        })
+    };
+    net::apply(&c, &[0], &fault).unwrap();
+    let (got, inv) = inversions(40_131);
+    net::clear(&c, &[0]).unwrap();
+    assert_eq!(got, N as usize, "datagrams lost without a loss setting");
+    assert!(inv >= 10, "only {inv} out-of-order arrivals of {N}");
+    let (got, inv) = inversions(40_132);
+    assert_eq!((got, inv), (N as usize, 0), "after clear");
+}

@@ -189,7 +189,13 @@ fn the_net_fault_applies_delay_or_a_slow_link_or_loss_and_is_cleared() {
         let applied = nem.effective_net_fault();
         let (active, targets) = nem.start_on(FaultKind::Net, &[0]).unwrap();
         let (tc, nft) = show(&ns);
-        if applied.delay_ms > 0 {
+        if applied.nfqueue {
+            // No netem: the same delay through the userspace scheduler (iptables-nft shows
+            // its NFQUEUE rule in the nft ruleset).
+            assert!(applied.delay_ms > 0);
+            assert!(nft.contains("queue num"), "{nft}");
+            assert!(!tc.contains("netem") && !tc.contains("tbf"), "{tc}");
+        } else if applied.delay_ms > 0 {
             assert!(tc.contains("netem"), "{tc}");
         } else if applied.rate_kbit > 0 {
             // No netem: a slow link (tbf) with some loss.
@@ -204,7 +210,10 @@ fn the_net_fault_applies_delay_or_a_slow_link_or_loss_and_is_cleared() {
     }
     let (tc, nft) = show(&ns);
     assert!(
-        !tc.contains("netem") && !tc.contains("tbf") && !nft.contains("numgen"),
+        !tc.contains("netem")
+            && !tc.contains("tbf")
+            && !nft.contains("numgen")
+            && !nft.contains("queue num"),
         "{tc}\n{nft}"
     );
     let results = checker::check(&load(&rec, &hpath), &CheckConfig::default());

@@ -244,6 +244,10 @@ pub struct Nemesis<'a> {
     netem: Option<bool>,
     /// Whether the kernel has the tbf qdisc (probed once, when first needed).
     tbf: Option<bool>,
+    /// Whether NFQUEUE works for the userspace scheduler (probed once, when netem is missing).
+    nfqueue: Option<bool>,
+    /// Seeds of the userspace scheduler, apart from the schedule's generator.
+    net_rng: Rng,
     /// Cluster indices the faults may hit, per broker group (never the nameserver). Each
     /// fault picks one group and its targets among that group's members.
     groups: Vec<Vec<usize>>,
@@ -292,6 +296,8 @@ impl<'a> Nemesis<'a> {
             left_down: Vec::new(),
             netem: None,
             tbf: None,
+            nfqueue: None,
+            net_rng: Rng::new(seed ^ 0x6e65_7471),
             groups: vec![members],
             cluster,
             recorder,
@@ -577,10 +583,11 @@ impl<'a> Nemesis<'a> {
         self.disk_outcome.take()
     }
 
-    /// The `net` degradation actually applied: the configured one, or, when it needs netem
-    /// and the kernel has none, a slow link (tbf: 2 Mbit/s, queueing delay up to the delay
-    /// plus jitter) with at least 10% packet loss (nftables); or loss only (at least 30%)
-    /// when even tbf is missing. Reordering needs netem.
+    /// The `net` degradation actually applied: the configured one; when it needs netem and
+    /// the kernel has none, the same delay, jitter, reordering and loss through the harness's
+    /// userspace scheduler (NFQUEUE); without that either, a slow link (tbf: 2 Mbit/s,
+    /// queueing delay up to the delay plus jitter) with at least 10% packet loss (nftables);
+    /// or loss only (at least 30%) when even tbf is missing.
     pub fn effective_net_fault(&mut self) -> NetFault {
         let f = self.net_fault;
         if f.delay_ms == 0 && f.jitter_ms == 0 && f.reorder_pct == 0 {
@@ -591,6 +598,16 @@ impl<'a> Nemesis<'a> {
             .get_or_insert_with(|| net::netem_available(self.cluster));
         if netem {
             return f;
+        }
+        let nfqueue = *self
+            .nfqueue
+            .get_or_insert_with(|| net::nfqueue_available(self.cluster));
+        if nfqueue {
+            return NetFault {
+                nfqueue: true,
+                seed: self.net_rng.next_u64(),
+                ..f
+            };
         }
         let tbf = *self
             .tbf

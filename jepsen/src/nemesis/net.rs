@@ -4,17 +4,31 @@
 //! A slow link uses the token-bucket filter (`tc qdisc ... tbf rate R latency L`): what the
 //! node sends beyond the rate waits in the queue for up to L (real queueing delay, growing with
 //! the traffic), and is dropped past it. Kernels without netem usually still have tbf; there a
-//! slow link stands in for fixed delay, and reordering is not available.
+//! slow link stands in for fixed delay.
+//! Where netem is missing, delay, jitter, reordering and loss can instead go through the
+//! harness's own userspace scheduler ([`crate::netq`]): an iptables `NFQUEUE` rule on the
+//! node's interface and a scheduler thread bound to that queue inside the node's namespace.
 //! Everything is installed inside the nodes' own namespaces.
 
+use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use super::NemesisError;
 use crate::cluster::{Cluster, NetMode};
 use crate::netns::{self, NetError, NODE_IF};
+use crate::netq;
 
 /// nftables table of the loss rules.
 pub const NFT_TABLE: &str = "raftmq_jepsen_net";
+
+/// The NFQUEUE queue number the userspace scheduler binds in each node's namespace (queues
+/// are per namespace, so every node can use the same number).
+pub const NFQUEUE_NUM: u16 = 7;
+
+/// Running userspace schedulers, by namespace.
+static SCHEDULERS: Mutex<BTreeMap<String, netq::Running>> = Mutex::new(BTreeMap::new());
 
 /// One link degradation applied to every target's outgoing traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +47,11 @@ pub struct NetFault {
     pub rate_kbit: u32,
     /// Longest wait in the tbf queue in milliseconds (with `rate_kbit`).
     pub queue_ms: u32,
+    /// Delay, jitter, reordering and loss by the harness's userspace scheduler (NFQUEUE)
+    /// instead of netem and nftables.
+    pub nfqueue: bool,
+    /// Seed of the scheduler's per-packet choices (with `nfqueue`).
+    pub seed: u64,
 }
 
 impl NetFault {
@@ -53,6 +72,9 @@ impl NetFault {
                 "rate={}kbit queue<={}ms",
                 self.rate_kbit, self.queue_ms
             ));
+        }
+        if self.nfqueue {
+            parts.push("via nfqueue".into());
         }
         parts.join(" ")
     }
@@ -126,6 +148,15 @@ pub fn apply(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result<(
 fn apply_inner(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result<(), NemesisError> {
     for &i in targets {
         let ns = node_ns(cluster, i)?;
+        if fault.nfqueue {
+            if fault.rate_kbit > 0 {
+                return Err(NemesisError::Unsupported(
+                    "a rate limit through the userspace scheduler".into(),
+                ));
+            }
+            start_scheduler(&ns, i, fault)?;
+            continue;
+        }
         if fault.needs_netem() {
             let delay = format!("{}ms", fault.delay_ms);
             let jitter = format!("{}ms", fault.jitter_ms);
@@ -200,10 +231,118 @@ fn apply_inner(cluster: &Cluster, targets: &[usize], fault: &NetFault) -> Result
     Ok(())
 }
 
+/// Binds a scheduler in `ns`, then sends the node's outgoing packets to it. The rule is
+/// installed only once the queue is bound, and carries `--queue-bypass`: packets pass if
+/// the scheduler goes away.
+fn start_scheduler(ns: &str, node: usize, fault: &NetFault) -> Result<(), NemesisError> {
+    let shape = netq::Shape {
+        delay: Duration::from_millis(u64::from(fault.delay_ms)),
+        jitter: Duration::from_millis(u64::from(fault.jitter_ms)),
+        reorder_pct: fault.reorder_pct,
+        loss_pct: fault.loss_pct,
+    };
+    let seed = fault.seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let running = netq::Running::start(ns, NFQUEUE_NUM, shape, seed)?;
+    SCHEDULERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(ns.to_owned(), running);
+    let rule = nfqueue_rule("-A");
+    in_ns(
+        ns,
+        "iptables",
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    Ok(())
+}
+
+fn nfqueue_rule(op: &str) -> Vec<String> {
+    let queue = NFQUEUE_NUM.to_string();
+    [
+        "-w",
+        op,
+        "OUTPUT",
+        "-o",
+        NODE_IF,
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        &queue,
+        "--queue-bypass",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Removes the NFQUEUE rule and stops the scheduler of `ns` (held packets are sent at once).
+fn stop_scheduler(ns: &str) -> Result<(), NemesisError> {
+    let running = SCHEDULERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(ns);
+    if crate::setup::has_program("iptables") {
+        let rules = in_ns(ns, "iptables", &["-w", "-S", "OUTPUT"])?;
+        if rules.contains("NFQUEUE") {
+            let rule = nfqueue_rule("-D");
+            in_ns(
+                ns,
+                "iptables",
+                &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?;
+        }
+    }
+    if let Some(r) = running {
+        let stats = r.stop().map_err(|e| NetError::Unsupported {
+            what: "the packet scheduler".into(),
+            detail: e.to_string(),
+        })?;
+        tracing::info!(netns = ns, ?stats, "packet scheduler stopped");
+    }
+    Ok(())
+}
+
+/// Whether NFQUEUE works here: a scheduler binds a queue in node 0's namespace and an
+/// iptables NFQUEUE rule installs (both removed again).
+pub fn nfqueue_available(cluster: &Cluster) -> bool {
+    let Ok(ns) = node_ns(cluster, 0) else {
+        return false;
+    };
+    if !crate::setup::has_program("iptables") {
+        return false;
+    }
+    let Ok(running) = netq::Running::start(&ns, NFQUEUE_NUM + 1, netq::Shape::default(), 0) else {
+        return false;
+    };
+    let rule = [
+        "-w",
+        "-A",
+        "OUTPUT",
+        "-o",
+        "lo",
+        "-p",
+        "udp",
+        "--dport",
+        "9",
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        "8",
+        "--queue-bypass",
+    ];
+    let ok = in_ns(&ns, "iptables", &rule).is_ok();
+    if ok {
+        let mut del = rule;
+        del[1] = "-D";
+        let _ = in_ns(&ns, "iptables", &del);
+    }
+    ok && running.stop().is_ok()
+}
+
 /// Removes every link degradation from the targets.
 pub fn clear(cluster: &Cluster, targets: &[usize]) -> Result<(), NemesisError> {
     for &i in targets {
         let ns = node_ns(cluster, i)?;
+        stop_scheduler(&ns)?;
         let qdiscs = in_ns(&ns, "tc", &["qdisc", "show", "dev", NODE_IF])?;
         if qdiscs.contains("netem") || qdiscs.contains("tbf") {
             in_ns(&ns, "tc", &["qdisc", "del", "dev", NODE_IF, "root"])?;
