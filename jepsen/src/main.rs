@@ -76,10 +76,14 @@ build and is named on its own; one fault at a time, seeded by --seed;
   partition  real packet drops (nftables, or iptables) inside the nodes' namespaces: isolate
              one node (the leader when known), a minority/majority split, or a bridge (two
              halves that only one node joins). Healed at the end of the window.
-  net        tc netem delay 100 ms +/- 50 ms on one node or a minority; in a kernel without
-             the netem qdisc, a slow link instead (tc tbf: 2 Mbit/s out, queueing delay up to
-             150 ms, drops past it) with 10% packet loss (nftables), or 30% loss alone when
-             tbf is missing too; said in the progress line and run.json.
+  net        delay 100 ms +/- 50 ms per packet (so packets also arrive reordered) on one node
+             or a minority's outgoing traffic: tc netem where the kernel has it; otherwise
+             the harness's own packet scheduler (an iptables NFQUEUE rule with
+             --queue-bypass, and a thread bound to the queue in the node's namespace that
+             holds each packet for its seeded delay, then accepts it); without NFQUEUE
+             either, a slow link (tc tbf: 2 Mbit/s out, queueing delay up to 150 ms, drops
+             past it) with 10% packet loss (nftables), or 30% loss alone when tbf is missing
+             too; said in the progress line and run.json.
   disk       storage faults (--disk-modes, default all):
              power-cut  the targets (one, the leader, a minority, a majority or all) lose
                         every write they had not fsynced: each node, built with raftmq's

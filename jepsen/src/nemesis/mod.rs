@@ -881,7 +881,9 @@ impl<'a> Nemesis<'a> {
             if kind == FaultKind::Net {
                 let f = self.effective_net_fault();
                 let mut d = f.describe();
-                if f != self.net_fault {
+                if f.nfqueue {
+                    d.push_str(" (no netem in this kernel: the harness's packet scheduler)");
+                } else if f != self.net_fault {
                     d.push_str(if f.rate_kbit > 0 {
                         " (no netem in this kernel: a slow link and loss instead of fixed delay)"
                     } else {
