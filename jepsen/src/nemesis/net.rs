@@ -247,18 +247,14 @@ fn start_scheduler(ns: &str, node: usize, fault: &NetFault) -> Result<(), Nemesi
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(ns.to_owned(), running);
-    let rule = nfqueue_rule("-A");
-    in_ns(
-        ns,
-        "iptables",
-        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
-    )?;
+    nfqueue_rule(ns, "-A")?;
     Ok(())
 }
 
-fn nfqueue_rule(op: &str) -> Vec<String> {
+/// Adds (`-A`) or deletes (`-D`) the rule sending `ns`'s outgoing packets to the queue.
+fn nfqueue_rule(ns: &str, op: &str) -> Result<String, NetError> {
     let queue = NFQUEUE_NUM.to_string();
-    [
+    let rule = [
         "-w",
         op,
         "OUTPUT",
@@ -269,9 +265,8 @@ fn nfqueue_rule(op: &str) -> Vec<String> {
         "--queue-num",
         &queue,
         "--queue-bypass",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    ];
+    in_ns(ns, "iptables", &rule)
 }
 
 /// Removes the NFQUEUE rule and stops the scheduler of `ns` (held packets are sent at once).
@@ -283,12 +278,7 @@ fn stop_scheduler(ns: &str) -> Result<(), NemesisError> {
     if crate::setup::has_program("iptables") {
         let rules = in_ns(ns, "iptables", &["-w", "-S", "OUTPUT"])?;
         if rules.contains("NFQUEUE") {
-            let rule = nfqueue_rule("-D");
-            in_ns(
-                ns,
-                "iptables",
-                &rule.iter().map(String::as_str).collect::<Vec<_>>(),
-            )?;
+            nfqueue_rule(ns, "-D")?;
         }
     }
     if let Some(r) = running {
