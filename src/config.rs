@@ -353,8 +353,9 @@ pub struct NamesrvConfig {
     /// `orderMessageEnable`: add `orderTopicConf` from KV namespace `ORDER_TOPIC_CONFIG` to
     /// routes. Default false.
     pub order_message_enable: bool,
-    /// `kvConfigPath`: directory of the persistent KV config store. Empty = keep KV config in
-    /// memory only. Default `$HOME/namesrv/kvConfig` (RocketMQ keeps `kvConfig.json` there).
+    /// `kvConfigPath`: the persistent KV config file, in RocketMQ's `kvConfig.json` layout.
+    /// Empty = keep KV config in memory only. Default `$HOME/namesrv/kvConfig.json`, as
+    /// RocketMQ's.
     pub kv_config_path: Option<PathBuf>,
     /// `serverChannelMaxIdleTimeSeconds`: close connections idle for this long. Default 120.
     pub server_channel_max_idle_time: Duration,
@@ -393,7 +394,7 @@ const NAMESRV_IGNORED_KEYS: &[&str] = &[
 impl Default for NamesrvConfig {
     fn default() -> Self {
         let kv_config_path = std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig"));
+            .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig.json"));
         NamesrvConfig {
             bind_address: IpAddr::from([0, 0, 0, 0]),
             listen_port: 9876,

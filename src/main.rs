@@ -317,7 +317,7 @@ fn dev_config(args: &DevArgs) -> anyhow::Result<NamesrvConfig> {
         listen_port: args.port,
         ..NamesrvConfig::default()
     };
-    cfg.kv_config_path = Some(args.data.join("namesrv").join("kvConfig"));
+    cfg.kv_config_path = Some(args.data.join("namesrv").join("kvConfig.json"));
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating data directory {}", args.data.display()))?;
     cfg.validate()?;

@@ -811,7 +811,7 @@ async fn kv_config_survives_restart_when_persisted() {
     let cfg = NamesrvConfig {
         bind_address: [127, 0, 0, 1].into(),
         listen_port: 0,
-        kv_config_path: Some(dir.path().join("kv")),
+        kv_config_path: Some(dir.path().join("kvConfig.json")),
         ..NamesrvConfig::default()
     };
     let ns = Namesrv::bind(cfg.clone()).await.unwrap();

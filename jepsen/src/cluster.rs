@@ -609,7 +609,7 @@ pub fn namesrv_command(node: &Node) -> Result<Vec<OsString>, ClusterError> {
         "# written by raftmq-jepsen\nlistenPort={}\nbindAddress={}\nkvConfigPath={}\n",
         node.port,
         node.ip,
-        node.data_dir.join("kvConfig").display()
+        node.data_dir.join("kvConfig.json").display()
     );
     std::fs::write(&conf, text).map_err(io_err(&conf))?;
     Ok(vec!["namesrv".into(), "-c".into(), conf.into_os_string()])

@@ -128,7 +128,7 @@ impl Cluster {
             &ns_conf,
             format!(
                 "bindAddress=127.0.0.1\nlistenPort=0\nkvConfigPath={}\n",
-                dir.path().join("namesrv-kv").display()
+                dir.path().join("kvConfig.json").display()
             ),
         )
         .unwrap();

@@ -271,7 +271,7 @@ impl Dev {
 /// default is in `$HOME`, which parallel nameservers would share); returns it and its address.
 pub fn start_namesrv(dir: &Path) -> (Proc, String) {
     let conf = dir.join("namesrv.conf");
-    let kv = dir.join("namesrv-kv");
+    let kv = dir.join("kvConfig.json");
     std::fs::write(&conf, format!("kvConfigPath={}\n", kv.display()))
         .expect("writing namesrv config");
     let conf = conf.to_str().expect("utf-8 temp path").to_string();
