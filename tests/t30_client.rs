@@ -40,6 +40,7 @@ use raftmq::remoting::header::pull::{
     PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq::remoting::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
+use raftmq::remoting::SerializeType;
 use raftmq::remoting::{
     self, json, BoxFuture, ConnContext, ProcessResult, Processor, RemotingCommand, RemotingServer,
     RequestCode, ResponseCode, ServerConfig, ServerHandle,
@@ -83,6 +84,8 @@ struct FakeState {
     delay_ms: AtomicI64,
     next_phys: AtomicI64,
     arrived: Notify,
+    /// Header encoding of every request received: (code, encoding).
+    encodings: Mutex<Vec<(i32, SerializeType)>>,
 }
 
 impl FakeState {
@@ -390,6 +393,10 @@ impl Processor for FakeProcessor {
                 tokio::time::sleep(Duration::from_millis(delay as u64)).await;
             }
             let st = &self.0;
+            st.encodings
+                .lock()
+                .unwrap()
+                .push((req.code, req.serialize_type));
             let resp = match RequestCode::from_code(req.code) {
                 Some(
                     RequestCode::SendMessageV2
@@ -733,6 +740,43 @@ async fn offsets_round_trip_and_pull_statuses() {
         c.pull(&q, 0, 0, Duration::from_secs(1)).await,
         Err(ClientError::Config(_))
     ));
+}
+
+/// `ClientConfig::serialize_type` picks the header encoding of every request the client
+/// makes; the answers come back in it and decode.
+#[tokio::test]
+async fn requests_use_the_configured_header_encoding() {
+    let ns = namesrv().await;
+    let b = FakeBroker::start(&ns).await;
+    b.register("broker-a", 0, 1, &[(TOPIC, 1)]).await;
+    for ty in [SerializeType::RocketMq, SerializeType::Json] {
+        b.state.encodings.lock().unwrap().clear();
+        let config = ClientConfig {
+            serialize_type: ty,
+            ..client_config(&ns)
+        };
+        let p = Producer::start(config.clone(), ProducerConfig::new("PG"))
+            .await
+            .unwrap();
+        let r = p
+            .send(Message::new(TOPIC, "encoded").with_tags("T"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, SendStatus::SendOk);
+        p.send_oneway(Message::new(TOPIC, "oneway")).await.unwrap();
+        let c = PullConsumer::start(config, "CG").await.unwrap();
+        let q = MessageQueue::new(TOPIC, "broker-a", 0);
+        c.commit_offset(&q, 1).await.unwrap();
+        assert_eq!(c.fetch_offset(&q).await.unwrap(), Some(1));
+        wait_for("the oneway send", Duration::from_secs(5), || {
+            b.state.encodings.lock().unwrap().len() >= 4
+        })
+        .await;
+        let seen = b.state.encodings.lock().unwrap().clone();
+        assert!(seen.iter().all(|(_, t)| *t == ty), "{ty:?}: {seen:?}");
+        p.shutdown().await;
+        c.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -161,7 +161,8 @@ fn produce_and_consume_against_dev_report_counts_without_errors() {
     assert!(count(lat, "p99_us") <= count(lat, "max_us"));
     assert!(count(&p["broker_rss"], "vm_rss_kib") > 0, "{p}");
 
-    // Drain everything from the start: the measured sends plus one warm-up send per producer.
+    // Drain everything from the start: the measured sends plus one warm-up send per producer;
+    // with the binary request header this time.
     let c = bench(
         &[
             "consume",
@@ -175,6 +176,8 @@ fn produce_and_consume_against_dev_report_counts_without_errors() {
             "--drain",
             "--duration",
             "20s",
+            "--serialize-type",
+            "rocketmq",
         ],
         Duration::from_secs(60),
     );

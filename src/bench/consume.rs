@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::stats::Recorder;
 use super::{client_summary, positive, spawn_progress, BenchError, ClientSummary, RssPeak, Shape};
 use crate::client::{ClientConfig, MessageQueue, PullConsumer, PullStatus};
+use crate::remoting::SerializeType;
 
 /// Options of a consume run.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct ConsumeOptions {
     pub broker_pid: Option<u32>,
     /// No progress lines.
     pub quiet: bool,
+    /// Header encoding of the client's requests. Default JSON.
+    pub serialize_type: SerializeType,
 }
 
 impl ConsumeOptions {
@@ -58,6 +61,7 @@ impl ConsumeOptions {
             batch: 32,
             broker_pid: None,
             quiet: false,
+            serialize_type: SerializeType::Json,
         }
     }
 
@@ -126,12 +130,18 @@ async fn bounds(
 /// Runs the consume benchmark and returns its summary.
 pub async fn run(opts: &ConsumeOptions) -> Result<ClientSummary, BenchError> {
     opts.validate()?;
-    let consumer = PullConsumer::start(ClientConfig::new(&opts.namesrv), opts.group.clone())
-        .await
-        .map_err(|source| BenchError::Client {
-            context: "starting the consumer".to_owned(),
-            source,
-        })?;
+    let consumer = PullConsumer::start(
+        ClientConfig {
+            serialize_type: opts.serialize_type,
+            ..ClientConfig::new(&opts.namesrv)
+        },
+        opts.group.clone(),
+    )
+    .await
+    .map_err(|source| BenchError::Client {
+        context: "starting the consumer".to_owned(),
+        source,
+    })?;
     consumer
         .subscribe(&opts.topic, "*")
         .map_err(|source| BenchError::Client {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use super::stats::{micros, Recorder};
 use super::{client_summary, positive, spawn_progress, BenchError, ClientSummary, RssPeak, Shape};
 use crate::client::{ClientConfig, Message, Producer, ProducerConfig};
+use crate::remoting::SerializeType;
 
 /// Largest body accepted (the broker's default `maxMessageSize`).
 pub const MAX_SIZE: usize = 4 << 20;
@@ -44,6 +45,8 @@ pub struct ProduceOptions {
     pub broker_pid: Option<u32>,
     /// No progress lines.
     pub quiet: bool,
+    /// Header encoding of the client's requests. Default JSON.
+    pub serialize_type: SerializeType,
 }
 
 impl ProduceOptions {
@@ -61,6 +64,7 @@ impl ProduceOptions {
             send_timeout: Duration::from_secs(3),
             broker_pid: None,
             quiet: false,
+            serialize_type: SerializeType::Json,
         }
     }
 
@@ -113,12 +117,18 @@ pub async fn run(opts: &ProduceOptions) -> Result<ClientSummary, BenchError> {
     for i in 0..opts.threads {
         let mut cfg = ProducerConfig::new(opts.group.clone());
         cfg.send_timeout = opts.send_timeout;
-        let p = Producer::start(ClientConfig::new(&opts.namesrv), cfg)
-            .await
-            .map_err(|source| BenchError::Client {
-                context: format!("starting producer {i}"),
-                source,
-            })?;
+        let p = Producer::start(
+            ClientConfig {
+                serialize_type: opts.serialize_type,
+                ..ClientConfig::new(&opts.namesrv)
+            },
+            cfg,
+        )
+        .await
+        .map_err(|source| BenchError::Client {
+            context: format!("starting producer {i}"),
+            source,
+        })?;
         // Warm-up, not measured: route lookup (and auto-creation of the topic) and the
         // connection to the leader.
         let warm_deadline = Instant::now() + Duration::from_secs(15);
