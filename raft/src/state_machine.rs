@@ -41,7 +41,7 @@ use raftmq_store::commitlog::{CommitLog, EntryKind, StoredEntry};
 use raftmq_store::dispatch::Dispatcher;
 use raftmq_store::format::HEADER_LEN;
 use raftmq_store::message::PHYSICAL_OFFSET_OFFSET;
-use raftmq_store::metadata::Metadata;
+use raftmq_store::metadata::{Metadata, TopicTable};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -198,6 +198,11 @@ impl StateMachine {
     /// Run `f` with the metadata tables.
     pub fn with_metadata<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
         f(&self.lock().metadata)
+    }
+
+    /// The applied topic configs, readable without the state machine's lock.
+    pub fn topic_table(&self) -> Arc<TopicTable> {
+        self.lock().metadata.topic_table()
     }
 
     /// Ids of the segment-boundary snapshots kept, oldest first.

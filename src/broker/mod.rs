@@ -42,6 +42,7 @@ use raftmq_raft::{
     RaftGroupError, Role, StateMachine, StorageConfig, Transport,
 };
 use raftmq_store::commitlog::CommitLog;
+use raftmq_store::metadata::TopicTable;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -73,6 +74,8 @@ pub struct Node {
     pub(crate) proposer: Proposer,
     pub(crate) sm: StateMachine,
     pub(crate) log: CommitLog,
+    /// The applied topic configs (kept by the state machine), read on every send and pull.
+    pub(crate) topics: Arc<TopicTable>,
     /// Broker (remoting) address of every group member, by node id, from `peerBrokerAddrs`.
     pub(crate) peer_broker_addrs: BTreeMap<NodeId, String>,
 }
@@ -267,6 +270,7 @@ impl Broker {
         let node = Node {
             group,
             proposer,
+            topics: sm.topic_table(),
             sm,
             log,
             peer_broker_addrs,

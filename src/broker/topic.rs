@@ -129,9 +129,7 @@ impl TopicManager {
 
     /// The applied config of `name`.
     pub fn get(&self, node: &Node, name: &str) -> Result<Option<TopicConfig>, BrokerError> {
-        node.sm
-            .with_metadata(|m| m.topic(name))
-            .map_err(|e| BrokerError::Metadata(e.to_string()))
+        Ok(node.topics.get(name))
     }
 
     /// Every applied topic config.

@@ -19,7 +19,6 @@
 //! TOPICLEN (i8 for V1, i16 for V2) + topic | PROPLEN i16 + properties
 //! ```
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use thiserror::Error;
@@ -199,9 +198,11 @@ pub fn java_string_hash(s: &str) -> i32 {
 }
 
 fn push_hex_upper(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{b:02X}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xF)] as char);
     }
 }
 

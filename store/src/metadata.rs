@@ -9,8 +9,13 @@
 //! sled makes writes durable only on `flush()` (or its 500 ms background flush), so
 //! [`Metadata::flush`] must run before any checkpoint claims the tables are on disk. Values
 //! are bincode behind a version byte, never bare serde layouts.
+//!
+//! Topic configs are also kept whole in memory ([`TopicTable`]): every send and pull looks
+//! its topic up, and a shared read lock is far cheaper than a sled read and decode.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -102,10 +107,33 @@ pub struct MetadataSnapshot {
     pub kv: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
+/// Every topic config in memory, equal to the `topics` table: loaded when the tables open,
+/// and changed by [`Metadata`] under the write lock together with each change to the table
+/// (put, delete, snapshot import). Handles ([`Metadata::topic_table`]) read it without any
+/// other lock.
+#[derive(Debug, Default)]
+pub struct TopicTable(RwLock<HashMap<String, TopicConfig>>);
+
+impl TopicTable {
+    /// The config of `name`, if the topic exists.
+    pub fn get(&self, name: &str) -> Option<TopicConfig> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, TopicConfig>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The metadata tables.
 pub struct Metadata {
     dir: PathBuf,
     db: sled::Db,
+    topic_table: Arc<TopicTable>,
     topics: sled::Tree,
     groups: sled::Tree,
     offsets: sled::Tree,
@@ -165,14 +193,26 @@ impl Metadata {
             db.open_tree(name)
                 .map_err(|e| Self::sled_err_at(dir, "open_tree", e))
         };
-        Ok(Metadata {
+        let md = Metadata {
             dir: dir.to_path_buf(),
+            topic_table: Arc::default(),
             topics: tree("topics")?,
             groups: tree("groups")?,
             offsets: tree("offsets")?,
             kv: tree("kv")?,
             db,
-        })
+        };
+        let loaded: Vec<TopicConfig> = md.all(&md.topics, b"")?;
+        *md.topic_table.write() = loaded
+            .into_iter()
+            .map(|t| (t.topic_name.clone(), t))
+            .collect();
+        Ok(md)
+    }
+
+    /// A shared handle on the in-memory topic configs.
+    pub fn topic_table(&self) -> Arc<TopicTable> {
+        self.topic_table.clone()
     }
 
     fn sled_err_at(dir: &Path, op: &'static str, e: sled::Error) -> StoreError {
@@ -236,18 +276,24 @@ impl Metadata {
     /// Creates or replaces a topic.
     pub fn put_topic(&self, cfg: &TopicConfig) -> Result<()> {
         check_name("topic", &cfg.topic_name)?;
-        self.put(&self.topics, cfg.topic_name.as_bytes(), cfg)
+        let mut table = self.topic_table.write();
+        self.put(&self.topics, cfg.topic_name.as_bytes(), cfg)?;
+        table.insert(cfg.topic_name.clone(), cfg.clone());
+        Ok(())
     }
     pub fn topic(&self, name: &str) -> Result<Option<TopicConfig>> {
-        self.get(&self.topics, name.as_bytes())
+        Ok(self.topic_table.get(name))
     }
     /// Removes a topic; `true` if it existed.
     pub fn delete_topic(&self, name: &str) -> Result<bool> {
-        Ok(self
+        let mut table = self.topic_table.write();
+        let existed = self
             .topics
             .remove(name.as_bytes())
             .map_err(|e| self.sled_err("remove", e))?
-            .is_some())
+            .is_some();
+        table.remove(name);
+        Ok(existed)
     }
     /// All topics, by name.
     pub fn topics(&self) -> Result<Vec<TopicConfig>> {
@@ -455,6 +501,7 @@ impl Metadata {
             batches[3].insert(kv_key(ns, k), v.as_slice());
         }
         let trees: &[&sled::Tree] = &trees;
+        let mut table = self.topic_table.write();
         trees
             .transaction(|views| {
                 for (view, batch) in views.iter().zip(&batches) {
@@ -468,6 +515,12 @@ impl Metadata {
                     StoreError::Fatal("metadata import aborted".into())
                 }
             })?;
+        *table = snap
+            .topics
+            .into_iter()
+            .map(|t| (t.topic_name.clone(), t))
+            .collect();
+        drop(table);
         self.flush()
     }
 }

@@ -100,3 +100,41 @@ fn import_with_a_bad_row_changes_nothing() {
     assert!(m.import(&bytes).is_err());
     assert_eq!(m.snapshot().unwrap(), before);
 }
+
+/// The in-memory topic table follows every change of the topics table, including a
+/// snapshot import and a refused one, and a reopen loads it.
+#[test]
+fn topic_table_handle_follows_the_topics_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let exported = {
+        let m = Metadata::open(&dir).unwrap();
+        let table = m.topic_table();
+        assert_eq!(table.get("T"), None);
+        let mut t = TopicConfig::new("T");
+        t.write_queue_nums = 2;
+        m.put_topic(&t).unwrap();
+        assert_eq!(table.get("T"), Some(t.clone()));
+        t.write_queue_nums = 8;
+        m.put_topic(&t).unwrap();
+        assert_eq!(table.get("T").unwrap().write_queue_nums, 8);
+        m.put_topic(&TopicConfig::new("Gone")).unwrap();
+        assert!(m.delete_topic("Gone").unwrap());
+        assert_eq!(table.get("Gone"), None);
+        let bytes = m.export().unwrap();
+
+        // Import replaces the table; a refused import leaves it as it was.
+        m.put_topic(&TopicConfig::new("Extra")).unwrap();
+        m.import(&bytes).unwrap();
+        assert_eq!(table.get("Extra"), None);
+        assert_eq!(table.get("T").unwrap().write_queue_nums, 8);
+        assert!(m.import(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(table.get("T").unwrap().write_queue_nums, 8);
+        m.flush().unwrap();
+        bytes
+    };
+    let m = Metadata::open(&dir).unwrap();
+    assert_eq!(m.topic_table().get("T").unwrap().write_queue_nums, 8);
+    assert_eq!(m.topic("Extra").unwrap(), None);
+    assert_eq!(m.export().unwrap(), exported);
+}
