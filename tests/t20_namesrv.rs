@@ -140,8 +140,8 @@ async fn register_and_route_in_both_encodings() {
         resp.serialize_type, BINARY,
         "answered in the request's encoding"
     );
-    assert_eq!(resp.ext_fields["masterAddr"], "127.0.0.1:10911");
-    assert_eq!(resp.ext_fields["haServerAddr"], "127.0.0.1:10911-ha");
+    assert_eq!(&resp.ext_fields["masterAddr"], "127.0.0.1:10911");
+    assert_eq!(&resp.ext_fields["haServerAddr"], "127.0.0.1:10911-ha");
 
     let app = client(&ns);
     for st in [JSON, BINARY] {
@@ -279,7 +279,7 @@ async fn leader_change_moves_broker_id_zero_at_once_and_stale_term_is_ignored() 
     );
     let resp = register(&n2, member("127.0.0.1:1002", 3, 1, 2), BINARY).await;
     assert_eq!(resp.code, 0);
-    assert_eq!(resp.ext_fields["masterAddr"], "127.0.0.1:1001");
+    assert_eq!(&resp.ext_fields["masterAddr"], "127.0.0.1:1001");
     assert_eq!(
         register(&n3, member("127.0.0.1:1003", 4, 1, 3), JSON)
             .await
@@ -312,8 +312,8 @@ async fn leader_change_moves_broker_id_zero_at_once_and_stale_term_is_ignored() 
         .as_deref()
         .unwrap()
         .contains("stale raft term 1"));
-    assert_eq!(resp.ext_fields["raftTerm"], "2");
-    assert_eq!(resp.ext_fields["masterAddr"], "127.0.0.1:1002");
+    assert_eq!(&resp.ext_fields["raftTerm"], "2");
+    assert_eq!(&resp.ext_fields["masterAddr"], "127.0.0.1:1002");
     assert_eq!(
         broker_addrs(&app, "T").await,
         json!({"0": "127.0.0.1:1002", "2": "127.0.0.1:1001", "4": "127.0.0.1:1003"})
@@ -322,7 +322,7 @@ async fn leader_change_moves_broker_id_zero_at_once_and_stale_term_is_ignored() 
     // It notices and re-registers as a follower of term 2.
     let resp = register(&n1, member("127.0.0.1:1001", 2, 2, 1), BINARY).await;
     assert_eq!(resp.code, 0);
-    assert_eq!(resp.ext_fields["masterAddr"], "127.0.0.1:1002");
+    assert_eq!(&resp.ext_fields["masterAddr"], "127.0.0.1:1002");
 
     // Leadership moves again, this time to n3 in term 5.
     assert_eq!(
@@ -420,7 +420,7 @@ async fn kv_config_round_trip_and_order_topic_conf() {
         .await
         .unwrap();
     assert_eq!(resp.code, 0);
-    assert_eq!(resp.ext_fields["value"], "broker-a:2");
+    assert_eq!(&resp.ext_fields["value"], "broker-a:2");
 
     let resp = c
         .invoke(kv(219, "ORDER_TOPIC_CONFIG", None), TIMEOUT)
@@ -556,10 +556,10 @@ async fn bad_input_gets_error_responses_and_server_keeps_serving() {
         },
         BINARY,
     );
-    cmd.ext_fields.insert("raftTerm".into(), "-3".into());
+    cmd.ext_fields.insert("raftTerm", "-3");
     assert_eq!(c.invoke(cmd.clone(), TIMEOUT).await.unwrap().code, 1);
-    cmd.ext_fields.insert("raftTerm".into(), "1".into());
-    cmd.ext_fields.insert("bodyCrc32".into(), "12345".into());
+    cmd.ext_fields.insert("raftTerm", "1");
+    cmd.ext_fields.insert("bodyCrc32", "12345");
     let resp = c.invoke(cmd, TIMEOUT).await.unwrap();
     assert_eq!(resp.code, 1);
     assert!(resp.remark.unwrap().contains("crc32"));
@@ -619,10 +619,10 @@ async fn query_data_version_and_write_perm() {
             )
     };
     let resp = c.invoke(query(7), TIMEOUT).await.unwrap();
-    assert_eq!(resp.ext_fields["changed"], "false");
+    assert_eq!(&resp.ext_fields["changed"], "false");
     assert_eq!(body_json(&resp)["counter"], 7);
     let resp = c.invoke(query(8), TIMEOUT).await.unwrap();
-    assert_eq!(resp.ext_fields["changed"], "true");
+    assert_eq!(&resp.ext_fields["changed"], "true");
 
     let resp = c
         .invoke(
@@ -631,7 +631,7 @@ async fn query_data_version_and_write_perm() {
         )
         .await
         .unwrap();
-    assert_eq!(resp.ext_fields["wipeTopicCount"], "1");
+    assert_eq!(&resp.ext_fields["wipeTopicCount"], "1");
     assert_eq!(
         body_json(&route(&c, "T", JSON).await)["queueDatas"][0]["perm"],
         4
@@ -643,7 +643,7 @@ async fn query_data_version_and_write_perm() {
         )
         .await
         .unwrap();
-    assert_eq!(resp.ext_fields["addTopicCount"], "1");
+    assert_eq!(&resp.ext_fields["addTopicCount"], "1");
     assert_eq!(
         body_json(&route(&c, "T", JSON).await)["queueDatas"][0]["perm"],
         6
@@ -831,7 +831,7 @@ async fn kv_config_survives_restart_when_persisted() {
         .with_ext("key", "k");
     let resp = c.invoke(get, TIMEOUT).await.unwrap();
     assert_eq!(resp.code, 0);
-    assert_eq!(resp.ext_fields["value"], "v1");
+    assert_eq!(&resp.ext_fields["value"], "v1");
     ns.shutdown().await;
 }
 

@@ -39,8 +39,8 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
             .await
             .unwrap();
         assert_eq!(resp.code, 0, "send {i}: {:?}", resp.remark);
-        assert_eq!(resp.ext_fields["transactionId"], uniq);
-        assert_eq!(resp.ext_fields["MSG_REGION"], "DefaultRegion");
+        assert_eq!(&resp.ext_fields["transactionId"], uniq);
+        assert_eq!(&resp.ext_fields["MSG_REGION"], "DefaultRegion");
         let msg_id = &resp.ext_fields["msgId"];
         assert_eq!(msg_id.len(), 32, "offsetMsgId is 16 bytes of hex");
         let q: i32 = resp.ext_fields["queueId"].parse().unwrap();
@@ -129,7 +129,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
         .unwrap();
     assert_eq!(resp.code, 21, "offset beyond the queue is OFFSET_MOVED");
     let max: i64 = resp.ext_fields["maxOffset"].parse().unwrap();
-    assert_eq!(resp.ext_fields["nextBeginOffset"], max.to_string());
+    assert_eq!(&resp.ext_fields["nextBeginOffset"], max.to_string());
 
     // Long polling: a pull at the end of queue 0 is held and wakes on a send.
     let pull = tokio::spawn({
@@ -270,7 +270,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let resp = fc.invoke(query.clone(), RPC).await.unwrap();
-        if resp.code == 0 && resp.ext_fields["offset"] == "7" {
+        if resp.code == 0 && &resp.ext_fields["offset"] == "7" {
             break;
         }
         assert!(Instant::now() < deadline, "offset not replicated: {resp:?}");
@@ -295,9 +295,9 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     let leader2 = cluster.leader_addr(None, Duration::from_secs(30)).await;
     let c = Cluster::client(&leader2);
     let resp = c.invoke(query, RPC).await.unwrap();
-    assert_eq!((resp.code, resp.ext_fields["offset"].as_str()), (0, "7"));
+    assert_eq!((resp.code, &resp.ext_fields["offset"]), (0, "7"));
     let resp = c.invoke(max_req, RPC).await.unwrap();
-    assert_eq!(resp.ext_fields["offset"], max0.to_string());
+    assert_eq!(&resp.ext_fields["offset"], max0.to_string());
     assert_eq!(drain(&leader2, "Orders", 4, "*").await.len(), 41);
     let resp = c
         .invoke(
@@ -307,7 +307,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
         .await
         .unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    assert_eq!(resp.ext_fields["queueOffset"], max0.to_string());
+    assert_eq!(&resp.ext_fields["queueOffset"], max0.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,7 +532,7 @@ async fn deleting_a_topic_empties_its_queues_on_every_member() {
         .await
         .unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    assert_eq!(resp.ext_fields["queueOffset"], "5");
+    assert_eq!(&resp.ext_fields["queueOffset"], "5");
     only_new(&lc).await;
 
     // kill -9 of the whole group: the deletion holds after recovery.
@@ -570,7 +570,7 @@ async fn only_new(c: &raftmq::remoting::RemotingClient) {
             .await
             .unwrap();
         assert_eq!(resp.code, 21, "queue {q}: {:?}", resp.remark);
-        assert_eq!(resp.ext_fields["nextBeginOffset"], min.to_string());
+        assert_eq!(&resp.ext_fields["nextBeginOffset"], min.to_string());
     }
     let resp = c
         .invoke(pull_req("CG", "Gone", 0, 5, "*", 0), RPC)

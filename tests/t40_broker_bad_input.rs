@@ -91,7 +91,7 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
         .unwrap();
     assert_eq!(resp.code, 23);
     let mut no_sub = pull_req("nobody", "Bad", 0, 0, "*", 0);
-    no_sub.ext_fields.insert("sysFlag".into(), "0".into());
+    no_sub.ext_fields.insert("sysFlag", "0");
     let resp = c.invoke(no_sub, RPC).await.unwrap();
     assert_eq!(resp.code, 24);
     // Unknown group for the consumer list, unknown request code.
@@ -137,7 +137,7 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(resp.code, 0);
-    assert_eq!(resp.ext_fields["queueOffset"], "1");
+    assert_eq!(&resp.ext_fields["queueOffset"], "1");
     let got = drain(&leader, "Bad", 1, "*").await;
     let bodies: Vec<&[u8]> = got.values().map(|m| m.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"first"[..], &b"second"[..]]);
@@ -323,7 +323,7 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let resp = first.invoke(query.clone(), RPC).await.unwrap();
-        if resp.code == 0 && resp.ext_fields["offset"] == "2" {
+        if resp.code == 0 && &resp.ext_fields["offset"] == "2" {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{resp:?}");
@@ -352,7 +352,7 @@ async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
         .with_body(body.clone());
     let resp = c.invoke(v1, RPC).await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    assert_eq!(resp.ext_fields["queueId"], "1");
+    assert_eq!(&resp.ext_fields["queueId"], "1");
     // A oneway send: no answer, but stored.
     c.invoke_oneway(send_req("V1", 1, &props(&[("TAGS", "Z")]), b"oneway"))
         .await

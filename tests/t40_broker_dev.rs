@@ -232,10 +232,10 @@ async fn dev_serves_the_client_end_to_end() {
             .with_ext("timestamp", ts)
     };
     let resp = c.invoke(search(start_ms - 60_000), RPC).await.unwrap();
-    assert_eq!(resp.ext_fields["offset"], "0");
+    assert_eq!(&resp.ext_fields["offset"], "0");
     let max = consumer.max_offset(q0).await.unwrap();
     let resp = c.invoke(search(i64::MAX / 2), RPC).await.unwrap();
-    assert_eq!(resp.ext_fields["offset"], max.to_string());
+    assert_eq!(&resp.ext_fields["offset"], max.to_string());
 
     // Subscriptions from heartbeats: a pull without FLAG_SUBSCRIPTION uses them.
     let hb = HeartbeatData {

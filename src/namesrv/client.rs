@@ -301,9 +301,9 @@ mod tests {
         let cmd = NamesrvClient::register_command(&header, &RegisterBrokerBody::default()).unwrap();
         let body = cmd.body.clone().unwrap();
         let crc = crc32fast::hash(&body) & 0x7FFF_FFFF;
-        assert_eq!(cmd.ext_fields["bodyCrc32"], crc.to_string());
-        assert_eq!(cmd.ext_fields["raftTerm"], "3");
-        assert_eq!(cmd.ext_fields["compressed"], "false");
+        assert_eq!(&cmd.ext_fields["bodyCrc32"], crc.to_string());
+        assert_eq!(&cmd.ext_fields["raftTerm"], "3");
+        assert_eq!(&cmd.ext_fields["compressed"], "false");
     }
 
     #[test]

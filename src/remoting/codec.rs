@@ -387,18 +387,21 @@ mod fast_json {
                     Ok(Ext(ExtFields::new()))
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                    let mut ext = ExtFields::new();
+                    let mut ext = ExtFields::with_capacity(16, 256);
                     while let Some(k) = map.next_key::<Key<'de>>()? {
                         let v: Scalar<'de> = map.next_value()?;
-                        match v.into_ext() {
-                            Some(s) => {
-                                ext.insert(k.0.into_owned(), s);
-                            }
-                            // A later null does not remove an earlier value: the value tree
-                            // keeps the last one (null) and skips it, so remove it too.
-                            None => {
-                                ext.remove(k.0.as_ref());
-                            }
+                        match v {
+                            // The usual case, copied straight into the map.
+                            Scalar::Str(s) => ext.insert(&*k.0, &*s),
+                            other => match other.into_ext() {
+                                Some(s) => ext.insert(&*k.0, s),
+                                // A later null does not remove an earlier value: the value
+                                // tree keeps the last one (null) and skips it, so remove it
+                                // too.
+                                None => {
+                                    ext.remove(k.0.as_ref());
+                                }
+                            },
                         }
                     }
                     Ok(Ext(ext))
@@ -618,10 +621,8 @@ impl<'a> BinReader<'a> {
     }
 }
 
-fn utf8(bytes: &[u8], field: &'static str) -> Result<String, CodecError> {
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| CodecError::InvalidUtf8 { field })
+fn utf8<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, CodecError> {
+    std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8 { field })
 }
 
 /// Parses a ROCKETMQ binary header (§1.4).
@@ -635,11 +636,11 @@ pub fn decode_binary_header(bytes: &[u8]) -> Result<RemotingCommand, CodecError>
     let remark_len = r.i32("truncated remark length")?;
     let remark_bytes = r.len_prefixed(i64::from(remark_len), "bad remark length")?;
     let remark = (!remark_bytes.is_empty())
-        .then(|| utf8(remark_bytes, "remark"))
+        .then(|| utf8(remark_bytes, "remark").map(str::to_owned))
         .transpose()?;
     let ext_len = r.i32("truncated ext length")?;
     let ext_block = r.len_prefixed(i64::from(ext_len), "bad ext fields length")?;
-    let mut ext_fields = ExtFields::new();
+    let mut ext_fields = ExtFields::with_capacity(16, ext_block.len());
     let mut er = BinReader {
         buf: ext_block,
         pos: 0,

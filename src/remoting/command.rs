@@ -4,7 +4,6 @@
 //! built with the `ext_*` getters or a [`CommandHeader`] implementation. This module knows
 //! nothing about sockets or byte layout (see `codec`).
 
-use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
@@ -13,9 +12,7 @@ use bytes::Bytes;
 use super::code::{LanguageCode, ResponseCode};
 use super::error::HeaderError;
 
-/// Ext fields. A sorted map so encoded JSON headers are deterministic (and match the
-/// alphabetical order fastjson produces).
-pub type ExtFields = BTreeMap<String, String>;
+pub use super::ext::ExtFields;
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -153,8 +150,8 @@ impl RemotingCommand {
     }
 
     /// Builder: adds one ext field, rendered with `Display` (decimal numbers, `true`/`false`).
-    pub fn with_ext(mut self, key: impl Into<String>, value: impl Display) -> Self {
-        self.ext_fields.insert(key.into(), value.to_string());
+    pub fn with_ext(mut self, key: impl AsRef<str>, value: impl Display) -> Self {
+        self.ext_fields.insert_display(key.as_ref(), value);
         self
     }
 
@@ -207,7 +204,7 @@ impl RemotingCommand {
 
     /// Optional string ext field.
     pub fn ext_opt_str(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// Required `int` ext field.
@@ -255,9 +252,7 @@ pub trait CommandHeader: Sized {
 
 /// Required string field.
 pub fn ext_str<'a>(ext: &'a ExtFields, key: &'static str) -> Result<&'a str, HeaderError> {
-    ext.get(key)
-        .map(String::as_str)
-        .ok_or(HeaderError::Missing { field: key })
+    ext.get(key).ok_or(HeaderError::Missing { field: key })
 }
 
 /// Required field parsed with `FromStr` (Java `Integer.parseInt`/`Long.parseLong` accept the
@@ -300,19 +295,19 @@ pub fn ext_bool(ext: &ExtFields, key: &'static str) -> Result<bool, HeaderError>
 
 /// Optional boolean field.
 pub fn ext_opt_bool(ext: &ExtFields, key: &str) -> Option<bool> {
-    ext.get(key).map(|v| parse_java_bool(v))
+    ext.get(key).map(parse_java_bool)
 }
 
 /// Inserts `value` under `key` if it is `Some`, rendered with `Display`.
 pub fn put_opt<T: Display>(ext: &mut ExtFields, key: &str, value: Option<T>) {
     if let Some(v) = value {
-        ext.insert(key.to_owned(), v.to_string());
+        ext.insert_display(key, v);
     }
 }
 
 /// Inserts `value` under `key`, rendered with `Display`.
 pub fn put<T: Display>(ext: &mut ExtFields, key: &str, value: T) {
-    ext.insert(key.to_owned(), value.to_string());
+    ext.insert_display(key, value);
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub mod codec;
 pub mod command;
 pub mod connection;
 pub mod error;
+pub mod ext;
 pub mod header;
 pub mod json;
 pub mod server;

@@ -140,15 +140,16 @@ fn leader_only(state: &BrokerState, req: &RemotingCommand) -> Option<RemotingCom
     }
 }
 
-fn node_id(req: &RemotingCommand, text: &str) -> Result<NodeId, RemotingCommand> {
-    parse_node_id(text).map_err(|e| RemotingCommand::error_to(req, ResponseCode::SystemError, e))
+fn node_id(req: &RemotingCommand, text: &str) -> Result<NodeId, Box<RemotingCommand>> {
+    parse_node_id(text)
+        .map_err(|e| Box::new(RemotingCommand::error_to(req, ResponseCode::SystemError, e)))
 }
 
 pub async fn add_learner(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: AddLearnerRequestHeader = req.decode_header()?;
     let id = match node_id(&req, &h.node_id) {
         Ok(id) => id,
-        Err(resp) => return Ok(Some(resp)),
+        Err(resp) => return Ok(Some(*resp)),
     };
     if let Err(e) = check_addr(&h.raft_addr) {
         return refuse(&req, format!("raftAddr {:?}: {e}", h.raft_addr));
@@ -193,7 +194,7 @@ pub async fn promote(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
     let h: GroupNodeRequestHeader = req.decode_header()?;
     let id = match node_id(&req, &h.node_id) {
         Ok(id) => id,
-        Err(resp) => return Ok(Some(resp)),
+        Err(resp) => return Ok(Some(*resp)),
     };
     if let Some(r) = leader_only(state, &req) {
         return Ok(Some(r));
@@ -221,7 +222,7 @@ pub async fn remove_node(state: &Arc<BrokerState>, req: RemotingCommand) -> Proc
     let h: GroupNodeRequestHeader = req.decode_header()?;
     let id = match node_id(&req, &h.node_id) {
         Ok(id) => id,
-        Err(resp) => return Ok(Some(resp)),
+        Err(resp) => return Ok(Some(*resp)),
     };
     if let Some(r) = leader_only(state, &req) {
         return Ok(Some(r));
@@ -253,7 +254,7 @@ pub async fn transfer_leader(state: &Arc<BrokerState>, req: RemotingCommand) -> 
     let h: GroupNodeRequestHeader = req.decode_header()?;
     let id = match node_id(&req, &h.node_id) {
         Ok(id) => id,
-        Err(resp) => return Ok(Some(resp)),
+        Err(resp) => return Ok(Some(*resp)),
     };
     if let Some(r) = leader_only(state, &req) {
         return Ok(Some(r));

@@ -35,17 +35,17 @@ impl ExtValue for String {
         ext_str(ext, key).map(str::to_owned)
     }
     fn write(&self, ext: &mut ExtFields, key: &str) {
-        ext.insert(key.to_owned(), self.clone());
+        ext.insert(key, self);
     }
 }
 
 impl ExtValue for Option<String> {
     fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
-        Ok(ext.get(key).cloned())
+        Ok(ext.get(key).map(str::to_owned))
     }
     fn write(&self, ext: &mut ExtFields, key: &str) {
         if let Some(v) = self {
-            ext.insert(key.to_owned(), v.clone());
+            ext.insert(key, v);
         }
     }
 }
@@ -55,7 +55,7 @@ impl ExtValue for bool {
         ext_str(ext, key).map(parse_java_bool)
     }
     fn write(&self, ext: &mut ExtFields, key: &str) {
-        ext.insert(key.to_owned(), self.to_string());
+        ext.insert_display(key, self);
     }
 }
 
@@ -65,7 +65,7 @@ impl ExtValue for Option<bool> {
     }
     fn write(&self, ext: &mut ExtFields, key: &str) {
         if let Some(v) = self {
-            ext.insert(key.to_owned(), v.to_string());
+            ext.insert_display(key, v);
         }
     }
 }
@@ -77,7 +77,7 @@ macro_rules! int_ext_value {
                 ext_parse(ext, key, $expected)
             }
             fn write(&self, ext: &mut ExtFields, key: &str) {
-                ext.insert(key.to_owned(), self.to_string());
+                ext.insert_display(key, self);
             }
         }
 
@@ -87,7 +87,7 @@ macro_rules! int_ext_value {
             }
             fn write(&self, ext: &mut ExtFields, key: &str) {
                 if let Some(v) = self {
-                    ext.insert(key.to_owned(), v.to_string());
+                    ext.insert_display(key, v);
                 }
             }
         }

@@ -206,9 +206,9 @@ mod tests {
         };
         let mut ext = ExtFields::new();
         h.to_ext(&mut ext);
-        assert_eq!(ext["raftTerm"], "7");
+        assert_eq!(&ext["raftTerm"], "7");
         assert_eq!(RegisterBrokerRequestHeader::from_ext(&ext), Ok(h));
-        ext.insert("raftTerm".into(), "-1".into());
+        ext.insert("raftTerm", "-1");
         assert!(RegisterBrokerRequestHeader::from_ext(&ext).is_err());
     }
 

@@ -173,13 +173,13 @@ mod tests {
         let h = sample();
         let mut ext = ExtFields::new();
         h.encode_ext(RequestCode::SendMessageV2.code(), &mut ext);
-        assert_eq!(ext["a"], "PG");
-        assert_eq!(ext["b"], "TopicTest");
-        assert_eq!(ext["c"], "TBW102");
-        assert_eq!(ext["d"], "4");
-        assert_eq!(ext["e"], "2");
-        assert_eq!(ext["g"], "1700000000000");
-        assert_eq!(ext["m"], "false");
+        assert_eq!(&ext["a"], "PG");
+        assert_eq!(&ext["b"], "TopicTest");
+        assert_eq!(&ext["c"], "TBW102");
+        assert_eq!(&ext["d"], "4");
+        assert_eq!(&ext["e"], "2");
+        assert_eq!(&ext["g"], "1700000000000");
+        assert_eq!(&ext["m"], "false");
         assert!(!ext.contains_key("l") && !ext.contains_key("n"));
         assert!(ext.keys().all(|k| k.len() == 1));
         assert_eq!(
@@ -221,7 +221,7 @@ mod tests {
             ("bname", "broker-a"),
             ("unknown", "x"),
         ] {
-            cmd.ext_fields.insert(k.into(), v.into());
+            cmd.ext_fields.insert(k, v);
         }
         let h = SendMessageRequestHeader::decode(&cmd).unwrap();
         assert_eq!(h.queue_id, -1);
