@@ -62,19 +62,35 @@ impl ExtFields {
         &self.text[e.value_start as usize..e.value_end as usize]
     }
 
+    fn key_bytes(&self, e: &Entry) -> &[u8] {
+        &self.text.as_bytes()[e.key_start as usize..e.key_end as usize]
+    }
+
+    /// Where `key` is, or where it would go to keep the order.
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.entries
-            .binary_search_by(|e| self.key_of(e).as_bytes().cmp(key.as_bytes()))
+            .binary_search_by(|e| self.key_bytes(e).cmp(key.as_bytes()))
+    }
+
+    /// The index of `key`. A header has a dozen fields, most keys differ in length or first
+    /// byte (SEND_MESSAGE_V2's are single letters), so a linear scan that rejects on those
+    /// before comparing bytes beats a binary search of full comparisons.
+    fn position(&self, key: &str) -> Option<usize> {
+        let key = key.as_bytes();
+        self.entries.iter().position(|e| {
+            let k = self.key_bytes(e);
+            k.len() == key.len() && k.first() == key.first() && k == key
+        })
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        let i = self.find(key).ok()?;
+        let i = self.position(key)?;
         Some(self.value_of(&self.entries[i]))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_ok()
+        self.position(key).is_some()
     }
 
     /// Appends to the text buffer and returns the range written.
@@ -126,12 +142,12 @@ impl ExtFields {
 
     /// Removes `key`; `true` if it was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        match self.find(key) {
-            Ok(i) => {
+        match self.position(key) {
+            Some(i) => {
                 self.entries.remove(i);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
