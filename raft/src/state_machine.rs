@@ -355,11 +355,66 @@ impl Inner {
         }
     }
 
+    /// Apply entries here, on the caller's thread, for as long as they are light; returns the
+    /// results and the entries left from the first that is not.
+    fn apply_light(
+        &mut self,
+        entries: Vec<typ::Entry>,
+    ) -> Result<(Vec<CommandResult>, Vec<typ::Entry>), SE> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut it = entries.into_iter();
+        while let Some(e) = it.next() {
+            let stored = self.stored(&e)?;
+            if !self.is_light(&e, &stored) {
+                let mut rest = Vec::with_capacity(it.len() + 1);
+                rest.push(e);
+                rest.extend(it);
+                return Ok((out, rest));
+            }
+            out.push(self.apply_stored(e, stored)?);
+            self.since_checkpoint = self.since_checkpoint.saturating_add(1);
+        }
+        Ok((out, Vec::new()))
+    }
+
+    /// Whether applying `e` is memory work only: a message batch or an offset commit (mapped
+    /// consumequeue and index files, sled's cache) that follows the last applied entry within
+    /// its segment. A membership change or topic admin may checkpoint, the first entry of a
+    /// segment takes a boundary snapshot, and both fsync.
+    fn is_light(&self, e: &typ::Entry, stored: &StoredEntry) -> bool {
+        let light_kind = matches!(
+            e.payload,
+            EntryPayload::Blank
+                | EntryPayload::Normal(BrokerCommand::PutMessages { .. })
+                | EntryPayload::Normal(BrokerCommand::CommitOffsets { .. })
+        );
+        let follows = self
+            .dispatcher
+            .applied()
+            .is_some_and(|a| stored.id.index == a.index + 1);
+        light_kind && follows && !self.starts_segment(stored)
+    }
+
+    /// Whether `stored` is the first entry of a commitlog segment.
+    fn starts_segment(&self, stored: &StoredEntry) -> bool {
+        let prev_end = self.dispatcher.next_pos();
+        prev_end > 0 && stored.pos / self.segment_size > (prev_end - 1) / self.segment_size
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint >= self.policy.every_entries
+            || self.last_checkpoint.elapsed() >= self.policy.every
+    }
+
     fn apply_one(&mut self, e: typ::Entry) -> Result<CommandResult, SE> {
+        let stored = self.stored(&e)?;
+        self.apply_stored(e, stored)
+    }
+
+    fn apply_stored(&mut self, e: typ::Entry, stored: StoredEntry) -> Result<CommandResult, SE> {
         let lid = e.log_id;
         let aerr =
             |err: &dyn std::fmt::Display| smerr(ErrorVerb::Write, format!("apply {lid}: {err}"));
-        let stored = self.stored(&e)?;
         if let Some(a) = self.dispatcher.applied() {
             if stored.id.index > a.index + 1 && stored.kind != EntryKind::Messages {
                 // openraft applies contiguously; only its storage suite skips indexes. A
@@ -378,11 +433,7 @@ impl Inner {
             }
         }
         if let Some(a) = self.dispatcher.applied() {
-            let prev_end = self.dispatcher.next_pos();
-            if prev_end > 0
-                && stored.id.index == a.index + 1
-                && stored.pos / self.segment_size > (prev_end - 1) / self.segment_size
-            {
+            if stored.id.index == a.index + 1 && self.starts_segment(&stored) {
                 self.capture_boundary()?;
             }
         }
@@ -607,20 +658,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<typ::Entry> = entries.into_iter().collect();
-        self.blocking(move |g| {
-            let mut out = Vec::with_capacity(entries.len());
-            for e in entries {
-                out.push(g.apply_one(e)?);
-                g.since_checkpoint = g.since_checkpoint.saturating_add(1);
-            }
-            if g.since_checkpoint >= g.policy.every_entries
-                || g.last_checkpoint.elapsed() >= g.policy.every
-            {
-                g.checkpoint()?;
-            }
-            Ok(out)
-        })
-        .await
+        // Light entries (nearly all: message batches) are applied right here; a hand-off to
+        // the blocking pool and back costs more than dispatching them. Whatever may fsync
+        // goes there, with the rest of the batch behind it to keep the order.
+        let (mut out, rest, due) = {
+            let mut g = self.lock();
+            let (out, rest) = g.apply_light(entries)?;
+            let due = g.checkpoint_due();
+            (out, rest, due)
+        };
+        if rest.is_empty() && !due {
+            return Ok(out);
+        }
+        let more = self
+            .blocking(move |g| {
+                let mut out = Vec::with_capacity(rest.len());
+                for e in rest {
+                    out.push(g.apply_one(e)?);
+                    g.since_checkpoint = g.since_checkpoint.saturating_add(1);
+                }
+                if g.checkpoint_due() {
+                    g.checkpoint()?;
+                }
+                Ok(out)
+            })
+            .await?;
+        out.extend(more);
+        Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> StateMachine {
