@@ -45,6 +45,20 @@ struct Reg<'a> {
     counter: i64,
 }
 
+impl<'a> Reg<'a> {
+    /// A master (brokerId 0) outside any Raft group, data version 1.
+    fn master(name: &'a str, addr: &'a str, topics: &'a [(&'a str, i32)]) -> Self {
+        Reg {
+            name,
+            addr,
+            id: 0,
+            raft: None,
+            topics,
+            counter: 1,
+        }
+    }
+}
+
 fn register_cmd(r: &Reg<'_>, st: SerializeType) -> RemotingCommand {
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
@@ -107,14 +121,11 @@ async fn register_and_route_in_both_encodings() {
 
     let resp = register(
         &master,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("TopicTest", 4), ("TBW102", 8)],
-            counter: 1,
-        },
+        Reg::master(
+            "broker-a",
+            "127.0.0.1:10911",
+            &[("TopicTest", 4), ("TBW102", 8)],
+        ),
         JSON,
     )
     .await;
@@ -125,12 +136,8 @@ async fn register_and_route_in_both_encodings() {
     let resp = register(
         &slave,
         Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:20911",
             id: 1,
-            raft: None,
-            topics: &[("TopicTest", 4)],
-            counter: 1,
+            ..Reg::master("broker-a", "127.0.0.1:20911", &[("TopicTest", 4)])
         },
         BINARY,
     )
@@ -195,14 +202,7 @@ async fn cluster_info_topic_list_and_delete_topic() {
     let broker = client(&ns);
     register(
         &broker,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("T1", 2), ("T2", 2)],
-            counter: 1,
-        },
+        Reg::master("broker-a", "127.0.0.1:10911", &[("T1", 2), ("T2", 2)]),
         JSON,
     )
     .await;
@@ -345,27 +345,13 @@ async fn closing_the_broker_connection_removes_it_at_once() {
     let other = client(&ns);
     register(
         &broker,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("T", 4)],
-            counter: 1,
-        },
+        Reg::master("broker-a", "127.0.0.1:10911", &[("T", 4)]),
         JSON,
     )
     .await;
     register(
         &other,
-        Reg {
-            name: "broker-b",
-            addr: "127.0.0.1:10921",
-            id: 0,
-            raft: None,
-            topics: &[("T", 2)],
-            counter: 1,
-        },
+        Reg::master("broker-b", "127.0.0.1:10921", &[("T", 2)]),
         JSON,
     )
     .await;
@@ -435,14 +421,7 @@ async fn kv_config_round_trip_and_order_topic_conf() {
     // topic's entry as orderTopicConf (orderMessageEnable=true here).
     let resp = register(
         &c,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("OrderT", 4)],
-            counter: 1,
-        },
+        Reg::master("broker-a", "127.0.0.1:10911", &[("OrderT", 4)]),
         BINARY,
     )
     .await;
@@ -480,14 +459,7 @@ async fn bad_input_gets_error_responses_and_server_keeps_serving() {
     let healthy = client(&ns);
     register(
         &healthy,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("T", 4)],
-            counter: 1,
-        },
+        Reg::master("broker-a", "127.0.0.1:10911", &[("T", 4)]),
         JSON,
     )
     .await;
@@ -527,17 +499,7 @@ async fn bad_input_gets_error_responses_and_server_keeps_serving() {
     }
 
     // Garbage registration body.
-    let mut cmd = register_cmd(
-        &Reg {
-            name: "broker-x",
-            addr: "127.0.0.1:1",
-            id: 0,
-            raft: None,
-            topics: &[],
-            counter: 1,
-        },
-        JSON,
-    );
+    let mut cmd = register_cmd(&Reg::master("broker-x", "127.0.0.1:1", &[]), JSON);
     cmd.body = Some(bytes::Bytes::from_static(
         b"{\"topicConfigSerializeWrapper\":[1,2",
     ));
@@ -547,12 +509,8 @@ async fn bad_input_gets_error_responses_and_server_keeps_serving() {
     // Malformed numeric header field and a wrong CRC.
     let mut cmd = register_cmd(
         &Reg {
-            name: "broker-x",
-            addr: "127.0.0.1:1",
-            id: 0,
             raft: Some((1, 1)),
-            topics: &[("X", 1)],
-            counter: 1,
+            ..Reg::master("broker-x", "127.0.0.1:1", &[("X", 1)])
         },
         BINARY,
     );
@@ -597,12 +555,8 @@ async fn query_data_version_and_write_perm() {
     register(
         &c,
         Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("T", 4)],
             counter: 7,
+            ..Reg::master("broker-a", "127.0.0.1:10911", &[("T", 4)])
         },
         JSON,
     )
@@ -716,12 +670,8 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     let resp = register(
         &c,
         Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
             raft: Some((1, 0)),
-            topics: &[("T", 4)],
-            counter: 1,
+            ..Reg::master("broker-a", "127.0.0.1:10911", &[("T", 4)])
         },
         BINARY,
     )
@@ -752,14 +702,7 @@ async fn raw_go_style_frame_gets_json_response_with_string_ext_fields() {
     let broker = client(&ns);
     register(
         &broker,
-        Reg {
-            name: "broker-a",
-            addr: "127.0.0.1:10911",
-            id: 0,
-            raft: None,
-            topics: &[("TopicTest", 4)],
-            counter: 1,
-        },
+        Reg::master("broker-a", "127.0.0.1:10911", &[("TopicTest", 4)]),
         BINARY,
     )
     .await;

@@ -131,23 +131,25 @@ fn answer(
     }
 }
 
-/// `Some(answer)` when this node cannot serve a change: not the leader.
-fn leader_only(state: &BrokerState, req: &RemotingCommand) -> Option<RemotingCommand> {
+/// The node a change names, checked on the leader; otherwise the answer to send back: a bad
+/// node id, or the not-leader redirect.
+fn change_target(
+    state: &BrokerState,
+    req: &RemotingCommand,
+    node_id: &str,
+) -> Result<NodeId, Box<RemotingCommand>> {
+    let id = parse_node_id(node_id)
+        .map_err(|e| Box::new(RemotingCommand::error_to(req, ResponseCode::SystemError, e)))?;
     if state.node.role().is_leader {
-        None
+        Ok(id)
     } else {
-        Some(redirect(state, req))
+        Err(Box::new(redirect(state, req)))
     }
-}
-
-fn node_id(req: &RemotingCommand, text: &str) -> Result<NodeId, Box<RemotingCommand>> {
-    parse_node_id(text)
-        .map_err(|e| Box::new(RemotingCommand::error_to(req, ResponseCode::SystemError, e)))
 }
 
 pub async fn add_learner(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: AddLearnerRequestHeader = req.decode_header()?;
-    let id = match node_id(&req, &h.node_id) {
+    let id = match change_target(state, &req, &h.node_id) {
         Ok(id) => id,
         Err(resp) => return Ok(Some(*resp)),
     };
@@ -159,9 +161,6 @@ pub async fn add_learner(state: &Arc<BrokerState>, req: RemotingCommand) -> Proc
         if let Err(e) = check_addr(&broker_addr) {
             return refuse(&req, format!("brokerAddr {broker_addr:?}: {e}"));
         }
-    }
-    if let Some(r) = leader_only(state, &req) {
-        return Ok(Some(r));
     }
     let m = state.node.group.metrics();
     if m.voters.contains(&id) {
@@ -192,13 +191,10 @@ pub async fn add_learner(state: &Arc<BrokerState>, req: RemotingCommand) -> Proc
 
 pub async fn promote(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: GroupNodeRequestHeader = req.decode_header()?;
-    let id = match node_id(&req, &h.node_id) {
+    let id = match change_target(state, &req, &h.node_id) {
         Ok(id) => id,
         Err(resp) => return Ok(Some(*resp)),
     };
-    if let Some(r) = leader_only(state, &req) {
-        return Ok(Some(r));
-    }
     let m = state.node.group.metrics();
     if m.voters.contains(&id) {
         return Ok(Some(
@@ -220,13 +216,10 @@ pub async fn promote(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessR
 
 pub async fn remove_node(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: GroupNodeRequestHeader = req.decode_header()?;
-    let id = match node_id(&req, &h.node_id) {
+    let id = match change_target(state, &req, &h.node_id) {
         Ok(id) => id,
         Err(resp) => return Ok(Some(*resp)),
     };
-    if let Some(r) = leader_only(state, &req) {
-        return Ok(Some(r));
-    }
     let m = state.node.group.metrics();
     if id == m.id {
         return refuse(
@@ -252,13 +245,10 @@ pub async fn remove_node(state: &Arc<BrokerState>, req: RemotingCommand) -> Proc
 
 pub async fn transfer_leader(state: &Arc<BrokerState>, req: RemotingCommand) -> ProcessResult {
     let h: GroupNodeRequestHeader = req.decode_header()?;
-    let id = match node_id(&req, &h.node_id) {
+    let id = match change_target(state, &req, &h.node_id) {
         Ok(id) => id,
         Err(resp) => return Ok(Some(*resp)),
     };
-    if let Some(r) = leader_only(state, &req) {
-        return Ok(Some(r));
-    }
     let timeout = change_timeout(h.timeout_millis);
     // The transfer bounds itself; the outer timeout only guards against a stuck call.
     let res = tokio::time::timeout(

@@ -262,14 +262,17 @@ pub async fn process(
     }
 
     let mut rx = state.polls.subscribe(&h.topic, h.queue_id);
-    let first = match look(
-        state,
-        &h.topic,
-        h.queue_id,
-        h.queue_offset,
-        h.max_msg_nums,
-        &sub,
-    ) {
+    let look_now = || {
+        look(
+            state,
+            &h.topic,
+            h.queue_id,
+            h.queue_offset,
+            h.max_msg_nums,
+            &sub,
+        )
+    };
+    let first = match look_now() {
         Ok(l) => l,
         Err(e) => {
             return Ok(Some(RemotingCommand::error_to(
@@ -307,26 +310,12 @@ pub async fn process(
                 return Ok(None);
             }
             // Deadline (or a lost wake-up): one final look.
-            return match look(
-                state,
-                &h.topic,
-                h.queue_id,
-                h.queue_offset,
-                h.max_msg_nums,
-                &sub,
-            ) {
+            return match look_now() {
                 Ok(l) => Ok(Some(respond(&req, l, h.queue_offset))),
                 Err(_) => Ok(Some(respond(&req, last, h.queue_offset))),
             };
         }
-        match look(
-            state,
-            &h.topic,
-            h.queue_id,
-            h.queue_offset,
-            h.max_msg_nums,
-            &sub,
-        ) {
+        match look_now() {
             Ok(l) if holdable(l.status, h.queue_offset) => {
                 last = l;
                 spurious = true;
