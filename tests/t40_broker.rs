@@ -31,13 +31,11 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
             ("UNIQ_KEY", &uniq),
             ("WAIT", "true"),
         ]);
-        let resp = lc
-            .invoke(
-                send_req("Orders", -1, &p, format!("body-{i}").as_bytes()),
-                RPC,
-            )
-            .await
-            .unwrap();
+        let resp = rpc(
+            &lc,
+            send_req("Orders", -1, &p, format!("body-{i}").as_bytes()),
+        )
+        .await;
         assert_eq!(resp.code, 0, "send {i}: {:?}", resp.remark);
         assert_eq!(&resp.ext_fields["transactionId"], uniq);
         assert_eq!(&resp.ext_fields["MSG_REGION"], "DefaultRegion");
@@ -87,10 +85,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
 
     // A follower refuses writes with SERVICE_NOT_AVAILABLE naming the leader.
     let fc = Cluster::client(&follower);
-    let resp = fc
-        .invoke(send_req("Orders", 0, &props(&[("TAGS", "X")]), b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&fc, send_req("Orders", 0, &props(&[("TAGS", "X")]), b"x")).await;
     assert_eq!(resp.code, 14, "{:?}", resp.remark);
     assert!(
         resp.remark.as_deref().unwrap().contains(&leader),
@@ -100,33 +95,19 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
 
     // Errors: oversized message, unknown topic without a template, queue out of range.
     let big = vec![b'x'; 70_000];
-    let resp = lc
-        .invoke(send_req("Orders", 0, "", &big), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("Orders", 0, "", &big)).await;
     assert_eq!(resp.code, 13, "{:?}", resp.remark);
-    let resp = lc
-        .invoke(
-            send_req("Nope", 0, "", b"x").with_ext("c", "NoTemplate"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        send_req("Nope", 0, "", b"x").with_ext("c", "NoTemplate"),
+    )
+    .await;
     assert_eq!(resp.code, 17, "{:?}", resp.remark);
-    let resp = lc
-        .invoke(send_req("Orders", 9, "", b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("Orders", 9, "", b"x")).await;
     assert_ne!(resp.code, 0);
-    let resp = lc
-        .invoke(pull_req("g", "NoSuchTopic", 0, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("g", "NoSuchTopic", 0, 0, "*", 0)).await;
     assert_eq!(resp.code, 17);
-    let resp = lc
-        .invoke(pull_req("g", "Orders", 0, 1000, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("g", "Orders", 0, 1000, "*", 0)).await;
     assert_eq!(resp.code, 21, "offset beyond the queue is OFFSET_MOVED");
     let max: i64 = resp.ext_fields["maxOffset"].parse().unwrap();
     assert_eq!(&resp.ext_fields["nextBeginOffset"], max.to_string());
@@ -164,13 +145,11 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent_at = Instant::now();
-    let resp = lc
-        .invoke(
-            send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"late"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"late"),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let (resp, held) = pull.await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
@@ -193,31 +172,19 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     );
     // Without a send, a held pull ends with PULL_NOT_FOUND after its suspend time.
     let start = Instant::now();
-    let resp = lc
-        .invoke(pull_req("lp", "Orders", 1, 1_000_000, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("lp", "Orders", 1, 1_000_000, "*", 0)).await;
     assert_eq!(resp.code, 21);
     let q1_max: i64 = resp.ext_fields["maxOffset"].parse().unwrap();
-    let resp = lc
-        .invoke(pull_req("lp", "Orders", 1, q1_max, "*", 500), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("lp", "Orders", 1, q1_max, "*", 500)).await;
     assert_eq!(resp.code, 19);
     assert!(start.elapsed() >= Duration::from_millis(500));
 
     // An empty queue pulled from offset 0 (what clients do with a group's retry queue) is
     // held too, and wakes on the first message instead of answering at once.
-    let resp = lc
-        .invoke(send_req("EmptyQ", 0, "", b"first"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("EmptyQ", 0, "", b"first")).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let start = Instant::now();
-    let resp = lc
-        .invoke(pull_req("lp", "EmptyQ", 1, 0, "*", 400), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("lp", "EmptyQ", 1, 0, "*", 400)).await;
     assert_eq!(resp.code, 19, "{:?}", resp.remark);
     assert!(
         start.elapsed() >= Duration::from_millis(400),
@@ -240,10 +207,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent_at = Instant::now();
-    let resp = lc
-        .invoke(send_req("EmptyQ", 1, "", b"wakes"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("EmptyQ", 1, "", b"wakes")).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let (resp, woke_at) = empty_pull.await.unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
@@ -259,9 +223,9 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
         .with_ext("topic", "Orders")
         .with_ext("queueId", 2)
         .with_ext("commitOffset", 7);
-    let resp = lc.invoke(commit.clone(), RPC).await.unwrap();
+    let resp = rpc(&lc, commit.clone()).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    let resp = fc.invoke(commit, RPC).await.unwrap();
+    let resp = rpc(&fc, commit).await;
     assert_eq!(resp.code, 14, "followers refuse offset commits");
     let query = RemotingCommand::request(RequestCode::QueryConsumerOffset)
         .with_ext("consumerGroup", "CG")
@@ -269,7 +233,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
         .with_ext("queueId", 2);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let resp = fc.invoke(query.clone(), RPC).await.unwrap();
+        let resp = rpc(&fc, query.clone()).await;
         if resp.code == 0 && &resp.ext_fields["offset"] == "7" {
             break;
         }
@@ -279,7 +243,7 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     let max_req = RemotingCommand::request(RequestCode::GetMaxOffset)
         .with_ext("topic", "Orders")
         .with_ext("queueId", 0);
-    let resp = lc.invoke(max_req.clone(), RPC).await.unwrap();
+    let resp = rpc(&lc, max_req.clone()).await;
     let max0: i64 = resp.ext_fields["offset"].parse().unwrap();
     assert_eq!(max0, max + 1);
 
@@ -294,18 +258,16 @@ async fn produce_consume_filter_redirect_long_poll_and_offsets_survive_restart()
     }
     let leader2 = cluster.leader_addr(None, Duration::from_secs(30)).await;
     let c = Cluster::client(&leader2);
-    let resp = c.invoke(query, RPC).await.unwrap();
+    let resp = rpc(&c, query).await;
     assert_eq!((resp.code, &resp.ext_fields["offset"]), (0, "7"));
-    let resp = c.invoke(max_req, RPC).await.unwrap();
+    let resp = rpc(&c, max_req).await;
     assert_eq!(&resp.ext_fields["offset"], max0.to_string());
     assert_eq!(drain(&leader2, "Orders", 4, "*").await.len(), 41);
-    let resp = c
-        .invoke(
-            send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"after"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        send_req("Orders", 0, &props(&[("TAGS", "TagA")]), b"after"),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(&resp.ext_fields["queueOffset"], max0.to_string());
 }
@@ -332,11 +294,11 @@ async fn topic_admin_is_replicated_and_routed() {
     };
     let lc = Cluster::client(&leader);
     let fc = Cluster::client(&follower);
-    let resp = lc.invoke(create("Admin", 8, 8, 6), RPC).await.unwrap();
+    let resp = rpc(&lc, create("Admin", 8, 8, 6)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    let resp = fc.invoke(create("Admin2", 8, 8, 6), RPC).await.unwrap();
+    let resp = rpc(&fc, create("Admin2", 8, 8, 6)).await;
     assert_eq!(resp.code, 14, "followers refuse topic changes");
-    let bad = lc.invoke(create("Admin3", 0, 8, 6), RPC).await.unwrap();
+    let bad = rpc(&lc, create("Admin3", 0, 8, 6)).await;
     assert_eq!(bad.code, 1);
 
     // The nameserver routes the new topic with its queues at once (registration on change).
@@ -346,7 +308,7 @@ async fn topic_admin_is_replicated_and_routed() {
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = ns.invoke(route("Admin"), RPC).await.unwrap();
+        let resp = rpc(&ns, route("Admin")).await;
         if resp.code == 0 {
             let v: serde_json::Value =
                 serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
@@ -359,13 +321,11 @@ async fn topic_admin_is_replicated_and_routed() {
     // Replicated: the follower's topic table has it.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = fc
-            .invoke(
-                RemotingCommand::request(RequestCode::GetAllTopicConfig),
-                RPC,
-            )
-            .await
-            .unwrap();
+        let resp = rpc(
+            &fc,
+            RemotingCommand::request(RequestCode::GetAllTopicConfig),
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
         if v["topicConfigTable"]["Admin"]["readQueueNums"] == 8 {
             break;
@@ -379,45 +339,31 @@ async fn topic_admin_is_replicated_and_routed() {
 
     // Shrink the write queues first (RocketMQ's procedure): sends go to queues 0..4 only,
     // while queues 4..8 stay readable until they are drained.
-    let resp = lc.invoke(create("Admin", 8, 4, 6), RPC).await.unwrap();
+    let resp = rpc(&lc, create("Admin", 8, 4, 6)).await;
     assert_eq!(resp.code, 0);
-    let resp = lc
-        .invoke(send_req("Admin", -1, "", b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("Admin", -1, "", b"x")).await;
     assert!(resp.ext_fields["queueId"].parse::<i32>().unwrap() < 4);
-    let resp = lc
-        .invoke(pull_req("g", "Admin", 6, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, pull_req("g", "Admin", 6, 0, "*", 0)).await;
     assert_eq!(
         resp.code, 19,
         "queue 6 is still readable: {:?}",
         resp.remark
     );
     // Read-only topic: sends refused, pulls served.
-    let resp = lc.invoke(create("Admin", 8, 8, 4), RPC).await.unwrap();
+    let resp = rpc(&lc, create("Admin", 8, 8, 4)).await;
     assert_eq!(resp.code, 0);
-    let resp = lc
-        .invoke(send_req("Admin", 0, "", b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("Admin", 0, "", b"x")).await;
     assert_eq!(resp.code, 16);
 
     // Runtime info names the Raft role.
-    let resp = lc
-        .invoke(
-            RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     assert_eq!(v["table"]["brokerRole"], "SYNC_MASTER");
-    let resp = lc
-        .invoke(RemotingCommand::request(RequestCode::GetBrokerConfig), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, RemotingCommand::request(RequestCode::GetBrokerConfig)).await;
     let text = String::from_utf8(resp.body.unwrap().to_vec()).unwrap();
     assert!(text.contains("brokerName=broker-a\n"), "{text}");
     assert!(text.contains(&format!(
@@ -426,21 +372,17 @@ async fn topic_admin_is_replicated_and_routed() {
     )));
     // Delete: gone from the broker's table (and sends no longer auto-create it from a
     // template that is not there).
-    let resp = lc
-        .invoke(
-            RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Admin"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Admin"),
+    )
+    .await;
     assert_eq!(resp.code, 0);
-    let resp = lc
-        .invoke(
-            send_req("Admin", 0, "", b"x").with_ext("c", "NoTemplate"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        send_req("Admin", 0, "", b"x").with_ext("c", "NoTemplate"),
+    )
+    .await;
     assert_eq!(resp.code, 17);
 }
 
@@ -450,15 +392,13 @@ async fn min_max(c: &raftmq::remoting::RemotingClient, topic: &str, q: i32) -> (
         .into_iter()
         .enumerate()
     {
-        let resp = c
-            .invoke(
-                RemotingCommand::request(code)
-                    .with_ext("topic", topic)
-                    .with_ext("queueId", q),
-                RPC,
-            )
-            .await
-            .unwrap();
+        let resp = rpc(
+            c,
+            RemotingCommand::request(code)
+                .with_ext("topic", topic)
+                .with_ext("queueId", q),
+        )
+        .await;
         assert_eq!(resp.code, 0, "{:?}", resp.remark);
         out[i] = resp.ext_fields["offset"].parse().unwrap();
     }
@@ -476,10 +416,7 @@ async fn deleting_a_topic_empties_its_queues_on_every_member() {
     let lc = Cluster::client(&leader);
     for (q, n) in [(0, 5), (1, 3)] {
         for i in 0..n {
-            let resp = lc
-                .invoke(send_req("Gone", q, "", format!("{q}-{i}").as_bytes()), RPC)
-                .await
-                .unwrap();
+            let resp = rpc(&lc, send_req("Gone", q, "", format!("{q}-{i}").as_bytes())).await;
             assert_eq!(resp.code, 0, "{:?}", resp.remark);
         }
     }
@@ -488,24 +425,22 @@ async fn deleting_a_topic_empties_its_queues_on_every_member() {
         .with_ext("topic", "Gone")
         .with_ext("queueId", 0)
         .with_ext("commitOffset", 3);
-    assert_eq!(lc.invoke(commit, RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&lc, commit).await.code, 0);
     let query = RemotingCommand::request(RequestCode::QueryConsumerOffset)
         .with_ext("consumerGroup", "CG")
         .with_ext("topic", "Gone")
         .with_ext("queueId", 0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lc.invoke(query.clone(), RPC).await.unwrap().code != 0 {
+    while rpc(&lc, query.clone()).await.code != 0 {
         assert!(Instant::now() < deadline, "offset commit never applied");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let resp = lc
-        .invoke(
-            RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Gone"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &lc,
+        RemotingCommand::request(RequestCode::DeleteTopicInBroker).with_ext("topic", "Gone"),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     // Every member: the queues are empty at their old ends.
     for node in &cluster.nodes {
@@ -521,16 +456,13 @@ async fn deleting_a_topic_empties_its_queues_on_every_member() {
         }
     }
     assert_eq!(
-        lc.invoke(query.clone(), RPC).await.unwrap().code,
+        rpc(&lc, query.clone()).await.code,
         22,
         "the group's offset on the deleted topic is gone"
     );
 
     // Recreated by a send: offsets continue; nothing old is readable.
-    let resp = lc
-        .invoke(send_req("Gone", 0, "", b"new"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&lc, send_req("Gone", 0, "", b"new")).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(&resp.ext_fields["queueOffset"], "5");
     only_new(&lc).await;
@@ -565,17 +497,11 @@ async fn deleting_a_topic_empties_its_queues_on_every_member() {
 /// where the new ones begin, and only the one new message is there.
 async fn only_new(c: &raftmq::remoting::RemotingClient) {
     for (q, min) in [(0, 5), (1, 3)] {
-        let resp = c
-            .invoke(pull_req("CG", "Gone", q, 0, "*", 0), RPC)
-            .await
-            .unwrap();
+        let resp = rpc(c, pull_req("CG", "Gone", q, 0, "*", 0)).await;
         assert_eq!(resp.code, 21, "queue {q}: {:?}", resp.remark);
         assert_eq!(&resp.ext_fields["nextBeginOffset"], min.to_string());
     }
-    let resp = c
-        .invoke(pull_req("CG", "Gone", 0, 5, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(c, pull_req("CG", "Gone", 0, 5, "*", 0)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let got = decode(resp.body.as_deref().unwrap());
     assert_eq!(got.len(), 1);

@@ -16,104 +16,81 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     let cluster = Cluster::start(1);
     let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
     let c = Cluster::client(&leader);
-    let ok = c
-        .invoke(
-            send_req(
-                "Bad",
-                0,
-                &props(&[("TAGS", "A"), ("UNIQ_KEY", "U1")]),
-                b"first",
-            ),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let ok = rpc(
+        &c,
+        send_req(
+            "Bad",
+            0,
+            &props(&[("TAGS", "A"), ("UNIQ_KEY", "U1")]),
+            b"first",
+        ),
+    )
+    .await;
     assert_eq!(ok.code, 0, "{:?}", ok.remark);
 
     // A send without required header fields.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::SendMessageV2)
-                .with_ext("b", "Bad")
-                .with_body(&b"x"[..]),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::SendMessageV2)
+            .with_ext("b", "Bad")
+            .with_body(&b"x"[..]),
+    )
+    .await;
     assert_eq!(resp.code, 1, "{:?}", resp.remark);
     // A malformed batch body.
     let mut batch = send_req("Bad", 0, "", &[0, 0, 0, 99, 1, 2, 3]);
     batch.code = RequestCode::SendBatchMessage.code();
-    let resp = c.invoke(batch, RPC).await.unwrap();
+    let resp = rpc(&c, batch).await;
     assert_eq!(resp.code, 13, "{:?}", resp.remark);
     // A bad topic name.
-    let resp = c
-        .invoke(send_req("bad topic", 0, "", b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, send_req("bad topic", 0, "", b"x")).await;
     assert_eq!(resp.code, 13, "{:?}", resp.remark);
     // Sending to a system topic.
-    let resp = c
-        .invoke(send_req("SCHEDULE_TOPIC_XXXX", 0, "", b"x"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, send_req("SCHEDULE_TOPIC_XXXX", 0, "", b"x")).await;
     assert_eq!(resp.code, 16);
     // Transactions are refused clearly.
-    let resp = c
-        .invoke(
-            send_req("Bad", 0, &props(&[("TRAN_MSG", "true")]), b"x"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        send_req("Bad", 0, &props(&[("TRAN_MSG", "true")]), b"x"),
+    )
+    .await;
     assert_eq!(resp.code, 16);
     // A heartbeat whose body is not JSON.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::HeartBeat).with_body(&b"{not json"[..]),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::HeartBeat).with_body(&b"{not json"[..]),
+    )
+    .await;
     assert_eq!(resp.code, 1);
     // Pulls: a queue that does not exist, SQL92, a group without subscription.
-    let resp = c
-        .invoke(pull_req("g", "Bad", 99, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, pull_req("g", "Bad", 99, 0, "*", 0)).await;
     assert_eq!(resp.code, 1, "{:?}", resp.remark);
-    let resp = c
-        .invoke(
-            pull_req("g", "Bad", 0, 0, "a > 1", 0).with_ext("expressionType", "SQL92"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        pull_req("g", "Bad", 0, 0, "a > 1", 0).with_ext("expressionType", "SQL92"),
+    )
+    .await;
     assert_eq!(resp.code, 23);
     let mut no_sub = pull_req("nobody", "Bad", 0, 0, "*", 0);
     no_sub.ext_fields.insert("sysFlag", "0");
-    let resp = c.invoke(no_sub, RPC).await.unwrap();
+    let resp = rpc(&c, no_sub).await;
     assert_eq!(resp.code, 24);
     // Unknown group for the consumer list, unknown request code.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
-                .with_ext("consumerGroup", "none"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+            .with_ext("consumerGroup", "none"),
+    )
+    .await;
     assert_eq!(resp.code, 1);
-    let resp = c.invoke(RemotingCommand::request(9999), RPC).await.unwrap();
+    let resp = rpc(&c, RemotingCommand::request(9999)).await;
     assert_eq!(resp.code, 3);
     // VIEW_MESSAGE_BY_ID at an offset holding no message.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::ViewMessageById).with_ext("offset", 3),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::ViewMessageById).with_ext("offset", 3),
+    )
+    .await;
     assert_eq!(resp.code, 1);
 
     // A client that goes away while its pull is held.
@@ -132,10 +109,7 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     }
 
     // Still serving, and the first message is intact.
-    let resp = c
-        .invoke(send_req("Bad", 0, &props(&[("TAGS", "A")]), b"second"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, send_req("Bad", 0, &props(&[("TAGS", "A")]), b"second")).await;
     assert_eq!(resp.code, 0);
     assert_eq!(&resp.ext_fields["queueOffset"], "1");
     let got = drain(&leader, "Bad", 1, "*").await;
@@ -154,7 +128,7 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     };
     // Level 1 (1 s): the retry copy waits in the schedule topic, then arrives.
     let sent_back = std::time::Instant::now();
-    let resp = c.invoke(back(1), RPC).await.unwrap();
+    let resp = rpc(&c, back(1)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert!(
         drain(&leader, "%RETRY%CG", 1, "*").await.is_empty(),
@@ -180,29 +154,24 @@ async fn bad_input_gets_error_codes_and_the_broker_keeps_serving() {
     let r = &retry[&(0, 0)];
     assert_eq!(r.body, b"first");
     assert_eq!(r.tags.as_deref(), Some("A"));
-    let resp = c.invoke(back(-1), RPC).await.unwrap();
+    let resp = rpc(&c, back(-1)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(drain(&leader, "%DLQ%CG", 1, "*").await.len(), 1);
 
     // A message sent with DELAY=1 is held ~1 s, then delivered to its queue (a held pull
     // wakes for it).
-    let max: i64 = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetMaxOffset)
-                .with_ext("topic", "Bad")
-                .with_ext("queueId", 0),
-            RPC,
-        )
-        .await
-        .unwrap()
-        .ext_fields["offset"]
+    let max: i64 = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetMaxOffset)
+            .with_ext("topic", "Bad")
+            .with_ext("queueId", 0),
+    )
+    .await
+    .ext_fields["offset"]
         .parse()
         .unwrap();
     let sent_at = std::time::Instant::now();
-    let resp = c
-        .invoke(send_req("Bad", 0, &props(&[("DELAY", "1")]), b"later"), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, send_req("Bad", 0, &props(&[("DELAY", "1")]), b"later")).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let resp = c
         .invoke(
@@ -267,16 +236,16 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
         std::sync::Arc::new(Notified(tx)),
     );
     // The first member's own registration changes the group: it is told too.
-    assert_eq!(first.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&first, heartbeat("c1")).await.code, 0);
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap();
     assert_eq!(got.as_deref(), Some("CG-n"));
     // A repeated heartbeat changes nothing: no notification.
-    assert_eq!(first.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&first, heartbeat("c1")).await.code, 0);
     // A second member joins: the first is notified at once.
     let second = Cluster::client(&leader);
-    assert_eq!(second.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&second, heartbeat("c2")).await.code, 0);
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap();
@@ -291,29 +260,24 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
         .await
         .unwrap();
     assert_eq!(got.as_deref(), Some("CG-n"));
-    let resp = first
-        .invoke(
-            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
-                .with_ext("consumerGroup", "CG-n"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &first,
+        RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+            .with_ext("consumerGroup", "CG-n"),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     assert_eq!(v["consumerIdList"], serde_json::json!(["c1"]));
 
     // A pull with FLAG_COMMIT_OFFSET stores the group's offset (heartbeat subscription used).
     for i in 0..3 {
-        let resp = first
-            .invoke(send_req("Bad", 0, "", format!("{i}").as_bytes()), RPC)
-            .await
-            .unwrap();
+        let resp = rpc(&first, send_req("Bad", 0, "", format!("{i}").as_bytes())).await;
         assert_eq!(resp.code, 0, "{:?}", resp.remark);
     }
     let pull = pull_req("CG-n", "Bad", 0, 1, "*", 0)
         .with_ext("sysFlag", 0x1)
         .with_ext("commitOffset", 2);
-    let resp = first.invoke(pull, RPC).await.unwrap();
+    let resp = rpc(&first, pull).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(decode(resp.body.as_deref().unwrap()).len(), 2);
     let query = RemotingCommand::request(RequestCode::QueryConsumerOffset)
@@ -322,7 +286,7 @@ async fn members_are_notified_of_group_changes_and_pulls_commit_offsets() {
         .with_ext("queueId", 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = first.invoke(query.clone(), RPC).await.unwrap();
+        let resp = rpc(&first, query.clone()).await;
         if resp.code == 0 && &resp.ext_fields["offset"] == "2" {
             break;
         }
@@ -350,7 +314,7 @@ async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
         .with_ext("flag", 7)
         .with_ext("properties", props(&[("TAGS", "Z")]))
         .with_body(body.clone());
-    let resp = c.invoke(v1, RPC).await.unwrap();
+    let resp = rpc(&c, v1).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(&resp.ext_fields["queueId"], "1");
     // A oneway send: no answer, but stored.
@@ -371,10 +335,7 @@ async fn v1_headers_oneway_sends_and_compressed_bodies_stored_as_sent() {
     };
     assert_eq!(got[&(1, 0)].body, body);
     assert_eq!(got[&(1, 1)].body, b"oneway");
-    let resp = c
-        .invoke(pull_req("g", "V1", 1, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, pull_req("g", "V1", 1, 0, "*", 0)).await;
     let raw = resp.body.unwrap();
     let view = raftmq_store::message::MessageView::parse(&raw).unwrap();
     assert_eq!(view.sys_flag() & 1, 1, "compressed flag kept");
@@ -387,13 +348,7 @@ async fn concurrent_first_sends_create_a_topic_once() {
     let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
     let c = std::sync::Arc::new(Cluster::client(&leader));
     let counter = |c: std::sync::Arc<raftmq::remoting::RemotingClient>| async move {
-        let resp = c
-            .invoke(
-                RemotingCommand::request(RequestCode::GetAllTopicConfig),
-                RPC,
-            )
-            .await
-            .unwrap();
+        let resp = rpc(&c, RemotingCommand::request(RequestCode::GetAllTopicConfig)).await;
         let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
         v["dataVersion"]["counter"].as_i64().unwrap()
     };
@@ -402,9 +357,8 @@ async fn concurrent_first_sends_create_a_topic_once() {
         .map(|i| {
             let c = c.clone();
             tokio::spawn(async move {
-                c.invoke(send_req("Fresh", -1, "", format!("{i}").as_bytes()), RPC)
+                rpc(&c, send_req("Fresh", -1, "", format!("{i}").as_bytes()))
                     .await
-                    .unwrap()
                     .code
             })
         })
@@ -421,40 +375,23 @@ async fn subscription_groups_are_replicated_config() {
     let cluster = Cluster::start(1);
     let leader = cluster.leader_addr(None, Duration::from_secs(30)).await;
     let c = Cluster::client(&leader);
-    assert_eq!(
-        c.invoke(send_req("G", 0, "", b"x"), RPC)
-            .await
-            .unwrap()
-            .code,
-        0
-    );
+    assert_eq!(rpc(&c, send_req("G", 0, "", b"x")).await.code, 0);
     let create = |body: &str| {
         RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup)
             .with_body(body.as_bytes().to_vec())
     };
     // Java sends every field, plus some this broker does not know.
-    let resp = c
-        .invoke(
-            create(r#"{"groupName":"Off","consumeEnable":false,"retryMaxTimes":3,"groupSysFlag":0,"consumeMessageOrderly":false}"#),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(&c, create(r#"{"groupName":"Off","consumeEnable":false,"retryMaxTimes":3,"groupSysFlag":0,"consumeMessageOrderly":false}"#)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    assert_eq!(c.invoke(create("{}"), RPC).await.unwrap().code, 1);
-    assert_eq!(c.invoke(create("not json"), RPC).await.unwrap().code, 1);
-    let resp = c
-        .invoke(pull_req("Off", "G", 0, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    assert_eq!(rpc(&c, create("{}")).await.code, 1);
+    assert_eq!(rpc(&c, create("not json")).await.code, 1);
+    let resp = rpc(&c, pull_req("Off", "G", 0, 0, "*", 0)).await;
     assert_eq!(resp.code, 16, "a disabled group may not consume");
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetAllSubscriptiongroupConfig),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetAllSubscriptiongroupConfig),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     let off = &v["subscriptionGroupTable"]["Off"];
     assert_eq!(
@@ -465,31 +402,23 @@ async fn subscription_groups_are_replicated_config() {
         (Some(false), Some(3))
     );
     assert_eq!(off["retryQueueNums"], 1, "defaults for absent fields");
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::DeleteSubscriptiongroup)
-                .with_ext("groupName", "Off"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::DeleteSubscriptiongroup).with_ext("groupName", "Off"),
+    )
+    .await;
     assert_eq!(resp.code, 0);
-    let resp = c
-        .invoke(pull_req("Off", "G", 0, 0, "*", 0), RPC)
-        .await
-        .unwrap();
+    let resp = rpc(&c, pull_req("Off", "G", 0, 0, "*", 0)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
 }
 
 async fn consumer_ids(c: &raftmq::remoting::RemotingClient) -> serde_json::Value {
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
-                .with_ext("consumerGroup", "CG-n"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        c,
+        RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+            .with_ext("consumerGroup", "CG-n"),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let v: serde_json::Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     v["consumerIdList"].clone()
@@ -509,11 +438,11 @@ async fn a_silent_channel_expires_and_its_group_is_told() {
         raftmq::remoting::ClientConfig::default(),
         std::sync::Arc::new(Notified(tx)),
     );
-    assert_eq!(live.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&live, heartbeat("c1")).await.code, 0);
     assert_eq!(rx.recv().await.as_deref(), Some("CG-n"));
 
     let silent = Cluster::client(&leader);
-    assert_eq!(silent.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&silent, heartbeat("c2")).await.code, 0);
     let silent_since = std::time::Instant::now();
     assert_eq!(rx.recv().await.as_deref(), Some("CG-n"));
     assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1", "c2"]));
@@ -521,7 +450,7 @@ async fn a_silent_channel_expires_and_its_group_is_told() {
     // c1 beats every 300 ms; c2's connection stays open and says nothing.
     let deadline = silent_since + Duration::from_secs(15);
     loop {
-        assert_eq!(live.invoke(heartbeat("c1"), RPC).await.unwrap().code, 0);
+        assert_eq!(rpc(&live, heartbeat("c1")).await.code, 0);
         if let Ok(group) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
             assert_eq!(group.as_deref(), Some("CG-n"));
             break;
@@ -538,6 +467,6 @@ async fn a_silent_channel_expires_and_its_group_is_told() {
     );
     assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1"]));
     // The silent client's connection is still usable: a heartbeat brings it back.
-    assert_eq!(silent.invoke(heartbeat("c2"), RPC).await.unwrap().code, 0);
+    assert_eq!(rpc(&silent, heartbeat("c2")).await.code, 0);
     assert_eq!(consumer_ids(&live).await, serde_json::json!(["c1", "c2"]));
 }

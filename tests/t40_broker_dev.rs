@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use broker_cluster::{decode, Cluster, RPC};
+use broker_cluster::{decode, rpc, Cluster};
 use raftmq::client::{
     ClientConfig, Message, MessageQueue, Producer, ProducerConfig, PullConsumer, PullStatus,
 };
@@ -171,14 +171,12 @@ async fn dev_serves_the_client_end_to_end() {
     let (_, _, first) = sent.values().find(|(i, _, _)| *i == 0).unwrap();
     let leader = {
         let ns = Cluster::client(&namesrv);
-        let resp = ns
-            .invoke(
-                RemotingCommand::request(RequestCode::GetRouteinfoByTopic)
-                    .with_ext("topic", "DevTopic"),
-                RPC,
-            )
-            .await
-            .unwrap();
+        let resp = rpc(
+            &ns,
+            RemotingCommand::request(RequestCode::GetRouteinfoByTopic)
+                .with_ext("topic", "DevTopic"),
+        )
+        .await;
         let v: Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
         v["brokerDatas"][0]["brokerAddrs"]["0"]
             .as_str()
@@ -189,13 +187,11 @@ async fn dev_serves_the_client_end_to_end() {
 
     // VIEW_MESSAGE_BY_ID with the offset decoded from offsetMsgId.
     let (_, phys) = raftmq_store::message::decode_offset_msg_id(&first.offset_msg_id).unwrap();
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::ViewMessageById).with_ext("offset", phys),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::ViewMessageById).with_ext("offset", phys),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"m0");
 
@@ -212,15 +208,15 @@ async fn dev_serves_the_client_end_to_end() {
         }
         r
     };
-    let resp = c.invoke(query("key-5", false), RPC).await.unwrap();
+    let resp = rpc(&c, query("key-5", false)).await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let found = decode(resp.body.as_deref().unwrap());
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].body, b"m5");
-    let resp = c.invoke(query(&first.msg_id, true), RPC).await.unwrap();
+    let resp = rpc(&c, query(&first.msg_id, true)).await;
     assert_eq!(resp.code, 0);
     assert_eq!(decode(resp.body.as_deref().unwrap())[0].body, b"m0");
-    let resp = c.invoke(query("no-such-key", false), RPC).await.unwrap();
+    let resp = rpc(&c, query("no-such-key", false)).await;
     assert_eq!(resp.code, 22);
 
     // SEARCH_OFFSET_BY_TIMESTAMP: before everything → min; far future → max.
@@ -231,10 +227,10 @@ async fn dev_serves_the_client_end_to_end() {
             .with_ext("queueId", q0.queue_id)
             .with_ext("timestamp", ts)
     };
-    let resp = c.invoke(search(start_ms - 60_000), RPC).await.unwrap();
+    let resp = rpc(&c, search(start_ms - 60_000)).await;
     assert_eq!(&resp.ext_fields["offset"], "0");
     let max = consumer.max_offset(q0).await.unwrap();
-    let resp = c.invoke(search(i64::MAX / 2), RPC).await.unwrap();
+    let resp = rpc(&c, search(i64::MAX / 2)).await;
     assert_eq!(&resp.ext_fields["offset"], max.to_string());
 
     // Subscriptions from heartbeats: a pull without FLAG_SUBSCRIPTION uses them.
@@ -260,14 +256,12 @@ async fn dev_serves_the_client_end_to_end() {
         heartbeat_fingerprint: None,
         without_sub: None,
     };
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::HeartBeat)
-                .with_body(serde_json::to_vec(&hb).unwrap()),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::HeartBeat)
+            .with_body(serde_json::to_vec(&hb).unwrap()),
+    )
+    .await;
     assert_eq!(resp.code, 0);
     let mut tags_b = 0;
     for q in &queues {
@@ -281,7 +275,7 @@ async fn dev_serves_the_client_end_to_end() {
             .with_ext("commitOffset", 0)
             .with_ext("suspendTimeoutMillis", 0)
             .with_ext("subVersion", 1);
-        let resp = c.invoke(pull, RPC).await.unwrap();
+        let resp = rpc(&c, pull).await;
         if resp.code == 0 {
             for m in decode(resp.body.as_deref().unwrap()) {
                 assert_eq!(
@@ -294,25 +288,17 @@ async fn dev_serves_the_client_end_to_end() {
         }
     }
     assert_eq!(tags_b, 8);
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetConsumerListByGroup)
-                .with_ext("consumerGroup", "CG-raw"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetConsumerListByGroup)
+            .with_ext("consumerGroup", "CG-raw"),
+    )
+    .await;
     assert_eq!(resp.code, 0);
     let v: Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     assert_eq!(v["consumerIdList"], serde_json::json!(["127.0.0.1@raw"]));
     // The group's retry topic was created on the heartbeat.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetAllTopicConfig),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(&c, RemotingCommand::request(RequestCode::GetAllTopicConfig)).await;
     let v: Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
     assert!(v["topicConfigTable"]["%RETRY%CG-raw"].is_object(), "{v}");
     assert_eq!(v["topicConfigTable"]["DevTopic"]["writeQueueNums"], 4);
@@ -332,31 +318,27 @@ async fn dev_serves_the_client_end_to_end() {
         let v: Value = serde_json::from_slice(resp.body.as_deref().unwrap()).unwrap();
         v["lockOKMQSet"].as_array().unwrap().len()
     };
-    assert_eq!(held(c.invoke(lock("c1"), RPC).await.unwrap()), 1);
-    assert_eq!(held(c.invoke(lock("c2"), RPC).await.unwrap()), 0);
-    assert_eq!(held(c.invoke(lock("c1"), RPC).await.unwrap()), 1);
+    assert_eq!(held(rpc(&c, lock("c1")).await), 1);
+    assert_eq!(held(rpc(&c, lock("c2")).await), 0);
+    assert_eq!(held(rpc(&c, lock("c1")).await), 1);
 
     // Stats.
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetTopicStatsInfo).with_ext("topic", "DevTopic"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetTopicStatsInfo).with_ext("topic", "DevTopic"),
+    )
+    .await;
     assert_eq!(resp.code, 0);
     let table: BTreeMap<MessageQueue, raftmq::remoting::body::TopicOffset> =
         raftmq::remoting::body::decode_offset_table(resp.body.as_deref().unwrap()).unwrap();
     assert_eq!(table.values().map(|t| t.max_offset).sum::<i64>(), 29);
-    let resp = c
-        .invoke(
-            RemotingCommand::request(RequestCode::GetConsumeStats)
-                .with_ext("consumerGroup", "CG-dev")
-                .with_ext("topic", "DevTopic"),
-            RPC,
-        )
-        .await
-        .unwrap();
+    let resp = rpc(
+        &c,
+        RemotingCommand::request(RequestCode::GetConsumeStats)
+            .with_ext("consumerGroup", "CG-dev")
+            .with_ext("topic", "DevTopic"),
+    )
+    .await;
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     let table: BTreeMap<MessageQueue, raftmq::remoting::body::OffsetWrapper> =
         raftmq::remoting::body::decode_offset_table(resp.body.as_deref().unwrap()).unwrap();

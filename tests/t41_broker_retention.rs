@@ -71,10 +71,7 @@ async fn pull_range(addr: &str, from: i64, to: i64) -> Vec<Pulled> {
             Instant::now() < deadline,
             "pulling {from}..{to} from {addr}"
         );
-        let resp = c
-            .invoke(pull_req("check", TOPIC, 0, offset, "*", 0), RPC)
-            .await
-            .unwrap();
+        let resp = rpc(&c, pull_req("check", TOPIC, 0, offset, "*", 0)).await;
         assert_eq!(
             resp.code, 0,
             "pull @{offset} from {addr}: {:?}",

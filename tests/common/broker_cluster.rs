@@ -19,6 +19,11 @@ use serde_json::Value;
 
 pub const RPC: Duration = Duration::from_secs(10);
 
+/// One request within `RPC`; a transport failure fails the test.
+pub async fn rpc(c: &RemotingClient, req: RemotingCommand) -> RemotingCommand {
+    c.invoke(req, RPC).await.expect("request failed")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
