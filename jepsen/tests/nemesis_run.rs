@@ -43,6 +43,23 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// A run against a real broker group in namespaces that must end valid (exit 0); returns its
+/// `results.json` and `run.json`.
+fn valid_broker_run(out: &Path, extra: &[&str]) -> (Value, Value) {
+    require_namespaces();
+    assert!(
+        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
+        "the raftmq binary has no broker command"
+    );
+    let (o, _) = run(out, extra);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(0));
+    (results, json(&out.join("run.json")))
+}
+
 /// The seeded choices of a run: each fault's kind and how many nodes it hit. Which nodes
 /// those were can differ between runs of one seed: "the leader" is whoever leads then.
 fn fault_choices(run_json: &Value) -> Vec<(String, usize)> {
@@ -170,14 +187,9 @@ fn loopback_runs_kill_and_pause_and_refuses_partitions() {
 
 #[test]
 fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
-    require_namespaces();
-    assert!(
-        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
-        "the raftmq binary has no broker command"
-    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (o, _) = run(
+    let (results, r) = valid_broker_run(
         &out,
         &[
             "--time",
@@ -192,12 +204,6 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
             "30s",
         ],
     );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let results = json(&out.join("results.json"));
-    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
-    assert_eq!(o.status.code(), Some(0));
-    let r = json(&out.join("run.json"));
     assert!(r["workload"]["sends_ok"].as_u64().unwrap() >= 100, "{r}");
     assert_eq!(r["workload"]["drained"], true, "{r}");
     assert!(r["faults"].as_array().unwrap().len() >= 2, "{r}");
@@ -216,11 +222,10 @@ fn a_broker_group_survives_minority_faults_with_a_valid_verdict() {
 
 #[test]
 fn a_broker_group_survives_membership_changes_with_a_valid_verdict() {
-    require_namespaces();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     // Seed 3 starts with a replacement, then a leadership transfer.
-    let (o, _) = run(
+    let (results, r) = valid_broker_run(
         &out,
         &[
             "--time",
@@ -233,12 +238,6 @@ fn a_broker_group_survives_membership_changes_with_a_valid_verdict() {
             "30s",
         ],
     );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let results = json(&out.join("results.json"));
-    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
-    assert_eq!(o.status.code(), Some(0));
-    let r = json(&out.join("run.json"));
     assert_eq!(r["workload"]["drained"], true, "{r}");
     let faults = r["faults"].as_array().unwrap();
     for f in faults {
@@ -342,14 +341,9 @@ fn nodes_die_with_a_killed_harness() {
 
 #[test]
 fn two_groups_of_three_give_a_valid_verdict_with_both_groups_checked() {
-    require_namespaces();
-    assert!(
-        raftmq_jepsen::cluster::has_broker_command(&raftmq_bin()),
-        "the raftmq binary has no broker command"
-    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (o, _) = run(
+    let (results, r) = valid_broker_run(
         &out,
         &[
             "--groups",
@@ -366,12 +360,6 @@ fn two_groups_of_three_give_a_valid_verdict_with_both_groups_checked() {
             "30s",
         ],
     );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let results = json(&out.join("results.json"));
-    assert_eq!(results["verdict"], "valid", "{stdout}\n{stderr}");
-    assert_eq!(o.status.code(), Some(0));
-    let r = json(&out.join("run.json"));
     let groups = r["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{r}");
     assert_eq!(groups[0]["name"], "broker-a");
