@@ -9,10 +9,20 @@
 //! Keys are kept in byte order, so JSON headers come out alphabetical as fastjson writes
 //! them, and iteration is deterministic.
 
+use std::cmp::Ordering;
 use std::fmt::{self, Display, Write as _};
 use std::ops::Index;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
+
+/// Byte order of two keys, deciding on the first byte where it differs (most keys of a header
+/// do) before calling a full comparison.
+fn cmp_keys(a: &[u8], b: &[u8]) -> Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
 
 /// Where one field's key and value sit in the text buffer.
 #[derive(Debug, Clone, Copy)]
@@ -66,10 +76,21 @@ impl ExtFields {
         &self.text.as_bytes()[e.key_start as usize..e.key_end as usize]
     }
 
-    /// Where `key` is, or where it would go to keep the order.
+    /// Where `key` is, or where it would go to keep the order. Fields mostly arrive in key
+    /// order (fastjson writes sorted keys, so does our encoder, and SEND_MESSAGE_V2's fields
+    /// are `a`, `b`, ...), so the last field is tried before a binary search.
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries
-            .binary_search_by(|e| self.key_bytes(e).cmp(key.as_bytes()))
+        let key = key.as_bytes();
+        let Some(last) = self.entries.last() else {
+            return Err(0);
+        };
+        match cmp_keys(self.key_bytes(last), key) {
+            Ordering::Less => Err(self.entries.len()),
+            Ordering::Equal => Ok(self.entries.len() - 1),
+            Ordering::Greater => self
+                .entries
+                .binary_search_by(|e| cmp_keys(self.key_bytes(e), key)),
+        }
     }
 
     /// The index of `key`. A header has a dozen fields, most keys differ in length or first
