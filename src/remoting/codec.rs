@@ -92,14 +92,22 @@ impl FrameCodec {
     /// version does not fit the binary header's 16-bit fields is written as JSON instead, so
     /// it still reaches the peer intact.
     pub fn encode(&self, cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let (ty, header) = encode_header(cmd)?;
+        // A binary header is written straight into `dst`; a JSON one is serialised first.
+        let (ty, json, header_len) = match header_type(cmd) {
+            SerializeType::RocketMq => (SerializeType::RocketMq, None, binary_header_len(cmd)?),
+            SerializeType::Json => {
+                let h = encode_json_header(cmd)?;
+                let len = h.len();
+                (SerializeType::Json, Some(h), len)
+            }
+        };
         let body_len = cmd.body.as_ref().map_or(0, Bytes::len);
-        if header.len() > MAX_HEADER_LEN {
+        if header_len > MAX_HEADER_LEN {
             return Err(CodecError::Unencodable {
-                reason: format!("header of {} bytes exceeds 24 bits", header.len()),
+                reason: format!("header of {header_len} bytes exceeds 24 bits"),
             });
         }
-        let total = 8 + header.len() + body_len;
+        let total = 8 + header_len + body_len;
         if total > self.max_frame || total - 4 > i32::MAX as usize {
             return Err(CodecError::Unencodable {
                 reason: format!(
@@ -110,8 +118,11 @@ impl FrameCodec {
         }
         dst.reserve(total);
         dst.put_i32((total - 4) as i32);
-        dst.put_u32(u32::from(ty.as_byte()) << 24 | header.len() as u32);
-        dst.put_slice(&header);
+        dst.put_u32(u32::from(ty.as_byte()) << 24 | header_len as u32);
+        match &json {
+            Some(h) => dst.put_slice(h),
+            None => write_binary_header(cmd, dst),
+        }
         if let Some(body) = &cmd.body {
             dst.put_slice(body);
         }
@@ -156,12 +167,19 @@ fn decode_frame_body(mut frame: Bytes) -> Result<RemotingCommand, CodecError> {
 
 /// Encodes only the header; returns the encoding actually used (see [`FrameCodec::encode`]).
 pub fn encode_header(cmd: &RemotingCommand) -> Result<(SerializeType, Vec<u8>), CodecError> {
+    match header_type(cmd) {
+        SerializeType::RocketMq => encode_binary_header(cmd).map(|h| (SerializeType::RocketMq, h)),
+        SerializeType::Json => encode_json_header(cmd).map(|h| (SerializeType::Json, h)),
+    }
+}
+
+/// The encoding `cmd`'s header is written in: the one asked for, except that a code or
+/// version beyond 16 bits needs JSON.
+fn header_type(cmd: &RemotingCommand) -> SerializeType {
     let fits_binary = i16::try_from(cmd.code).is_ok() && i16::try_from(cmd.version).is_ok();
     match cmd.serialize_type {
-        SerializeType::RocketMq if fits_binary => {
-            encode_binary_header(cmd).map(|h| (SerializeType::RocketMq, h))
-        }
-        _ => encode_json_header(cmd).map(|h| (SerializeType::Json, h)),
+        SerializeType::RocketMq if fits_binary => SerializeType::RocketMq,
+        _ => SerializeType::Json,
     }
 }
 
@@ -549,31 +567,52 @@ pub fn decode_json_header_value(bytes: &[u8]) -> Result<RemotingCommand, CodecEr
 // ---------------------------------------------------------------------------------------------
 
 fn encode_binary_header(cmd: &RemotingCommand) -> Result<Vec<u8>, CodecError> {
+    let len = binary_header_len(cmd)?;
+    let mut out = Vec::with_capacity(len);
+    write_binary_header(cmd, &mut out);
+    Ok(out)
+}
+
+/// The length of `cmd`'s binary header, after checking every length fits its field.
+fn binary_header_len(cmd: &RemotingCommand) -> Result<usize, CodecError> {
     let too_long = |what: &str| CodecError::Unencodable {
         reason: format!("{what} too long for the binary header"),
     };
     let remark = cmd.remark.as_deref().unwrap_or("");
-    let mut ext = Vec::new();
+    i32::try_from(remark.len()).map_err(|_| too_long("remark"))?;
+    let mut ext_len = 0usize;
     for (k, v) in &cmd.ext_fields {
-        let klen = i16::try_from(k.len()).map_err(|_| too_long("ext field key"))?;
-        let vlen = i32::try_from(v.len()).map_err(|_| too_long("ext field value"))?;
-        ext.put_i16(klen);
-        ext.put_slice(k.as_bytes());
-        ext.put_i32(vlen);
-        ext.put_slice(v.as_bytes());
+        i16::try_from(k.len()).map_err(|_| too_long("ext field key"))?;
+        i32::try_from(v.len()).map_err(|_| too_long("ext field value"))?;
+        ext_len += 6 + k.len() + v.len();
     }
-    let mut out = Vec::with_capacity(BINARY_FIXED_LEN + remark.len() + ext.len());
-    // Callers checked that code and version fit in i16.
+    i32::try_from(ext_len).map_err(|_| too_long("ext fields"))?;
+    Ok(BINARY_FIXED_LEN + remark.len() + ext_len)
+}
+
+/// Writes the binary header; `binary_header_len` checked the lengths, and callers that code
+/// and version fit in i16.
+fn write_binary_header(cmd: &RemotingCommand, out: &mut impl BufMut) {
+    let remark = cmd.remark.as_deref().unwrap_or("");
+    let ext_len: usize = cmd
+        .ext_fields
+        .iter()
+        .map(|(k, v)| 6 + k.len() + v.len())
+        .sum();
     out.put_i16(cmd.code as i16);
     out.put_u8(cmd.language.code() as u8);
     out.put_i16(cmd.version as i16);
     out.put_i32(cmd.opaque);
     out.put_i32(cmd.flag);
-    out.put_i32(i32::try_from(remark.len()).map_err(|_| too_long("remark"))?);
+    out.put_i32(remark.len() as i32);
     out.put_slice(remark.as_bytes());
-    out.put_i32(i32::try_from(ext.len()).map_err(|_| too_long("ext fields"))?);
-    out.put_slice(&ext);
-    Ok(out)
+    out.put_i32(ext_len as i32);
+    for (k, v) in &cmd.ext_fields {
+        out.put_i16(k.len() as i16);
+        out.put_slice(k.as_bytes());
+        out.put_i32(v.len() as i32);
+        out.put_slice(v.as_bytes());
+    }
 }
 
 /// Bounds-checked reader over a binary header; every failure names the byte offset.

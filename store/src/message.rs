@@ -264,7 +264,11 @@ fn decode_host(buf: &[u8], at: usize, v6: bool) -> Option<SocketAddr> {
 
 /// Encodes properties as `key 0x01 value 0x02` for each pair (every pair terminated).
 pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(props: &[(K, V)]) -> String {
-    let mut out = String::new();
+    let len = props
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = String::with_capacity(len);
     for (k, v) in props {
         out.push_str(k.as_ref());
         out.push(NAME_VALUE_SEPARATOR as char);
