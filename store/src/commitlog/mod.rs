@@ -114,6 +114,7 @@ pub struct SegmentInfo {
 mod entry_index;
 mod meta;
 mod recovery;
+mod tail;
 mod writer;
 
 pub use meta::Meta;
@@ -162,6 +163,8 @@ pub(crate) struct Inner {
     pub(crate) next_pos: u64,
     pub(crate) last: Option<EntryId>,
     pub(crate) purged: Option<EntryId>,
+    /// The newest entries as written (see `tail`).
+    pub(crate) tail: tail::TailCache,
 }
 
 impl Inner {
@@ -192,6 +195,9 @@ impl Inner {
 
     /// Reads and verifies the record of a present entry.
     fn read_entry(&self, index: u64) -> Result<StoredEntry> {
+        if let Some(e) = self.tail.get(index) {
+            return Ok(e.clone());
+        }
         let unit = self.unit(index)?;
         let seg = self.segments.get(unit.pos).ok_or_else(|| {
             StoreError::corruption(

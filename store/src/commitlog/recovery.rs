@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use super::entry_index::EntryIndex;
+use super::tail::TailCache;
 use super::{EntryId, Inner, Meta, RecoveryReport};
 use crate::config::{CommitLogConfig, RecoveryMode};
 use crate::error::{Result, StoreError};
@@ -277,6 +278,7 @@ pub(crate) fn recover(
                     next_pos: np,
                     last,
                     purged: meta.purged,
+                    tail: TailCache::default(),
                 },
                 report,
             ));
@@ -427,6 +429,7 @@ pub(crate) fn recover(
             next_pos,
             last: cur.last,
             purged: meta.purged,
+            tail: TailCache::default(),
         },
         report,
     ))

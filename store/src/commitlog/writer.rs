@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Completion, EntryId, EntryKind, Meta, NewEntry, Shared};
+use bytes::Bytes;
+
+use super::{Completion, EntryId, EntryKind, Meta, NewEntry, Shared, StoredEntry};
 use crate::config::FlushMode;
 use crate::dirlock::StoreDir;
 use crate::error::{Result, StoreError};
@@ -274,7 +276,7 @@ impl Writer {
         let mut inner = self.shared.write();
         // Plan: positions, end markers and encoded records.
         let mut pos = inner.next_pos;
-        let mut plan: Vec<(Option<u64>, u64, std::ops::Range<usize>)> = Vec::new();
+        let mut plan: Vec<(Option<u64>, u64, std::ops::Range<usize>, Bytes)> = Vec::new();
         self.buf.clear();
         for (expected, e) in (inner.next_index..).zip(entries.iter()) {
             if e.id.index != expected {
@@ -289,15 +291,17 @@ impl Writer {
                 Err(next_base) => (Some(pos), next_base),
             };
             let start = self.buf.len();
-            if e.kind == EntryKind::Messages {
+            // The payload as stored, kept for the tail cache.
+            let stored = if e.kind == EntryKind::Messages {
                 let mut payload = e.payload.to_vec();
                 crate::message::patch_physical_offsets(&mut payload, at + HEADER_LEN as u64)
                     .map_err(|err| StoreError::Codec(format!("entry {}: {err}", e.id.index)))?;
-                format::encode_record(&mut self.buf, e.kind, e.id, at, &payload);
+                Bytes::from(payload)
             } else {
-                format::encode_record(&mut self.buf, e.kind, e.id, at, &e.payload);
-            }
-            plan.push((marker_at, at, start..self.buf.len()));
+                e.payload.clone()
+            };
+            format::encode_record(&mut self.buf, e.kind, e.id, at, &stored);
+            plan.push((marker_at, at, start..self.buf.len(), stored));
             pos = at + rec_len;
         }
         // Write. A failure here leaves the files half-written: poison.
@@ -306,7 +310,7 @@ impl Writer {
         let mut to = from;
         let stale_until = &mut self.stale_until;
         let res: Result<()> = (|| {
-            for (e, (marker_at, at, range)) in entries.iter().zip(plan) {
+            for (e, (marker_at, at, range, stored)) in entries.iter().zip(plan) {
                 if let Some(m) = marker_at {
                     let seg = inner.segments.get_or_create(m)?;
                     let len =
@@ -334,6 +338,12 @@ impl Writer {
                 inner.next_index = e.id.index + 1;
                 inner.next_pos = at + u64::from(record_len);
                 inner.last = Some(e.id);
+                inner.tail.push(StoredEntry {
+                    id: e.id,
+                    kind: e.kind,
+                    pos: at,
+                    payload: stored,
+                });
                 positions.push(at);
             }
             to = inner.next_pos;
@@ -422,6 +432,7 @@ impl Writer {
                 end: inner.next_index,
             });
         }
+        inner.tail.truncate(from);
         let (cut_pos, new_last) = if from == inner.first_index {
             (inner.first_pos, None)
         } else {
@@ -488,6 +499,7 @@ impl Writer {
         if inner.purged.is_some_and(|p| p.index >= upto.index) {
             return Ok(());
         }
+        inner.tail.purge(upto.index);
         let new_first = upto.index + 1;
         let beyond = new_first >= inner.next_index;
         let new_first_pos = if beyond {
@@ -525,6 +537,7 @@ impl Writer {
     fn reset(&mut self, purged: EntryId, next_pos: u64) -> Result<()> {
         let shared = self.shared.clone();
         let mut inner = shared.write();
+        inner.tail.clear();
         // Delete everything first: a crash midway leaves the old meta over a shorter old log
         // (highest segments go first), never old records under the new start.
         inner.segments.remove_from(0)?;
