@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -139,6 +140,7 @@ impl FileSystem for StdFileSystem {
             path: path.to_path_buf(),
             len,
             map,
+            file,
             guard: RwLock::new(()),
         }))
     }
@@ -181,7 +183,18 @@ impl FileSystem for StdFileSystem {
     }
 }
 
+/// Writes at least this long use `pwrite` (see [`StdMappedFile`]).
+const PWRITE_MIN: usize = 512;
+
 /// A shared read-write mapping of a whole file.
+///
+/// Writes of `PWRITE_MIN` bytes or more (commitlog records) go through `pwrite` on the file
+/// rather than a copy into the mapping: the page cache is the same either way, so reads
+/// through the mapping and `msync` (which syncs the file range, however it was dirtied) see
+/// them, but pages written with `pwrite` are never write-mapped, so writing them back does not
+/// write-protect page-table entries on every CPU (a TLB shootdown per flush) and the next
+/// write does not fault. Small writes (consumequeue units, index slots, end markers) stay
+/// copies: a system call each would cost more than it saves.
 ///
 /// Copies in and out go through `guard` (writes exclusive, reads shared), so Rust never sees
 /// two threads touching the same bytes at once. `flush_range` does not take it: msync only asks
@@ -190,6 +203,7 @@ struct StdMappedFile {
     path: PathBuf,
     len: u64,
     map: MmapRaw,
+    file: File,
     guard: RwLock<()>,
 }
 
@@ -228,6 +242,12 @@ impl MappedFile for StdMappedFile {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         let at = self.check(offset, data.len())?;
         let _g = self.guard.write().unwrap_or_else(|p| p.into_inner());
+        if data.len() >= PWRITE_MIN {
+            return self
+                .file
+                .write_all_at(data, offset)
+                .map_err(|e| StoreError::io("pwrite", &self.path, e));
+        }
         // SAFETY: `at + data.len()` is inside the mapping (checked); the write lock excludes
         // every other copy in or out of this mapping; `data` cannot alias the mapping because
         // callers only hold copies (read_at copies out).
@@ -261,6 +281,26 @@ impl MappedFile for StdMappedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_writes_through_the_file_and_small_copies_agree_in_one_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = StdFileSystem;
+        let p = dir.path().join("00000000000000000000");
+        let m = fs.map(&p, 16384, true).unwrap();
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        m.write_at(1000, &big).unwrap(); // pwrite
+        m.write_at(3000, b"small").unwrap(); // a copy into the mapping, over it
+        m.flush_range(0, 16384).unwrap();
+        let mut expected = big.clone();
+        expected[2000..2005].copy_from_slice(b"small");
+        let mut back = vec![0u8; 5000];
+        m.read_at(1000, &mut back).unwrap();
+        assert_eq!(back, expected, "read through the mapping");
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(&on_disk[1000..6000], &expected[..], "read through the file");
+        assert!(m.write_at(16000, &big).is_err(), "bounds are checked first");
+    }
 
     #[test]
     fn mapped_file_is_preallocated_and_round_trips() {
