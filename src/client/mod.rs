@@ -197,7 +197,11 @@ pub(crate) struct Transport {
 
 impl Transport {
     fn client(&self, addr: &str) -> Arc<RemotingClient> {
-        lock(&self.clients)
+        let mut clients = lock(&self.clients);
+        if let Some(c) = clients.get(addr) {
+            return c.clone();
+        }
+        clients
             .entry(addr.to_owned())
             .or_insert_with(|| {
                 Arc::new(RemotingClient::with_handler(

@@ -157,7 +157,11 @@ impl Producer {
 
     /// The queues a send to `topic` may use.
     pub async fn fetch_publish_queues(&self, topic: &str) -> ClientResult<Vec<MessageQueue>> {
-        Ok(self.publish_route(topic, None).await?.write_queues())
+        Ok(self
+            .publish_route(topic, None)
+            .await?
+            .write_queues()
+            .to_vec())
     }
 
     /// Sends `msg` to a queue of its topic, retrying elsewhere on retryable failures.
@@ -214,7 +218,7 @@ impl Producer {
         let route = self.publish_route(&msg.topic, None).await?;
         let queues = route.write_queues();
         let queue = self
-            .select_queue(&queues, None)
+            .select_queue(queues, None)
             .ok_or_else(|| ClientError::NoRoute {
                 topic: msg.topic.clone(),
                 reason: "the route has no writable queue with a leader".to_owned(),
@@ -324,7 +328,7 @@ impl Producer {
         let queue = match fixed {
             Some(q) => q.clone(),
             None => self
-                .select_queue(&route.write_queues(), avoid)
+                .select_queue(route.write_queues(), avoid)
                 .ok_or_else(|| ClientError::NoRoute {
                     topic: topic.to_owned(),
                     reason: "the route has no writable queue with a leader".to_owned(),
@@ -441,7 +445,7 @@ impl Producer {
                     })?;
                 let route = TopicRoute::provisional(
                     topic,
-                    &template.data,
+                    template.data(),
                     self.config.default_topic_queue_nums,
                 );
                 core.routes.insert(route);
@@ -616,7 +620,7 @@ fn leader_hint(err: &ClientError, route: &TopicRoute, group: &str, tried: &str) 
         return None;
     }
     let members = route
-        .data
+        .data()
         .broker_datas
         .iter()
         .find(|b| b.broker_name == group)?;

@@ -34,7 +34,7 @@ impl ClientInstance {
         if let Some(topic) = topic {
             let route = self.core().route(topic).await?;
             if let Some(group) = route
-                .data
+                .data()
                 .broker_datas
                 .iter()
                 .find(|b| b.broker_addrs.values().any(|a| *a == store_host))
@@ -134,7 +134,7 @@ impl ClientInstance {
         };
         let mut out = Vec::new();
         let mut groups: Vec<&str> = route
-            .data
+            .data()
             .broker_datas
             .iter()
             .map(|b| b.broker_name.as_str())

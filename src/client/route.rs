@@ -33,23 +33,29 @@ pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
 pub struct TopicRoute {
     /// The topic this route is for.
     pub topic: String,
-    /// The nameserver's answer (for a provisional route: the default topic's).
-    pub data: TopicRouteData,
+    /// The nameserver's answer (for a provisional route: the default topic's). Read-only:
+    /// the write queues are derived from it once.
+    data: TopicRouteData,
     /// True when the topic is unknown and this route was built from [`DEFAULT_TOPIC`]'s so
     /// the first send can auto-create it.
     pub provisional: bool,
     fetched_at: Instant,
+    /// `write_queues`, computed once: a producer picks from them on every send.
+    write_queues: Vec<MessageQueue>,
 }
 
 impl TopicRoute {
     /// A route fetched now.
     pub fn new(topic: impl Into<String>, data: TopicRouteData) -> Self {
-        TopicRoute {
+        let mut route = TopicRoute {
             topic: topic.into(),
             data,
             provisional: false,
             fetched_at: Instant::now(),
-        }
+            write_queues: Vec::new(),
+        };
+        route.write_queues = route.compute_write_queues();
+        route
     }
 
     /// The route a producer uses for an unknown topic: the default topic's brokers, with at
@@ -68,6 +74,11 @@ impl TopicRoute {
             provisional: true,
             ..TopicRoute::new(topic, data)
         }
+    }
+
+    /// The nameserver's answer this route was built from.
+    pub fn data(&self) -> &TopicRouteData {
+        &self.data
     }
 
     /// When this route was fetched.
@@ -103,7 +114,11 @@ impl TopicRoute {
     ///
     /// A non-empty `orderTopicConf` (`brokerName:queueCount;...`) overrides the queue data,
     /// as for Java producers of ordered topics.
-    pub fn write_queues(&self) -> Vec<MessageQueue> {
+    pub fn write_queues(&self) -> &[MessageQueue] {
+        &self.write_queues
+    }
+
+    fn compute_write_queues(&self) -> Vec<MessageQueue> {
         if let Some(conf) = self
             .data
             .order_topic_conf
@@ -399,8 +414,8 @@ mod tests {
         let r = route();
         let qs: Vec<(String, i32)> = r
             .write_queues()
-            .into_iter()
-            .map(|q| (q.broker_name, q.queue_id))
+            .iter()
+            .map(|q| (q.broker_name.clone(), q.queue_id))
             .collect();
         let expect: Vec<(String, i32)> = [("broker-a", 0), ("broker-a", 1), ("broker-a", 2)]
             .into_iter()
@@ -424,8 +439,9 @@ mod tests {
 
     #[test]
     fn order_topic_conf_overrides_write_queues() {
-        let mut r = route();
-        r.data.order_topic_conf = Some("broker-b:3;broker-d:2;junk".into());
+        let mut data = route().data;
+        data.order_topic_conf = Some("broker-b:3;broker-d:2;junk".into());
+        let r = TopicRoute::new("T", data);
         let qs = r.write_queues();
         // broker-d has no leader; "junk" does not parse.
         assert_eq!(qs.len(), 3);
