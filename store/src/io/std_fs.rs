@@ -44,6 +44,28 @@ fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` at its full length, zero-filled and fsynced, under a temporary name first
+/// (`NAME.creating`, replaced if an earlier attempt left one), then renames it into place. A
+/// crash mid-creation (`kill -9` between create and preallocate) so leaves at most a stray
+/// temporary file, which no store lists, never a short file under the real name that the next
+/// open would have to refuse as corrupt. The caller syncs the directory.
+fn create_preallocated(path: &Path, len: u64) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = PathBuf::from(tmp);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("create", &tmp, e))?;
+    preallocate(&file, &tmp, len)?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("fsync", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", &tmp, e))
+}
+
 impl FileSystem for StdFileSystem {
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("create_dir_all", dir, e))?;
@@ -113,6 +135,9 @@ impl FileSystem for StdFileSystem {
     }
 
     fn map(&self, path: &Path, len: u64, create: bool) -> Result<Arc<dyn MappedFile>> {
+        if create && len > 0 && !path.exists() {
+            create_preallocated(path, len)?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -300,6 +325,35 @@ mod tests {
         let on_disk = std::fs::read(&p).unwrap();
         assert_eq!(&on_disk[1000..6000], &expected[..], "read through the file");
         assert!(m.write_at(16000, &big).is_err(), "bounds are checked first");
+    }
+
+    #[test]
+    fn creation_goes_through_a_temporary_name_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = StdFileSystem;
+        let p = dir.path().join("00000000000000008192");
+        // What a crash between create and preallocate left behind on an earlier attempt.
+        std::fs::write(dir.path().join("00000000000000008192.creating"), b"").unwrap();
+        let m = fs.map(&p, 8192, true).unwrap();
+        m.write_at(0, b"abc").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192);
+        let names: Vec<String> = fs
+            .list(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["00000000000000008192"],
+            "the temporary file was renamed"
+        );
+        // An existing file is opened as it is, never recreated.
+        drop(m);
+        let again = fs.map(&p, 8192, true).unwrap();
+        let mut b = [0u8; 3];
+        again.read_at(0, &mut b).unwrap();
+        assert_eq!(&b, b"abc");
     }
 
     #[test]
