@@ -1,7 +1,8 @@
 //! openraft's `RaftLogStorage` / `RaftLogReader` over the store's [`CommitLog`].
 //!
-//! The commitlog does the real work (one writer thread, group commit, the meta file holding
-//! vote, committed and purge pointers); this adapter converts ids and payloads
+//! The commitlog does the real work (one writer, group commit, the meta file holding vote,
+//! committed and purge pointers); appends copy on the calling core's thread, so an ASYNC_FLUSH
+//! append completes without a thread hand-off. This adapter converts ids and payloads
 //! ([`crate::entry`]) and forwards the store's durability completion to openraft's
 //! `LogFlushed` callback. Calls that wait for an fsync (`save_vote`, `truncate`, `purge`,
 //! `reset`) run on tokio's blocking pool so they never stall the runtime's workers.

@@ -169,8 +169,8 @@ struct AppendResult {
     flushes: u64,
 }
 
-/// `threads` closed-loop appenders for `secs` seconds: each takes the next index and
-/// submits under one lock (as a leader does), then waits for the copy and its completion.
+/// `threads` closed-loop appenders for `secs` seconds: each takes the next index and appends
+/// under one lock (as a leader does), then waits for its completion outside it.
 fn append_run(dir: &Path, flush: FlushMode, threads: usize, secs: u64) -> AppendResult {
     let (log, _) = CommitLog::open(dir, cfg(flush), Arc::new(StdFileSystem)).unwrap();
     let next = Arc::new(Mutex::new(0u64));
@@ -183,22 +183,19 @@ fn append_run(dir: &Path, flush: FlushMode, threads: usize, secs: u64) -> Append
                 let mut mine = 0u64;
                 while Instant::now() < deadline && mine < 2_000_000 {
                     let (tx, rx) = channel();
-                    let ticket = {
-                        // Index assignment and enqueue in one critical section, as on a
-                        // leader; the writer's round trip happens outside it.
+                    {
+                        // Index assignment and the copy in one critical section, as on a
+                        // leader; the wait for durability happens outside it.
                         let mut n = next.lock().unwrap();
-                        let t = log
-                            .submit(
-                                vec![record(*n)],
-                                Box::new(move |r| {
-                                    let _ = tx.send(r.is_ok());
-                                }),
-                            )
-                            .unwrap();
+                        log.append(
+                            vec![record(*n)],
+                            Box::new(move |r| {
+                                let _ = tx.send(r.is_ok());
+                            }),
+                        )
+                        .unwrap();
                         *n += 1;
-                        t
-                    };
-                    ticket.wait().unwrap();
+                    }
                     assert!(rx.recv().unwrap(), "append failed");
                     mine += 1;
                 }

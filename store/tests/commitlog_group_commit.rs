@@ -94,31 +94,24 @@ fn readers_never_see_torn_or_mixed_entries_during_truncate_and_append() {
 }
 
 #[test]
-fn submitted_appends_apply_in_order_and_a_gap_fails_alone() {
+fn appends_apply_in_order_and_a_gap_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path());
     let (tx, rx) = channel();
-    let mut tickets = Vec::new();
+    let mut ok = Vec::new();
     for i in 0..20u64 {
         let tx = tx.clone();
-        // Index 10 is submitted twice: the second copy no longer continues the log.
+        // Index 10 is appended twice: the second copy no longer continues the log.
         let index = if i == 11 {
             10
         } else {
             i.min(10) + i.saturating_sub(11)
         };
-        tickets.push((
-            index,
-            log.submit(
-                vec![entry(index, 1)],
-                Box::new(move |r| tx.send((index, r.is_ok())).unwrap()),
-            )
-            .unwrap(),
-        ));
-    }
-    let mut ok = Vec::new();
-    for (index, t) in tickets {
-        match t.wait() {
+        let res = log.append(
+            vec![entry(index, 1)],
+            Box::new(move |r| tx.send((index, r.is_ok())).unwrap()),
+        );
+        match res {
             Ok(pos) => {
                 assert_eq!(pos.len(), 1);
                 ok.push(index);

@@ -320,6 +320,8 @@ impl Shared {
 struct Handle {
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer itself: appends lock it on the caller's thread.
+    log_writer: writer::SharedWriter,
 }
 
 impl Handle {
@@ -360,23 +362,6 @@ impl Drop for Handle {
                 tracing::warn!(cause = %e, "commitlog shutdown was not clean");
             }
         }
-    }
-}
-
-/// A queued append (see `CommitLog::submit`).
-#[derive(Debug)]
-#[must_use = "the append's outcome is only known through wait()"]
-pub struct AppendTicket {
-    rx: mpsc::Receiver<Result<Vec<u64>>>,
-}
-
-impl AppendTicket {
-    /// Waits until the writer copied the entries (readable from now on); returns each
-    /// record's position, or why nothing was written.
-    pub fn wait(self) -> Result<Vec<u64>> {
-        self.rx
-            .recv()
-            .unwrap_or_else(|_| Err(StoreError::Fatal("commitlog writer thread is gone".into())))
     }
 }
 
@@ -425,13 +410,14 @@ impl CommitLog {
             durable_next_index: AtomicU64::new(next_index),
             flushes: AtomicU64::new(0),
         });
-        let (tx, writer) = writer::start(shared.clone(), meta, dirlock)?;
+        let (tx, writer, log_writer) = writer::start(shared.clone(), meta, dirlock)?;
         Ok((
             CommitLog {
                 shared,
                 handle: Arc::new(Handle {
                     tx: Mutex::new(Some(tx)),
                     writer: Mutex::new(Some(writer)),
+                    log_writer,
                 }),
             },
             report,
@@ -446,21 +432,15 @@ impl CommitLog {
             .unwrap_or_else(|_| Err(StoreError::Fatal("commitlog writer thread is gone".into())))
     }
 
-    /// Appends entries. They are readable by `entry`/`entries` when this returns;
-    /// `on_durable` fires after fdatasync/msync (Sync) or after the page-cache write (Async),
-    /// in FIFO order with other completions. `entries[0].id.index` must equal `next_index`
-    /// and the indexes must be consecutive, else `IndexGap`. Returns each record's position.
-    /// On error nothing was written and `on_durable` is dropped uncalled.
+    /// Appends entries, on the caller's thread. They are readable by `entry`/`entries` when
+    /// this returns; `on_durable` fires after fdatasync/msync (Sync, on the flusher thread) or
+    /// at once after the page-cache write (Async, on this thread), in FIFO order with other
+    /// completions. `entries[0].id.index` must equal `next_index` and the indexes must be
+    /// consecutive, else `IndexGap`. Returns each record's position. On error nothing was
+    /// written and `on_durable` is dropped uncalled. Concurrent appenders are serialized;
+    /// while one waits for the writer, the flusher's sync in progress covers the others' next
+    /// sync together (group commit).
     pub fn append(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<Vec<u64>> {
-        self.submit(entries, on_durable)?.wait()
-    }
-
-    /// Queues an append and returns at once; `AppendTicket::wait` then returns what `append`
-    /// would. Appends are applied in the order they are submitted, so a caller that assigns
-    /// indexes under a lock only needs to hold it across `submit`, not across the writer's
-    /// round trip: concurrent appenders then reach the writer together and share a sync.
-    /// The entries are readable once `wait` returns.
-    pub fn submit(&self, entries: Vec<NewEntry>, on_durable: Completion) -> Result<AppendTicket> {
         let max = format::max_payload(self.shared.cfg.segment_size);
         for e in &entries {
             check_index("entry index", e.id.index)?;
@@ -472,13 +452,7 @@ impl CommitLog {
             }
         }
         self.shared.check_poison()?;
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.handle.send(Request::Append {
-            entries,
-            done: on_durable,
-            reply,
-        })?;
-        Ok(AppendTicket { rx })
+        writer::lock(&self.handle.log_writer).append(&entries, on_durable)
     }
 
     /// Stores the vote durably; ordered after every earlier append (which is durable too

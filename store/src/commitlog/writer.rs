@@ -1,11 +1,15 @@
-//! The single writer thread and its flusher: group commit with FIFO completions.
+//! The writer and its flusher: group commit with FIFO completions.
 //!
-//! The writer is the only code that mutates the log. It takes requests from a channel, copies
-//! records into the mapped segments under the state write lock (readable on reply), and hands
-//! "flush up to here, then fire this completion" jobs to the flusher. The flusher drains every
-//! queued job, issues one msync per touched file over the whole dirty span, then fires the
-//! completions in order. While it syncs, the writer keeps copying, so the next sync covers
-//! everything that arrived meanwhile: that is the group commit.
+//! The writer is the only code that mutates the log; it sits behind a mutex. Appends run it
+//! on the caller's thread (no hand-off: the caller would only wait for the copy anyway), the
+//! writer thread runs everything else from a channel and the idle-time upkeep. An append
+//! copies records into the mapped segments under the state write lock (readable on return)
+//! and hands "flush up to here, then fire this completion" jobs to the flusher. The flusher
+//! drains every queued job, issues one msync per touched file over the whole dirty span, then
+//! fires the completions in order. While it syncs, appenders keep copying, so the next sync
+//! covers everything that arrived meanwhile: that is the group commit. Under ASYNC_FLUSH a
+//! completion fires as soon as the copy is done and the dirty span goes to the flusher once per
+//! flush interval, so the flusher thread sleeps between its periodic syncs.
 //!
 //! Everything that is not an append (vote, truncate, purge, reset, shutdown) first waits for
 //! the flusher to drain (a barrier), so it is ordered after every earlier append and their
@@ -14,7 +18,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,11 +39,6 @@ const UNIT: u64 = format::INDEX_UNIT_LEN as u64;
 
 /// A request to the writer thread.
 pub(crate) enum Request {
-    Append {
-        entries: Vec<NewEntry>,
-        done: Completion,
-        reply: SyncSender<Result<Vec<u64>>>,
-    },
     SaveVote {
         vote: Vec<u8>,
         reply: SyncSender<Result<()>>,
@@ -85,12 +84,20 @@ enum FlushJob {
 /// What one append dirtied: log bytes `[from, to)` and index units `[idx_from, idx_to)`.
 type DirtySpan = (u64, u64, u64, u64);
 
-/// Starts the writer (which starts the flusher).
+/// The writer, shared by appenders and the writer thread.
+pub(crate) type SharedWriter = Arc<Mutex<Writer>>;
+
+/// Locks the writer (a panic while it was held poisons the store, not the lock).
+pub(crate) fn lock(w: &Mutex<Writer>) -> std::sync::MutexGuard<'_, Writer> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the writer thread and the flusher.
 pub(crate) fn start(
     shared: Arc<Shared>,
     meta: Meta,
     dirlock: StoreDir,
-) -> Result<(Sender<Request>, JoinHandle<()>)> {
+) -> Result<(Sender<Request>, JoinHandle<()>, SharedWriter)> {
     let (tx, rx) = mpsc::channel();
     let (ftx, frx) = mpsc::channel();
     // The segment holding the tail may contain stale bytes past it (a cut at recovery).
@@ -108,7 +115,7 @@ pub(crate) fn start(
         .spawn(move || flusher_loop(fshared, frx))
         .map_err(|e| StoreError::io("spawn flusher", &shared.dir, e))?;
     let dir = shared.dir.clone();
-    let mut w = Writer {
+    let w = Arc::new(Mutex::new(Writer {
         shared,
         meta,
         dirlock: Some(dirlock),
@@ -118,15 +125,49 @@ pub(crate) fn start(
         last_meta_write: Instant::now(),
         buf: Vec::new(),
         stale_until,
-    };
+        unsent: None,
+        last_sent: Instant::now(),
+        closed: false,
+    }));
+    let tw = w.clone();
     let writer = std::thread::Builder::new()
         .name("commitlog-writer".into())
-        .spawn(move || w.run(rx))
+        .spawn(move || run(&tw, rx))
         .map_err(|e| StoreError::io("spawn writer", dir, e))?;
-    Ok((tx, writer))
+    Ok((tx, writer, w))
 }
 
-struct Writer {
+/// The writer thread: runs requests and, when idle, hands the flusher what ASYNC appends left
+/// unsent and persists the committed mark.
+fn run(w: &Mutex<Writer>, rx: Receiver<Request>) {
+    loop {
+        let idle = lock(w).idle_timeout();
+        let req = match rx.recv_timeout(idle) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut w = lock(w);
+                w.send_due();
+                w.sync_committed();
+                w.maybe_persist_committed();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Every handle vanished without a shutdown (cannot happen through
+                // `CommitLog`, whose drop sends one); stop without marking clean.
+                let mut w = lock(w);
+                w.closed = true;
+                w.stop_flusher();
+                return;
+            }
+        };
+        let mut w = lock(w);
+        if w.serve(req) {
+            return;
+        }
+    }
+}
+
+pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// The writer's copy of the meta file (it is the only writer of it).
     meta: Meta,
@@ -141,6 +182,20 @@ struct Writer {
     /// or a recovery cut). While writing there, the header after each batch is zeroed too, so
     /// a stale record of an older term can never be read back as the continuation of the log.
     stale_until: u64,
+    /// ASYNC_FLUSH: what appends dirtied since the last job sent to the flusher.
+    unsent: Option<DirtySpan>,
+    last_sent: Instant,
+    /// Set by shutdown: later appends fail instead of writing.
+    closed: bool,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dir", &self.shared.dir)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
 }
 
 fn io_err(reason: &str) -> std::io::Error {
@@ -148,61 +203,85 @@ fn io_err(reason: &str) -> std::io::Error {
 }
 
 impl Writer {
-    fn run(&mut self, rx: Receiver<Request>) {
-        loop {
-            let req = match rx.recv_timeout(COMMITTED_PERSIST_INTERVAL) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.sync_committed();
-                    self.maybe_persist_committed();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Every handle vanished without a shutdown (cannot happen through
-                    // `CommitLog`, whose drop sends one); stop without marking clean.
-                    self.stop_flusher();
-                    return;
-                }
-            };
-            // Every committed index saved before this request was sent is seen first, as
-            // when each save travelled through the channel.
-            self.sync_committed();
-            match req {
-                Request::Append {
-                    entries,
-                    done,
-                    reply,
-                } => self.append(entries, done, reply),
-                Request::SaveVote { vote, reply } => {
-                    let r = self.save_vote(vote);
-                    let _ = reply.send(r);
-                }
-                Request::Truncate { from, reply } => {
-                    let r = self.guarded(|w| w.truncate(from));
-                    let _ = reply.send(r);
-                }
-                Request::Purge { upto, reply } => {
-                    let r = self.guarded(|w| w.purge(upto));
-                    let _ = reply.send(r);
-                }
-                Request::Reset {
-                    purged,
-                    next_pos,
-                    reply,
-                } => {
-                    let r = self.guarded(|w| w.reset(purged, next_pos));
-                    let _ = reply.send(r);
-                }
-                Request::Flush { reply } => {
-                    let _ = reply.send(self.barrier());
-                }
-                Request::Shutdown { reply } => {
-                    let r = self.shutdown();
-                    let _ = reply.send(r);
-                    return;
-                }
+    /// Runs one request; true once the writer shut down.
+    fn serve(&mut self, req: Request) -> bool {
+        // Every committed index saved before this request was sent is seen first, as when
+        // each save travelled through the channel.
+        self.sync_committed();
+        match req {
+            Request::SaveVote { vote, reply } => {
+                let r = self.save_vote(vote);
+                let _ = reply.send(r);
             }
-            self.maybe_persist_committed();
+            Request::Truncate { from, reply } => {
+                let r = self.guarded(|w| w.truncate(from));
+                let _ = reply.send(r);
+            }
+            Request::Purge { upto, reply } => {
+                let r = self.guarded(|w| w.purge(upto));
+                let _ = reply.send(r);
+            }
+            Request::Reset {
+                purged,
+                next_pos,
+                reply,
+            } => {
+                let r = self.guarded(|w| w.reset(purged, next_pos));
+                let _ = reply.send(r);
+            }
+            Request::Flush { reply } => {
+                let _ = reply.send(self.barrier());
+            }
+            Request::Shutdown { reply } => {
+                let r = self.shutdown();
+                let _ = reply.send(r);
+                return true;
+            }
+        }
+        self.maybe_persist_committed();
+        false
+    }
+
+    /// How long the writer thread may sleep: until ASYNC appends' unsent span is due, else
+    /// until the committed mark is due.
+    fn idle_timeout(&self) -> Duration {
+        match self.unsent {
+            Some(_) => self
+                .flush_interval()
+                .saturating_sub(self.last_sent.elapsed()),
+            None => COMMITTED_PERSIST_INTERVAL,
+        }
+    }
+
+    fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.shared.cfg.flush_interval_ms)
+    }
+
+    /// Sends the flusher a job, poisoning the store if the flusher is gone.
+    fn send_job(&mut self, job: FlushJob) {
+        self.last_sent = Instant::now();
+        if self.ftx.send(job).is_err() {
+            self.shared.poison("flusher thread is gone".into());
+        }
+    }
+
+    /// Hands the flusher what ASYNC appends dirtied since the last job.
+    fn send_unsent(&mut self) {
+        if let Some((from, to, idx_from, idx_to)) = self.unsent.take() {
+            self.send_job(FlushJob::Data {
+                from,
+                to,
+                idx_from,
+                idx_to,
+                done: None,
+            });
+        }
+    }
+
+    /// `send_unsent` once a flush interval has passed since the last job.
+    fn send_due(&mut self) {
+        if self.unsent.is_some() && self.last_sent.elapsed() >= self.flush_interval() {
+            self.send_unsent();
         }
     }
 
@@ -224,6 +303,7 @@ impl Writer {
     /// Waits until the flusher made everything queued so far durable.
     fn barrier(&mut self) -> Result<()> {
         self.shared.check_poison()?;
+        self.send_unsent();
         let (reply, rx) = mpsc::sync_channel(1);
         self.ftx
             .send(FlushJob::Barrier { reply })
@@ -232,39 +312,32 @@ impl Writer {
             .unwrap_or_else(|_| Err(StoreError::Fatal("flusher thread is gone".into())))
     }
 
-    fn append(
-        &mut self,
-        entries: Vec<NewEntry>,
-        done: Completion,
-        reply: SyncSender<Result<Vec<u64>>>,
-    ) {
-        match self.write_entries(&entries) {
-            Ok((positions, (from, to, idx_from, idx_to))) => {
-                let done = match self.shared.cfg.flush {
-                    FlushMode::Sync => Some(done),
-                    FlushMode::Async => {
-                        done(Ok(()));
-                        None
-                    }
-                };
-                let job = FlushJob::Data {
-                    from,
-                    to,
-                    idx_from,
-                    idx_to,
-                    done,
-                };
-                // Hand the flush over before replying: the sync starts while the caller
-                // wakes up.
-                if self.ftx.send(job).is_err() {
-                    self.shared.poison("flusher thread is gone".into());
-                }
-                let _ = reply.send(Ok(positions));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+    /// Appends on the caller's thread: the entries are readable when this returns. Under
+    /// SYNC_FLUSH `done` goes to the flusher with the span; under ASYNC_FLUSH it fires here
+    /// and the span waits for the next periodic flush.
+    pub(crate) fn append(&mut self, entries: &[NewEntry], done: Completion) -> Result<Vec<u64>> {
+        if self.closed {
+            return Err(StoreError::Fatal("commitlog is closed".into()));
+        }
+        let (positions, (from, to, idx_from, idx_to)) = self.write_entries(entries)?;
+        match self.shared.cfg.flush {
+            FlushMode::Sync => self.send_job(FlushJob::Data {
+                from,
+                to,
+                idx_from,
+                idx_to,
+                done: Some(done),
+            }),
+            FlushMode::Async => {
+                done(Ok(()));
+                self.unsent = Some(match self.unsent {
+                    None => (from, to, idx_from, idx_to),
+                    Some((a, b, c, d)) => (a.min(from), b.max(to), c.min(idx_from), d.max(idx_to)),
+                });
+                self.send_due();
             }
         }
+        Ok(positions)
     }
 
     /// Encodes the whole batch first (so a rejected batch writes nothing), then copies it
@@ -570,6 +643,7 @@ impl Writer {
     }
 
     fn stop_flusher(&mut self) {
+        self.send_unsent();
         let _ = self.ftx.send(FlushJob::Stop);
         if let Some(j) = self.flusher.take() {
             if j.join().is_err() {
@@ -595,6 +669,7 @@ impl Writer {
             }
             Ok(())
         })();
+        self.closed = true;
         self.stop_flusher();
         self.dirlock.take();
         res
