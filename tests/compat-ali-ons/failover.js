@@ -88,7 +88,6 @@ async function main() {
   log(`namesrv ${NAMESRV}, topic ${TOPIC}, brokers ${process.env.BROKER_PIDS}`);
   const producer = new Producer(Object.assign({}, common, {
     producerGroup: `PID_failover_${RUN}`,
-    sendMsgTimeout: 2000,
     retryTimesWhenSendFailed: 2,
   }));
   producer.on('error', onClientError('producer'));
