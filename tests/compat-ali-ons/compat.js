@@ -8,11 +8,13 @@
 //    each, some bodies above 4 KiB so the client compresses them) to a new topic, which the
 //    broker creates from TBW102 on the first send. Every result must be SEND_OK with a msgId.
 // 2. A push consumer in a new group (CONSUME_FROM_FIRST_OFFSET, subscription '*') must get
-//    every acknowledged message with its body, tags, keys and msgId.
+//    every acknowledged message with its body, tags, keys and msgId. It fails the first
+//    delivery of every 50th message: those must come back through %RETRY%<group>.
 // 3. A push consumer in a second new group subscribed to 'TagA' must get exactly the TagA
 //    messages, and the broker must not hand it any TagB message (checked on the pull results,
 //    before the client's own tag filter).
-// 4. LIVE more messages are sent while both consumers run (long polling); they must arrive too.
+// 4. LIVE more messages are sent while both consumers run (long polling), some with delay
+//    level 2; they must arrive too, the delayed ones not before their delay.
 // 5. After the consumers close, the offsets they committed must cover every message.
 //
 // Exits 0 on success; non-zero with a FAIL line on any failure or after TIMEOUT_S seconds.
