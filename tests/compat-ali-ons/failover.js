@@ -93,7 +93,17 @@ async function main() {
   producer.on('error', onClientError('producer'));
   await producer.ready();
   // As in compat.js: the default-route step ali-ons skips (TOPIC_NOT_EXIST ends its lookup).
-  await producer._mqClient.updateTopicRouteInfoFromNameServer(TOPIC, true, producer);
+  // The brokers were just started: poll until the group has elected a leader and it has
+  // registered TBW102 with the nameserver.
+  for (const start = Date.now(); ; await sleep(200)) {
+    try {
+      await producer._mqClient.updateTopicRouteInfoFromNameServer(TOPIC, true, producer);
+      log(`group leader registered after ${Date.now() - start} ms`);
+      break;
+    } catch (err) {
+      if (Date.now() - start > 30000) fail(`no route for TBW102 after 30 s: ${err.message}`);
+    }
+  }
 
   async function send(i) {
     const key = `f-${RUN}-${i}`;
