@@ -24,6 +24,9 @@
 # raftmq's publisher sends RocketMQ's compact binary request header (SERIALIZE=rocketmq, the
 # default here; `rocketmq.serialize.type=ROCKETMQ` in Java); SERIALIZE=json sends the JSON
 # header RocketMQ clients use by default.
+# Both publishers run on tokio with the same number of runtime workers, PUB_WORKERS (default
+# half the CPUs, at least 1: what `raftmq bench` takes by itself); the servers keep their own
+# defaults (raftmq: half the CPUs; nats-server: GOMAXPROCS = all of them).
 # Environment: RAFTMQ (default target/release/raftmq), SECS (per window, default 5),
 # WORK (scratch directory, default /tmp/raftmq-vs-jetstream, removed afterwards).
 set -euo pipefail
@@ -35,6 +38,8 @@ work=${WORK:-/tmp/raftmq-vs-jetstream}
 replicas=${REPLICAS:-3}
 publisher=${PUBLISHER:-rust}
 serialize=${SERIALIZE:-rocketmq}
+half=$(( $(nproc) / 2 ))
+pub_workers=${PUB_WORKERS:-$(( half > 0 ? half : 1 ))}
 case $replicas in 1|3) ;; *) echo "REPLICAS must be 1 or 3" >&2; exit 2 ;; esac
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -146,7 +151,7 @@ CONF
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/14222) 2>/dev/null && break; sleep 0.1; done
   : > "$out/js-$sync-r$replicas.jsonl"
   for k in 1 64 256; do
-    timed "$out/js-$sync-r$replicas.jsonl" "${js_pub[@]}" nats://127.0.0.1:14222 "$secs" "$k" "$replicas"
+    timed "$out/js-$sync-r$replicas.jsonl" env TOKIO_WORKER_THREADS="$pub_workers" "${js_pub[@]}" nats://127.0.0.1:14222 "$secs" "$k" "$replicas"
   done
   cleanup
 }
@@ -188,7 +193,7 @@ raftmq_run() { # $1 = async|sync
   raftmq_start "$flush" "$data"
   : > "$out/raftmq-$flush-r$replicas.jsonl"
   for k in 1 64 256; do
-    timed "$out/raftmq-$flush-r$replicas.jsonl" "$bin" bench produce -n 127.0.0.1:19976 -t BenchTopic \
+    timed "$out/raftmq-$flush-r$replicas.jsonl" "$bin" --worker-threads "$pub_workers" bench produce -n 127.0.0.1:19976 -t BenchTopic \
       --size 1024 --threads 1 --inflight "$k" --duration "${secs}s" --serialize-type "$serialize" --json -q
   done
   cleanup
@@ -196,7 +201,7 @@ raftmq_run() { # $1 = async|sync
 }
 
 mkdir -p "$work"
-echo "# $(nproc) vCPU, load $(cut -d' ' -f1-3 /proc/loadavg), $("$natsd" --version), ${secs}s per window, R$replicas, JetStream publisher: $publisher, raftmq headers: $serialize"
+echo "# $(nproc) vCPU, load $(cut -d' ' -f1-3 /proc/loadavg), $("$natsd" --version), ${secs}s per window, R$replicas, JetStream publisher: $publisher, raftmq headers: $serialize, publisher workers: $pub_workers"
 for pair in "async default" "sync always"; do
   set -- $pair
   raftmq_run "$1"
