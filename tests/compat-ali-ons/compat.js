@@ -29,17 +29,10 @@ const LIVE = Number(process.env.LIVE || 20);
 const TIMEOUT_S = Number(process.env.TIMEOUT_S || 90);
 const RUN = `${Date.now().toString(36)}${process.pid}`;
 const TOPIC = process.env.TOPIC || `AliOnsCompat_${RUN}`;
-const started = Date.now();
+const shared = require('./common');
 
-function log(...args) {
-  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  console.log(`[compat-ali-ons ${t}s]`, ...args);
-}
-
-function fail(msg) {
-  console.error(`FAIL: ${msg}`);
-  process.exit(1);
-}
+const { seconds, fail } = shared;
+const log = shared.logger('compat-ali-ons');
 
 const deadline = setTimeout(() => {
   fail(`not finished after ${TIMEOUT_S} s (state: ${state()})`);
@@ -330,7 +323,7 @@ async function main() {
   log(`OK: sent ${sent.size}, group all received ${received.all.size} (${duplicates.all} duplicates), ` +
       `group tagA received ${received.tagA.size} (${duplicates.tagA} duplicates, 0 TagB from the broker), ` +
       `${failedOnce.size} redelivered through the retry topic, ${clientErrors.size} expected client errors, ` +
-      `${((Date.now() - started) / 1000).toFixed(1)} s`);
+      `${seconds().toFixed(1)} s`);
   process.exit(0);
 }
 

@@ -22,17 +22,10 @@ const TIMEOUT_S = Number(process.env.TIMEOUT_S || 100);
 const SEND_GAP_MS = Number(process.env.SEND_GAP_MS || 10);
 const RUN = `${Date.now().toString(36)}${process.pid}`;
 const TOPIC = `AliOnsFailover_${RUN}`;
-const started = Date.now();
+const shared = require('./common');
 
-function log(...args) {
-  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  console.log(`[failover-ali-ons ${t}s]`, ...args);
-}
-
-function fail(msg) {
-  console.error(`FAIL: ${msg}`);
-  process.exit(1);
-}
+const { seconds, fail } = shared;
+const log = shared.logger('failover-ali-ons');
 
 if (!NAMESRV || !process.env.BROKER_PIDS) fail('usage: BROKER_PIDS=addr=pid,... node failover.js NAMESRV');
 const pids = new Map(process.env.BROKER_PIDS.split(',').map(kv => {
@@ -185,7 +178,7 @@ async function main() {
   log(`OK: ${acked.size} acknowledged (${acksAfterKill} after the kill, first one ${firstAckAfterKill - killedAt} ms after it), ` +
       `${failedSends} sends failed around the kill, all ${acked.size} acknowledged consumed ` +
       `(+${unacked} of the failed ones), ${[ ...errors.values() ].reduce((a, b) => a + b, 0)} client errors reported, ` +
-      `${((Date.now() - started) / 1000).toFixed(1)} s`);
+      `${seconds().toFixed(1)} s`);
   for (const [ text, n ] of errors) console.log(`  client error x${n}: ${text.slice(0, 200)}`);
   process.exit(0);
 }
