@@ -210,6 +210,11 @@ impl RaftGroup {
         self.role.clone()
     }
 
+    /// The role now (no receiver is cloned: this is on every request's path).
+    pub fn current_role(&self) -> Role {
+        *self.role.borrow()
+    }
+
     /// Address the peer server listens on (TCP transport only).
     pub fn raft_addr(&self) -> Option<std::net::SocketAddr> {
         self.server.as_ref().map(|s| s.local_addr())

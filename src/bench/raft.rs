@@ -519,7 +519,7 @@ impl Group {
             let roles: Vec<Option<raftmq_raft::Role>> = self
                 .members
                 .iter()
-                .map(|m| m.node.as_ref().map(|n| *n.group.role().borrow()))
+                .map(|m| m.node.as_ref().map(|n| n.group.current_role()))
                 .collect();
             let majority = self.members.len() / 2 + 1;
             for (i, m) in self.members.iter().enumerate() {
@@ -735,7 +735,7 @@ async fn failover(g: &mut Group, kills: usize) -> Result<FailoverSummary, BenchE
         while done.is_none() && Instant::now() < deadline {
             for m in g.members.iter().filter(|m| m.node.is_some()) {
                 let Some(n) = &m.node else { continue };
-                let r = *n.group.role().borrow();
+                let r = n.group.current_role();
                 if r.is_leader && r.term > old_term && elected.is_none() {
                     elected = Some(t0.elapsed());
                 }

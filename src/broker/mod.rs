@@ -83,7 +83,7 @@ pub struct Node {
 impl Node {
     /// The current role.
     pub fn role(&self) -> Role {
-        *self.group.role().borrow()
+        self.group.current_role()
     }
 
     /// The broker address of the current leader, if known.

@@ -80,7 +80,13 @@ pub fn index_key_hash(key: &str) -> i32 {
 
 /// The key stored for `key` of a message in `topic`.
 pub fn build_key(topic: &str, key: &str) -> String {
-    format!("{topic}#{key}")
+    // Built by hand: `format!` goes through the formatting machinery, once per key of every
+    // dispatched message.
+    let mut k = String::with_capacity(topic.len() + 1 + key.len());
+    k.push_str(topic);
+    k.push('#');
+    k.push_str(key);
+    k
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
