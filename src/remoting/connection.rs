@@ -527,6 +527,20 @@ async fn read_loop(
     let inflight = Arc::new(Semaphore::new(opts.max_inflight.max(1)));
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut closed_rx = ctx.shared.closed.subscribe();
+    // The stop signals and the idle timer live across reads: building them anew on every turn
+    // of the loop cost a timer registration and two watch registrations per read.
+    let stop = async {
+        tokio::select! {
+            _ = shutdown_signal(shutdown) => EndReason::Shutdown,
+            _ = shutdown_signal(&mut closed_rx) => EndReason::Closed,
+        }
+    };
+    tokio::pin!(stop);
+    let idle_timer = tokio::time::sleep_until(
+        opts.idle_timeout
+            .map_or_else(Instant::now, |idle| ctx.shared.last_activity() + idle),
+    );
+    tokio::pin!(idle_timer);
     loop {
         // Phase one and two: take every whole frame already buffered.
         loop {
@@ -584,9 +598,6 @@ async fn read_loop(
                 buf.reserve(total - buf.len());
             }
         }
-        let idle_deadline = opts
-            .idle_timeout
-            .map(|idle| ctx.shared.last_activity() + idle);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => {
@@ -608,23 +619,19 @@ async fn read_loop(
                     }
                 }
             }
-            _ = sleep_until_opt(idle_deadline) => {
+            () = &mut idle_timer, if opts.idle_timeout.is_some() => {
                 if let Some(idle) = opts.idle_timeout {
-                    if ctx.shared.last_activity() + idle <= Instant::now() {
+                    // Fires at the deadline the last activity it knew of set; re-armed if
+                    // there was activity since.
+                    let due = ctx.shared.last_activity() + idle;
+                    if due <= Instant::now() {
                         return EndReason::Idle;
                     }
+                    idle_timer.as_mut().reset(due);
                 }
             }
-            _ = shutdown_signal(shutdown) => return EndReason::Shutdown,
-            _ = shutdown_signal(&mut closed_rx) => return EndReason::Closed,
+            reason = &mut stop => return reason,
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
