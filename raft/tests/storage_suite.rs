@@ -1,5 +1,5 @@
 //! openraft's storage conformance suite against the real store: the commitlog (segments,
-//! entry index, meta file, writer thread) as the log, the dispatcher and metadata tables as
+//! entry index, meta file, writer) as the log, the dispatcher and metadata tables as
 //! the state machine, each case in a fresh temporary directory.
 #![allow(clippy::unwrap_used)]
 

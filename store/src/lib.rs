@@ -6,7 +6,7 @@
 //! - [`config`]: `CommitLogConfig`, `FlushMode`, `RecoveryMode`, `RetentionConfig`.
 //! - [`io`]: the `FileSystem` / `MappedFile` seam (real and fault-injecting).
 //! - [`segment`]: preallocated mapped files named by global offset.
-//! - [`commitlog`]: the Raft log as segment files, one writer thread, group commit.
+//! - [`commitlog`]: the Raft log as segment files, one writer, group commit.
 //! - [`dirlock`]: the `lock` and `abort` files of a store directory.
 //! - [`retention`]: which sealed segments `fileReservedTime` / `deleteWhen` / disk ratio let go.
 //!

@@ -1,9 +1,10 @@
 //! The commitlog: the replicated Raft log kept as RocketMQ-style segment files.
 //!
 //! Owns the segment list, the entry index, the meta file (vote, committed, purged, start),
-//! the single writer thread with group commit, truncation, purge and recovery. It knows the
-//! record format (`crate::format`) and asks `crate::message` only to patch PHYSICALOFFSET;
-//! it knows nothing of Raft libraries, consumequeues or sockets.
+//! the single writer (appends on the caller's thread, the rest on its own thread) with group
+//! commit, truncation, purge and recovery. It knows the record format (`crate::format`) and
+//! asks `crate::message` only to patch PHYSICALOFFSET; it knows nothing of Raft libraries,
+//! consumequeues or sockets.
 //!
 //! Directory layout (`dir` given to `CommitLog::open`):
 //!
