@@ -98,14 +98,6 @@ async fn wait_acks(acks: &Acks, more_than: usize, what: &str) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_remove_add_and_promote_under_load_lose_nothing() {
     let mut cluster = Cluster::start(3);

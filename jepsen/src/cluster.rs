@@ -188,13 +188,32 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released at once).
+/// A free TCP port on 127.0.0.1 (bound and released at once), never one this process handed
+/// out before. A run takes every node's port before it starts any node, and the kernel may
+/// give a just-released port out again: the nameserver and a broker of one run were once
+/// handed the same port, and the broker could not start.
 pub fn free_port() -> Result<u16, ClusterError> {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(io_err(Path::new("127.0.0.1:0")))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(io_err(Path::new("127.0.0.1:0")))
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    const TRIES: usize = 64;
+    for _ in 0..TRIES {
+        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(io_err(Path::new("127.0.0.1:0")))?;
+        let port = l
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(io_err(Path::new("127.0.0.1:0")))?;
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port)
+        {
+            return Ok(port);
+        }
+    }
+    Err(io_err(Path::new("127.0.0.1:0"))(std::io::Error::other(
+        format!("no port that was not handed out already after {TRIES} tries"),
+    )))
 }
 
 impl Cluster {
@@ -841,4 +860,22 @@ pub fn has_broker_command(binary: &Path) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        // 500 draws from ~28k ephemeral ports repeat one with near certainty unless the
+        // handed-out set prevents it.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let p = free_port().unwrap();
+            assert!(seen.insert(p), "port {p} handed out twice");
+        }
+    }
 }

