@@ -175,7 +175,13 @@ impl RaftGroup {
 
         let (role_tx, role) = watch::channel(Role::default());
         let (transferring, transfer_rx) = watch::channel(false);
-        let watcher = tokio::spawn(watch_role(id, raft.metrics(), transfer_rx, role_tx));
+        let watcher = tokio::spawn(watch_role(
+            id,
+            raft.server_metrics(),
+            raft.data_metrics(),
+            transfer_rx,
+            role_tx,
+        ));
         Ok(RaftGroup {
             id,
             cfg: cfg.clone(),
@@ -676,29 +682,43 @@ where
     }
 }
 
-/// The role implied by one metrics snapshot.
-pub fn role_of(id: NodeId, m: &typ::RaftMetrics) -> Role {
-    let is_leader = m.state == ServerState::Leader && m.current_leader == Some(id);
+/// The role from openraft's server metrics (vote, state, leader) and, for `ready`, the last
+/// applied entry.
+fn role_from(
+    id: NodeId,
+    server: &typ::ServerMetrics,
+    data: &watch::Receiver<typ::DataMetrics>,
+) -> Role {
+    let term = server.vote.leader_id().get_term();
+    let is_leader = server.state == ServerState::Leader && server.current_leader == Some(id);
     let ready = is_leader
-        && m.last_applied
-            .map(|l| l.leader_id.term == m.current_term && l.leader_id.node_id == id)
+        && data
+            .borrow()
+            .last_applied
+            .map(|l| l.leader_id.term == term && l.leader_id.node_id == id)
             .unwrap_or(false);
     Role {
-        term: m.current_term,
-        leader: m.current_leader,
+        term,
+        leader: server.current_leader,
         is_leader,
         ready,
     }
 }
 
+/// Keeps the role channel in step with openraft. It wakes on server metrics (vote, state,
+/// leader: they change with elections, not with every entry) and follows the data metrics
+/// only while this node leads but is not ready yet, so the steady stream of log and apply
+/// updates does not wake it on every send.
 async fn watch_role(
     id: NodeId,
-    mut metrics: watch::Receiver<typ::RaftMetrics>,
+    mut server: watch::Receiver<typ::ServerMetrics>,
+    mut data: watch::Receiver<typ::DataMetrics>,
     mut transferring: watch::Receiver<bool>,
     tx: watch::Sender<Role>,
 ) {
     loop {
-        let mut role = role_of(id, &metrics.borrow_and_update());
+        data.mark_unchanged();
+        let mut role = role_from(id, &server.borrow_and_update(), &data);
         if *transferring.borrow_and_update() {
             role.ready = false;
         }
@@ -712,8 +732,10 @@ async fn watch_role(
                 false
             }
         });
+        let awaiting_ready = role.is_leader && !role.ready;
         let closed = tokio::select! {
-            r = metrics.changed() => r.is_err(),
+            r = server.changed() => r.is_err(),
+            r = data.changed(), if awaiting_ready => r.is_err(),
             r = transferring.changed() => r.is_err(),
         };
         if closed {

@@ -75,6 +75,8 @@ pub mod typ {
     pub type Snapshot = openraft::Snapshot<TypeConfig>;
     pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
     pub type RaftMetrics = openraft::RaftMetrics<NodeId, PeerNode>;
+    pub type ServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, PeerNode>;
+    pub type DataMetrics = openraft::metrics::RaftDataMetrics<NodeId>;
 
     pub type StorageError = openraft::StorageError<NodeId>;
     pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
