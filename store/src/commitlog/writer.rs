@@ -771,6 +771,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
             Some(rx.recv().unwrap_or(FlushJob::Stop))
         };
         let mut stop = false;
+        let mut data = false;
         let mut jobs: Vec<FlushJob> = first.into_iter().collect();
         jobs.extend(rx.try_iter());
         for job in jobs {
@@ -786,13 +787,19 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlushJob>) {
                     widen(&mut f.dirty_index, idx_from, idx_to);
                     f.next_index = Some(idx_to);
                     completions.extend(done);
+                    data = true;
                 }
                 FlushJob::Barrier { reply } => barriers.push(reply),
                 FlushJob::Stop => stop = true,
             }
         }
-        let due =
-            !asynchronous || stop || !barriers.is_empty() || f.last_flush.elapsed() >= interval;
+        // Under ASYNC_FLUSH the writer already sends data at most once per interval: sync it
+        // on arrival rather than gate it on a second interval of our own.
+        let due = !asynchronous
+            || data
+            || stop
+            || !barriers.is_empty()
+            || f.last_flush.elapsed() >= interval;
         if !due {
             continue;
         }
